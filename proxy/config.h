@@ -1,0 +1,79 @@
+// Config is the sidecar's whole configuration (SPEC §5): parsed once at start from the TOML
+// file and the command-line flags (flags win), validated, then immutable. Every loop reads
+// the same const Config; nothing on the data path parses or checks configuration.
+#ifndef SIDECAR_PROXY_CONFIG_H_
+#define SIDECAR_PROXY_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "certs/tls_settings.h"
+#include "proxy/mode.h"
+
+namespace sidecar::proxy {
+
+// HostPort is "host:port" or "[v6]:port", split. The host is not resolved here.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const;  // "host:port", brackets around IPv6 literals
+};
+
+struct EgressPeer {
+  HostPort listen;  // where the local mongod dials
+  HostPort target;  // the peer's sidecar
+};
+
+struct Config {
+  std::string config_file;  // empty when started without --config
+
+  // [net]
+  std::vector<std::string> bind_ips = {"127.0.0.1"};
+  uint16_t port = 27017;
+  HostPort upstream = {"127.0.0.1", 27018};
+  int threads = 0;                    // 0: one loop per core
+  int upstream_proxy_protocol = 0;    // 0 off, 1 or 2
+
+  // [net.tls]
+  Mode mode = Mode::kDisabled;
+  certs::TlsSettings tls;
+
+  // [[egress.peers]], [egress.transparent]
+  std::vector<EgressPeer> egress_peers;
+  std::optional<HostPort> egress_transparent_listen;
+
+  // [control]
+  std::string control_socket;  // default /tmp/tls-sidecar-<port>.sock
+
+  // [metrics]
+  std::string metrics_listen = "127.0.0.1:9442";  // "" turns metrics off
+
+  // [limits]
+  int64_t max_connections = 65536;
+  int64_t sniff_timeout_ms = 10000;
+  int64_t handshake_timeout_ms = 10000;
+  int64_t drain_seconds = 30;
+
+  // Notices to log at start (e.g. "--replSet rs0 is ignored"): things that are accepted but
+  // have no effect, so that they are never silently ignored.
+  std::vector<std::string> notices;
+};
+
+// ParseHostPort splits "host:port" / "[::1]:port"; `what` names the key or flag for errors.
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text, std::string_view what);
+
+// LoadConfig reads the flags in argv (argv[0] is skipped), the TOML file named by --config
+// if any, applies defaults and validates. The error message is the line to print after
+// "tls-sidecar: error: ", e.g. "/etc/s.toml: net.tls.mode: unknown mode ..." or
+// "--port: must be between 1 and 65535".
+absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv);
+
+// HelpText is what --help prints: every flag and key, with defaults.
+std::string HelpText();
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_CONFIG_H_
