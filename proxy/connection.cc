@@ -1,0 +1,663 @@
+#include "proxy/connection.h"
+
+#include <utility>
+
+#include "protocol/error_reply.h"
+#include "protocol/sniffer.h"
+#include "protocol/tls_alert.h"
+#include "protocol/wire.h"
+#include "proxy/socket_address.h"
+#include "proxy/worker.h"
+
+namespace sidecar::proxy {
+
+namespace {
+
+// Per direction, at most this much waits for a slow reader before we stop reading the
+// other side; reading resumes below the low mark. Memory per connection stays bounded
+// whatever the peers do (SPEC §10).
+constexpr size_t kHighWater = 256 * 1024;
+constexpr size_t kLowWater = 64 * 1024;
+
+// The first request is copied only this far; a hello is a few hundred bytes.
+constexpr size_t kMaxInspectedBytes = 64 * 1024;
+
+// libuv copies up to four buffers into a write request without allocating.
+constexpr int kMaxWriteBuffers = 4;
+
+constexpr unsigned kKeepAliveDelaySeconds = 60;
+
+}  // namespace
+
+Connection* Connection::StartIngress(Worker* worker, UvHandle<uv_tcp_t> client) {
+  auto* connection = new Connection(worker, std::move(client));
+  Endpoint& down = connection->downstream_;
+  down.connected = true;
+  connection->peer_address_ = PeerAddress(down.socket.get());
+  uv_tcp_nodelay(down.socket.get(), 1);
+  uv_tcp_keepalive(down.socket.get(), 1, kKeepAliveDelaySeconds);
+  if (!connection->timer_) {
+    // Without a timer no deadline could be enforced; refuse rather than risk a stuck slot.
+    connection->BeginClose(CloseReason::kDownstreamError);
+    return connection;
+  }
+  connection->ArmTimer(worker->shared().config.sniff_timeout_ms, CloseReason::kSniffTimeout);
+  connection->StartReading(down);
+  return connection;
+}
+
+Connection::Connection(Worker* worker, UvHandle<uv_tcp_t> client)
+    : worker_(worker),
+      pool_(&worker->pool()),
+      downstream_(this, pool_),
+      upstream_(this, pool_) {
+  downstream_.socket = std::move(client);
+  downstream_.socket.get()->data = &downstream_;
+  ++open_handles_;
+  auto timer = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(worker->loop(), t); });
+  if (timer.ok()) {
+    timer_ = *std::move(timer);
+    timer_.get()->data = this;
+    ++open_handles_;
+  }
+}
+
+Connection::~Connection() {
+  if (downstream_.read_chunk != nullptr) {
+    pool_->Give(downstream_.read_chunk);
+  }
+  if (upstream_.read_chunk != nullptr) {
+    pool_->Give(upstream_.read_chunk);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sniffing and admission
+
+void Connection::OnSniffBytes(Chunk* chunk) {
+  size_t copy = std::min(sniff_bytes_.size() - sniff_size_, chunk->size());
+  std::memcpy(sniff_bytes_.data() + sniff_size_, chunk->head(), copy);
+  sniff_size_ += copy;
+  downstream_.staged.Push(chunk);  // kept until we know where the bytes go
+
+  auto verdict = protocol::Sniff(absl::MakeConstSpan(sniff_bytes_.data(), sniff_size_));
+  if (verdict == protocol::SniffVerdict::kNeedMore) {
+    return;
+  }
+  mode_ = worker_->shared().mode.load(std::memory_order_acquire);
+  switch (verdict) {
+    case protocol::SniffVerdict::kNeedMore:
+      return;
+    case protocol::SniffVerdict::kTls: {
+      if (!IngressAcceptsTls(mode_)) {
+        auto alert = protocol::TlsHandshakeFailureAlert();
+        RejectWithBytes(CloseReason::kTlsInDisabled, alert.data(), alert.size());
+        return;
+      }
+      tls_snapshot_ = worker_->shared().tls.load();
+      if (!tls_snapshot_ || tls_snapshot_->server_context() == nullptr) {
+        auto alert = protocol::TlsHandshakeFailureAlert();
+        RejectWithBytes(CloseReason::kNoCertificate, alert.data(), alert.size());
+        return;
+      }
+      auto session = TlsSession::Create(tls_snapshot_->server_context(),
+                                        TlsSession::Role::kServer, pool_, &downstream_.outgoing);
+      if (!session.ok()) {
+        worker_->LogConnection(*this, "TLS session could not be created",
+                               session.status().message());
+        BeginClose(CloseReason::kHandshakeFailed);
+        return;
+      }
+      downstream_.tls = *std::move(session);
+      state_ = State::kHandshaking;
+      transport_ = Transport::kTls;
+      handshake_started_ = std::chrono::steady_clock::now();
+      ArmTimer(worker_->shared().config.handshake_timeout_ms, CloseReason::kHandshakeTimeout);
+      ConnectUpstream();  // in parallel with the handshake
+      // The sniffed bytes are the start of the ClientHello: nothing is lost.
+      ChunkQueue sniffed(pool_);
+      downstream_.staged.MoveAllTo(sniffed);
+      while (Chunk* c = sniffed.Pop()) {
+        downstream_.tls->Feed(c);
+      }
+      PumpTls(downstream_);
+      return;
+    }
+    case protocol::SniffVerdict::kMongo:
+      transport_ = Transport::kPlaintext;
+      if (!IngressAcceptsPlaintext(mode_)) {
+        RejectPlaintextInRequireTls();
+        return;
+      }
+      uv_timer_stop(timer_.get());
+      Admit(Transport::kPlaintext);
+      ConnectUpstream();
+      {
+        ChunkQueue sniffed(pool_);
+        downstream_.staged.MoveAllTo(sniffed);
+        DeliverPlaintext(downstream_, sniffed);
+      }
+      return;
+    case protocol::SniffVerdict::kHttp: {
+      std::string_view answer = protocol::HttpOnNativePortResponse();
+      RejectWithBytes(CloseReason::kHttpOnNativePort,
+                      reinterpret_cast<const uint8_t*>(answer.data()), answer.size());
+      return;
+    }
+    case protocol::SniffVerdict::kUnsupportedTls:
+      BeginClose(CloseReason::kUnsupportedTls);
+      return;
+    case protocol::SniffVerdict::kInvalid:
+      BeginClose(CloseReason::kInvalidFirstBytes);
+      return;
+  }
+}
+
+void Connection::Admit(Transport transport) {
+  admitted_ = true;
+  state_ = State::kProxying;
+  worker_->shared().metrics.ConnectionOpened(Direction::kIngress, transport);
+}
+
+void Connection::RejectPlaintextInRequireTls() {
+  // Wait (under the sniff timer) for the whole first request so the client can be told why.
+  rejecting_ = true;
+  reject_reason_ = CloseReason::kPlaintextInRequireTls;
+  state_ = State::kRejecting;
+  ArmTimer(worker_->shared().config.sniff_timeout_ms, CloseReason::kPlaintextInRequireTls);
+  ChunkQueue sniffed(pool_);
+  downstream_.staged.MoveAllTo(sniffed);
+  Inspect(sniffed);
+  MaybeAnswerRejectedRequest();
+}
+
+void Connection::RejectWithBytes(CloseReason reason, const uint8_t* data, size_t size) {
+  state_ = State::kRejecting;
+  downstream_.staged.Clear();
+  downstream_.outgoing.Append(data, size);
+  closing_after_flush_ = true;
+  close_after_flush_ = reason;
+  if (downstream_.reading) {
+    uv_read_stop(downstream_.socket.stream());
+    downstream_.reading = false;
+  }
+  Flush(downstream_);
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream
+
+void Connection::ConnectUpstream() {
+  auto socket = UvHandle<uv_tcp_t>::Create(
+      "uv_tcp_init", [&](uv_tcp_t* t) { return uv_tcp_init(worker_->loop(), t); });
+  if (!socket.ok()) {
+    OnUpstreamUnavailable(std::string(socket.status().message()));
+    return;
+  }
+  upstream_.socket = *std::move(socket);
+  upstream_.socket.get()->data = &upstream_;
+  ++open_handles_;
+  connect_req_.data = this;
+  const auto* address =
+      reinterpret_cast<const sockaddr*>(&worker_->shared().upstream_address);
+  if (int rc = uv_tcp_connect(&connect_req_, upstream_.socket.get(), address,
+                              &Connection::OnUpstreamConnected);
+      rc != 0) {
+    // Report it from the loop, not from inside our caller.
+    OnUpstreamUnavailable(uv_strerror(rc));
+  }
+}
+
+void Connection::OnUpstreamConnected(uv_connect_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->data);
+  if (status == UV_ECANCELED || self->state_ == State::kClosing) {
+    return;
+  }
+  if (status != 0) {
+    self->worker_->shared().metrics.UpstreamConnectFailure();
+    self->OnUpstreamUnavailable(uv_strerror(status));
+    return;
+  }
+  Endpoint& up = self->upstream_;
+  up.connected = true;
+  uv_tcp_nodelay(up.socket.get(), 1);
+  uv_tcp_keepalive(up.socket.get(), 1, kKeepAliveDelaySeconds);
+  self->StartReading(up);
+  self->Advance(up);
+  self->MaybeShutdown(up);  // the client may have finished already
+}
+
+void Connection::OnUpstreamUnavailable(std::string reason) {
+  upstream_error_ = std::move(reason);
+  rejecting_ = true;
+  reject_reason_ = CloseReason::kUpstreamUnavailable;
+  upstream_.staged.Clear();
+  worker_->LogConnection(*this, "upstream unavailable", upstream_error_);
+  if (state_ != State::kHandshaking) {
+    state_ = State::kRejecting;
+  }
+  // The client is told once its first request is here (after the handshake for TLS), under
+  // the sniff timer.
+  ArmTimer(worker_->shared().config.sniff_timeout_ms, CloseReason::kUpstreamUnavailable);
+  MaybeAnswerRejectedRequest();
+}
+
+void Connection::MaybeAnswerRejectedRequest() {
+  if (!rejecting_ || !inspected_ || closing_after_flush_) {
+    return;
+  }
+  std::vector<uint8_t> reply;
+  bool answerable = request_.op_code == protocol::OpCode::kMsg ||
+                    request_.op_code == protocol::OpCode::kQuery;
+  if (answerable && identified_) {
+    if (reject_reason_ == CloseReason::kPlaintextInRequireTls) {
+      reply = protocol::BuildTlsRequiredReply(request_);
+    } else {
+      reply = protocol::BuildUpstreamUnavailableReply(request_, upstream_error_);
+    }
+  }
+  state_ = State::kRejecting;
+  closing_after_flush_ = true;
+  close_after_flush_ = reject_reason_;
+  if (downstream_.reading) {
+    uv_read_stop(downstream_.socket.stream());
+    downstream_.reading = false;
+  }
+  if (!reply.empty()) {
+    if (downstream_.tls) {
+      downstream_.tls->Write(reply.data(), reply.size());
+    } else {
+      downstream_.outgoing.Append(reply.data(), reply.size());
+    }
+  }
+  Flush(downstream_);
+  if (downstream_.outgoing.empty() && !downstream_.writing) {
+    BeginClose(reject_reason_);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Data path
+
+void Connection::StartReading(Endpoint& side) {
+  if (side.reading || side.paused || side.finished_sending || state_ == State::kClosing) {
+    return;
+  }
+  if (int rc = uv_read_start(side.socket.stream(), &Connection::OnAlloc, &Connection::OnRead);
+      rc != 0) {
+    OnSocketError(side, rc);
+    return;
+  }
+  side.reading = true;
+}
+
+void Connection::OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
+  auto* side = static_cast<Endpoint*>(handle->data);
+  if (side->read_chunk == nullptr) {
+    side->read_chunk = side->owner->pool_->Take();
+  }
+  *buf = uv_buf_init(reinterpret_cast<char*>(side->read_chunk->tail()),
+                     static_cast<unsigned>(side->read_chunk->space()));
+}
+
+void Connection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* side = static_cast<Endpoint*>(stream->data);
+  Connection* self = side->owner;
+  Chunk* chunk = std::exchange(side->read_chunk, nullptr);
+  if (nread > 0) {
+    chunk->end += static_cast<size_t>(nread);
+    self->OnBytes(*side, chunk);
+    return;
+  }
+  // nread == 0 is EAGAIN; an idle connection holds no chunk.
+  if (chunk != nullptr) {
+    self->pool_->Give(chunk);
+  }
+  if (nread == UV_EOF) {
+    side->reading = false;
+    if (self->state_ == State::kSniffing) {
+      self->BeginClose(CloseReason::kSniffEof);
+      return;
+    }
+    if (side->tls && !side->finished_sending && self->state_ == State::kHandshaking) {
+      self->BeginClose(CloseReason::kHandshakeFailed);
+      return;
+    }
+    self->OnFinishedSending(*side);
+  } else if (nread < 0) {
+    self->OnSocketError(*side, static_cast<int>(nread));
+  }
+}
+
+void Connection::OnBytes(Endpoint& from, Chunk* chunk) {
+  if (state_ == State::kClosing) {
+    pool_->Give(chunk);
+    return;
+  }
+  if (state_ == State::kSniffing) {
+    OnSniffBytes(chunk);
+    return;
+  }
+  if (from.tls) {
+    from.tls->Feed(chunk);
+    PumpTls(from);
+    return;
+  }
+  ChunkQueue plaintext(pool_);
+  plaintext.Push(chunk);
+  DeliverPlaintext(from, plaintext);
+}
+
+void Connection::PumpTls(Endpoint& from) {
+  TlsSession& tls = *from.tls;
+  if (!tls.handshake_done()) {
+    TlsSession::Status status = tls.Handshake();
+    Flush(from);  // the handshake's own output
+    if (status == TlsSession::Status::kWantRead) {
+      return;
+    }
+    if (status != TlsSession::Status::kOk) {
+      worker_->LogConnection(*this, "TLS handshake failed", tls.error());
+      BeginClose(CloseReason::kHandshakeFailed);
+      return;
+    }
+    OnHandshakeDone(from);
+    if (state_ == State::kClosing) {
+      return;
+    }
+  }
+  Endpoint& to = Other(from);
+  ChunkQueue plaintext(pool_);
+  size_t room = to.queued() < kHighWater ? kHighWater - to.queued() : 0;
+  TlsSession::Status status = tls.ReadPlaintext(plaintext, room);
+  Flush(from);  // reading can produce output too (key updates, session tickets)
+  if (!plaintext.empty()) {
+    DeliverPlaintext(from, plaintext);
+  }
+  switch (status) {
+    case TlsSession::Status::kOk:
+      // Stopped because the other side is full: DeliverPlaintext paused reading.
+      if (!from.paused && from.reading) {
+        uv_read_stop(from.socket.stream());
+        from.reading = false;
+        from.paused = true;
+      }
+      return;
+    case TlsSession::Status::kWantRead:
+      return;
+    case TlsSession::Status::kPeerClosed:
+      // close_notify: the peer is done sending; we still deliver the other way.
+      if (from.reading) {
+        uv_read_stop(from.socket.stream());
+        from.reading = false;
+      }
+      OnFinishedSending(from);
+      return;
+    case TlsSession::Status::kError:
+      worker_->LogConnection(*this, "TLS error", tls.error());
+      BeginClose(CloseReason::kTlsError);
+      return;
+  }
+}
+
+void Connection::OnHandshakeDone(Endpoint& side) {
+  uv_timer_stop(timer_.get());
+  TlsSession& tls = *side.tls;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                 handshake_started_)
+                       .count();
+  Metrics& metrics = worker_->shared().metrics;
+  metrics.Handshake(IsDownstream(side) ? Direction::kIngress : Direction::kEgress,
+                    tls.version(), tls.cipher(), tls.resumed(), seconds);
+  if (IsDownstream(side)) {
+    metrics.Sni(tls.server_name().empty() ? SniMatch::kNone : SniMatch::kCertificate);
+    if (!rejecting_) {
+      Admit(Transport::kTls);
+    } else {
+      state_ = State::kRejecting;
+    }
+  }
+}
+
+void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
+  Endpoint& to = Other(from);
+  bool client_to_server = IsDownstream(from);
+  if (client_to_server && !inspected_) {
+    Inspect(plaintext);
+  }
+  if (rejecting_) {
+    // Nothing reaches the server of a refused connection; the copy above is enough to
+    // answer the client.
+    plaintext.Clear();
+    MaybeAnswerRejectedRequest();
+    return;
+  }
+  worker_->shared().metrics.Bytes(Direction::kIngress, transport_,
+                                  client_to_server ? FlowDirection::kClientToServer
+                                                   : FlowDirection::kServerToClient,
+                                  plaintext.bytes());
+  plaintext.MoveAllTo(to.staged);
+  Advance(to);
+  if (to.queued() >= kHighWater && from.reading) {
+    uv_read_stop(from.socket.stream());
+    from.reading = false;
+    from.paused = true;
+  }
+}
+
+void Connection::Inspect(const ChunkQueue& plaintext) {
+  for (const Chunk* c = plaintext.front(); c != nullptr && !inspected_; c = c->next) {
+    size_t take = std::min(c->size(), kMaxInspectedBytes - first_request_.size());
+    first_request_.append(reinterpret_cast<const char*>(c->head()), take);
+    auto result = protocol::InspectFirstRequest(absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(first_request_.data()), first_request_.size()));
+    if (result.status == protocol::ParseStatus::kNeedMore &&
+        first_request_.size() < kMaxInspectedBytes) {
+      continue;
+    }
+    inspected_ = true;
+    if (result.status == protocol::ParseStatus::kDone) {
+      identified_ = true;
+      request_ = result.request;
+      metadata_ = result.request.metadata;
+      worker_->OnClientIdentified(*this);
+    } else {
+      // Fail open: the bytes go on untouched; only the identity is unknown.
+      worker_->OnUndecodableRequest(*this, result.status == protocol::ParseStatus::kError
+                                               ? result.error
+                                               : "first request larger than inspected");
+    }
+    first_request_.clear();
+    first_request_.shrink_to_fit();
+  }
+}
+
+void Connection::Advance(Endpoint& to) {
+  if (!to.ready() || to.staged.empty()) {
+    Flush(to);
+    return;
+  }
+  if (to.tls) {
+    while (Chunk* chunk = to.staged.Pop()) {
+      TlsSession::Status status = to.tls->Write(chunk->head(), chunk->size());
+      pool_->Give(chunk);
+      if (status != TlsSession::Status::kOk) {
+        worker_->LogConnection(*this, "TLS write failed", to.tls->error());
+        BeginClose(CloseReason::kTlsError);
+        return;
+      }
+    }
+  } else {
+    to.staged.MoveAllTo(to.outgoing);
+  }
+  Flush(to);
+}
+
+void Connection::Flush(Endpoint& side) {
+  if (side.writing || !side.connected || side.outgoing.empty() || state_ == State::kClosing) {
+    return;
+  }
+  uv_buf_t bufs[kMaxWriteBuffers];
+  int count = 0;
+  while (count < kMaxWriteBuffers && !side.outgoing.empty()) {
+    Chunk* chunk = side.outgoing.Pop();
+    bufs[count++] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(chunk->head())),
+                                static_cast<unsigned>(chunk->size()));
+    side.in_flight.Push(chunk);
+  }
+  side.write_req.data = &side;
+  if (int rc = uv_write(&side.write_req, side.socket.stream(), bufs, count, &Connection::OnWrite);
+      rc != 0) {
+    side.in_flight.Clear();
+    OnSocketError(side, rc);
+    return;
+  }
+  side.writing = true;
+}
+
+void Connection::OnWrite(uv_write_t* req, int status) {
+  auto* side = static_cast<Endpoint*>(req->data);
+  Connection* self = side->owner;
+  side->writing = false;
+  side->in_flight.Clear();
+  if (status == UV_ECANCELED || self->state_ == State::kClosing) {
+    return;
+  }
+  if (status != 0) {
+    self->OnSocketError(*side, status);
+    return;
+  }
+  self->Flush(*side);
+  if (self->closing_after_flush_ && side == &self->downstream_ && !side->writing &&
+      side->outgoing.empty()) {
+    self->BeginClose(self->close_after_flush_);
+    return;
+  }
+  self->MaybeResume(self->Other(*side));
+  self->MaybeShutdown(*side);
+}
+
+void Connection::MaybeResume(Endpoint& source) {
+  if (!source.paused || Other(source).queued() > kLowWater || state_ == State::kClosing) {
+    return;
+  }
+  source.paused = false;
+  if (source.tls && (source.tls->buffered_ciphertext() > 0 || SSL_pending(source.tls->ssl()))) {
+    PumpTls(source);
+    if (source.paused || state_ == State::kClosing) {
+      return;
+    }
+  }
+  StartReading(source);
+}
+
+void Connection::OnFinishedSending(Endpoint& from) {
+  from.finished_sending = true;
+  if (IsDownstream(from) && rejecting_) {
+    BeginClose(reject_reason_);
+    return;
+  }
+  MaybeShutdown(Other(from));
+  UpdateHalfClosed();
+}
+
+void Connection::MaybeShutdown(Endpoint& side) {
+  // Pass the FIN on once everything the other side sent has been written here.
+  const Endpoint& source = Other(side);
+  if (!source.finished_sending || side.shutdown_started || !side.ready() ||
+      !side.staged.empty() || state_ == State::kClosing) {
+    return;
+  }
+  if (side.tls && !side.close_notify_sent) {
+    side.close_notify_sent = true;
+    side.tls->SendCloseNotify();
+    Flush(side);
+  }
+  if (side.writing || !side.outgoing.empty()) {
+    return;  // OnWrite calls us again
+  }
+  side.shutdown_req.data = &side;
+  if (int rc = uv_shutdown(&side.shutdown_req, side.socket.stream(), &Connection::OnShutdown);
+      rc != 0) {
+    OnSocketError(side, rc);
+    return;
+  }
+  side.shutdown_started = true;
+}
+
+void Connection::OnShutdown(uv_shutdown_t* req, int status) {
+  auto* side = static_cast<Endpoint*>(req->data);
+  Connection* self = side->owner;
+  if (status == UV_ECANCELED || self->state_ == State::kClosing) {
+    return;
+  }
+  side->shutdown_done = true;
+  if (status != 0) {
+    self->OnSocketError(*side, status);
+    return;
+  }
+  self->UpdateHalfClosed();
+}
+
+void Connection::UpdateHalfClosed() {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  bool c2s_done = downstream_.finished_sending && upstream_.shutdown_done;
+  bool s2c_done = upstream_.finished_sending && downstream_.shutdown_done;
+  if (c2s_done && s2c_done) {
+    BeginClose(CloseReason::kFinished);
+  } else if (downstream_.finished_sending || upstream_.finished_sending) {
+    if (state_ == State::kProxying) {
+      state_ = State::kHalfClosed;
+    }
+  }
+}
+
+void Connection::OnSocketError(Endpoint& side, int code) {
+  if (state_ == State::kSniffing) {
+    BeginClose(CloseReason::kSniffEof);
+    return;
+  }
+  BeginClose(IsDownstream(side) ? CloseReason::kDownstreamError : CloseReason::kUpstreamError);
+}
+
+// ---------------------------------------------------------------------------------------
+// Timers and closing
+
+void Connection::ArmTimer(int64_t timeout_ms, CloseReason reason) {
+  if (!timer_) {
+    return;
+  }
+  timer_reason_ = reason;
+  uv_timer_start(timer_.get(), &Connection::OnTimer, static_cast<uint64_t>(timeout_ms), 0);
+}
+
+void Connection::OnTimer(uv_timer_t* timer) {
+  auto* self = static_cast<Connection*>(timer->data);
+  self->BeginClose(self->timer_reason_);
+}
+
+void Connection::BeginClose(CloseReason reason) {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  state_ = State::kClosing;
+  if (admitted_) {
+    worker_->shared().metrics.ConnectionClosed(Direction::kIngress, transport_);
+  }
+  worker_->OnConnectionClosing(*this, reason);
+  downstream_.socket.Close(&Connection::OnHandleClosed, this);
+  upstream_.socket.Close(&Connection::OnHandleClosed, this);
+  timer_.Close(&Connection::OnHandleClosed, this);
+}
+
+void Connection::OnHandleClosed(void* context) {
+  auto* self = static_cast<Connection*>(context);
+  if (--self->open_handles_ == 0) {
+    self->worker_->Release(self);
+  }
+}
+
+}  // namespace sidecar::proxy

@@ -1,0 +1,246 @@
+#include "proxy/server.h"
+
+#include <openssl/crypto.h>
+#include <prometheus/exposer.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "certs/tls_snapshot.h"
+#include "proxy/log.h"
+#include "proxy/socket_address.h"
+
+namespace sidecar::proxy {
+
+std::string TlsLibraryName() {
+  // Debian's BoringSSL keeps OpenSSL's version macros for compatibility; the name is ours.
+  return "BoringSSL";
+}
+
+// MetricsEndpoint serves /metrics through prometheus-cpp's exposer (civetweb, on threads of
+// its own, so scrapes never run on a data loop).
+class Server::MetricsEndpoint {
+ public:
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(
+      const std::string& listen, std::shared_ptr<prometheus::Registry> registry) {
+    auto endpoint = std::make_unique<MetricsEndpoint>();
+    // prometheus-cpp reports a failed bind by throwing; this is the one place we catch.
+    try {
+      endpoint->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ",
+                                                 e.what()));
+    }
+    endpoint->exposer_->RegisterCollectable(registry, "/metrics");
+    return endpoint;
+  }
+
+ private:
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+Server::Server(Config config)
+    : config_(std::move(config)),
+      metrics_(kVersion, TlsLibraryName()),
+      shared_(config_, metrics_) {
+  uv_loop_init(&loop_);
+}
+
+Server::~Server() {
+  signals_.clear();
+  drain_timer_.Close();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+void Server::RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return;
+  }
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  getrlimit(RLIMIT_NOFILE, &limit);
+  Log(Severity::kInfo, "CONTROL", "open file limit",
+      {{"before", static_cast<int64_t>(before)},
+       {"now", static_cast<int64_t>(limit.rlim_cur)}});
+}
+
+absl::Status Server::Start() {
+  RaiseFileLimit();
+  for (const std::string& notice : config_.notices) {
+    Log(Severity::kInfo, "CONTROL", "notice", {{"notice", notice}});
+  }
+
+  // Certificates first: a bad file is a start-up error, before any port is taken.
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  if (!snapshot.ok()) {
+    return snapshot.status();
+  }
+  shared_.tls.store(*snapshot);
+  for (const auto& cert : (*snapshot)->certificates()) {
+    Log(Severity::kInfo, "NETWORK", "certificate loaded",
+        {{"role", cert.role},
+         {"subject", cert.subject},
+         {"notAfter", cert.not_after},
+         {"sha1", cert.sha1_hex}});
+  }
+  shared_.mode.store(config_.mode);
+  metrics_.SetMode(config_.mode);
+
+  auto upstream = Resolve(config_.upstream.host, config_.upstream.port);
+  if (!upstream.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("net.upstream: ", upstream.status().message()));
+  }
+  shared_.upstream_address = upstream->front();
+
+  std::vector<sockaddr_storage> listen_addresses;
+  for (const std::string& ip : config_.bind_ips) {
+    auto resolved = Resolve(ip, config_.port);
+    if (!resolved.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("net.bindIp: ", resolved.status().message()));
+    }
+    listen_addresses.push_back(resolved->front());
+  }
+
+  int threads = config_.threads > 0 ? config_.threads
+                                    : static_cast<int>(std::thread::hardware_concurrency());
+  if (threads <= 0) {
+    threads = 1;
+  }
+  for (int i = 0; i < threads; ++i) {
+    auto worker = Worker::Create(shared_, i, listen_addresses);
+    if (!worker.ok()) {
+      return worker.status();
+    }
+    workers_.push_back(*std::move(worker));
+  }
+  std::vector<std::string> bound;
+  for (const auto& address : listen_addresses) {
+    bound.push_back(FormatAddress(address));
+  }
+
+  if (!config_.metrics_listen.empty()) {
+    auto endpoint = MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry());
+    if (!endpoint.ok()) {
+      return endpoint.status();
+    }
+    metrics_endpoint_ = *std::move(endpoint);
+  }
+
+  for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
+    auto handle = UvHandle<uv_signal_t>::Create(
+        "uv_signal_init", [&](uv_signal_t* s) { return uv_signal_init(&loop_, s); });
+    if (!handle.ok()) {
+      return handle.status();
+    }
+    handle->get()->data = this;
+    uv_signal_start(handle->get(), &Server::OnSignal, signum);
+    signals_.push_back(*std::move(handle));
+  }
+  // SIGPIPE would kill us when a peer goes away mid-write; libuv reports EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
+
+  for (auto& worker : workers_) {
+    worker->Start();
+  }
+  Log(Severity::kInfo, "NETWORK", "listening",
+      {{"addresses", absl::StrJoin(bound, ",")},
+       {"upstream", config_.upstream.ToString()},
+       {"mode", ModeName(config_.mode)},
+       {"threads", static_cast<int64_t>(threads)},
+       {"version", kVersion},
+       {"tlsLibrary", TlsLibraryName()}});
+  return absl::OkStatus();
+}
+
+absl::Status Server::Run() {
+  if (absl::Status status = Start(); !status.ok()) {
+    for (auto& worker : workers_) {
+      worker->Post([](Worker& w) { w.StopAccepting(); });
+    }
+    workers_.clear();
+    return status;
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& worker : workers_) {
+    worker->Join();
+  }
+  workers_.clear();
+  Log(Severity::kInfo, "CONTROL", "stopped", {});
+  return absl::OkStatus();
+}
+
+absl::Status Server::Reload() {
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  if (!snapshot.ok()) {
+    metrics_.CertificateReload(false);
+    Log(Severity::kError, "NETWORK", "certificate reload failed; keeping the old certificates",
+        {{"error", snapshot.status().message()}});
+    return snapshot.status();
+  }
+  shared_.tls.store(*snapshot);
+  metrics_.CertificateReload(true);
+  Log(Severity::kInfo, "NETWORK", "certificates reloaded", {});
+  return absl::OkStatus();
+}
+
+void Server::OnSignal(uv_signal_t* handle, int signum) {
+  auto* self = static_cast<Server*>(handle->data);
+  if (signum == SIGHUP) {
+    (void)self->Reload();
+    return;
+  }
+  self->BeginDrain();
+}
+
+void Server::BeginDrain() {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  Log(Severity::kInfo, "CONTROL", "shutting down: listeners closed, draining connections",
+      {{"drainSeconds", config_.drain_seconds}});
+  for (auto& worker : workers_) {
+    worker->Post([](Worker& w) { w.StopAccepting(); });
+  }
+  metrics_endpoint_.reset();
+  auto timer = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
+  if (timer.ok()) {
+    drain_timer_ = *std::move(timer);
+    drain_timer_.get()->data = this;
+    drain_deadline_ms_ = uv_now(&loop_) + static_cast<uint64_t>(config_.drain_seconds) * 1000;
+    uv_timer_start(drain_timer_.get(), &Server::OnDrainTick, 50, 50);
+  }
+}
+
+void Server::OnDrainTick(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  self->FinishIfDrained();
+}
+
+void Server::FinishIfDrained() {
+  if (shared_.connections.load() == 0) {
+    signals_.clear();
+    drain_timer_.Close();
+    return;  // the main loop now has nothing left and Run() joins the workers
+  }
+  if (!forced_ && uv_now(&loop_) >= drain_deadline_ms_) {
+    forced_ = true;
+    Log(Severity::kWarning, "CONTROL", "drain window over; closing remaining connections",
+        {{"connections", shared_.connections.load()}});
+    for (auto& worker : workers_) {
+      worker->Post([](Worker& w) { w.CloseAll(CloseReason::kShutdown); });
+    }
+  }
+}
+
+}  // namespace sidecar::proxy

@@ -1,0 +1,65 @@
+// Server is the running sidecar: it loads certificates, binds the listeners of every worker,
+// runs the workers' loops, and on the main thread's loop handles signals (SIGTERM/SIGINT:
+// drain and exit; SIGHUP: reload) and the control plane. One per process, made by main.cc.
+#ifndef SIDECAR_PROXY_SERVER_H_
+#define SIDECAR_PROXY_SERVER_H_
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "proxy/config.h"
+#include "proxy/metrics.h"
+#include "proxy/shared_state.h"
+#include "proxy/uv_handle.h"
+#include "proxy/worker.h"
+
+namespace sidecar::proxy {
+
+class Server {
+ public:
+  explicit Server(Config config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Run starts everything and returns when the sidecar has shut down: OK after a clean
+  // drain, an error when start-up failed (the message names the file or address).
+  absl::Status Run();
+
+  // Reload rereads every certificate, key, CA and CRL into a new snapshot and swaps it in;
+  // on failure the old one stays and the status says which file and why. Main loop only.
+  absl::Status Reload();
+
+ private:
+  absl::Status Start();
+  void RaiseFileLimit();
+  void BeginDrain();
+  void FinishIfDrained();
+  static void OnSignal(uv_signal_t* handle, int signum);
+  static void OnDrainTick(uv_timer_t* timer);
+
+  Config config_;
+  Metrics metrics_;
+  SharedState shared_;
+  uv_loop_t loop_{};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<UvHandle<uv_signal_t>> signals_;
+  UvHandle<uv_timer_t> drain_timer_;
+  uint64_t drain_deadline_ms_ = 0;
+  bool draining_ = false;
+  bool forced_ = false;
+  class MetricsEndpoint;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+};
+
+// kVersion is the sidecar's version; TlsLibraryName() names the TLS library it runs on.
+inline constexpr char kVersion[] = "0.1.0";
+std::string TlsLibraryName();
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_SERVER_H_

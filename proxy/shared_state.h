@@ -1,0 +1,42 @@
+// SharedState is what every loop reads and the control plane changes: the running mode,
+// the current TLS snapshot and the connection count. Owned by Server, which outlives the
+// loops. Any thread may read; only the control loop writes mode and snapshot.
+#ifndef SIDECAR_PROXY_SHARED_STATE_H_
+#define SIDECAR_PROXY_SHARED_STATE_H_
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "certs/tls_snapshot.h"
+#include "proxy/config.h"
+#include "proxy/metrics.h"
+#include "proxy/mode.h"
+
+namespace sidecar::proxy {
+
+struct SharedState {
+  SharedState(const Config& config, Metrics& metrics) : config(config), metrics(metrics) {}
+
+  const Config& config;
+  Metrics& metrics;
+
+  // A mode change applies to connections accepted after it (SPEC §2): each connection reads
+  // the mode once, when its first bytes are sniffed.
+  std::atomic<Mode> mode{Mode::kDisabled};
+
+  // Connections keep the snapshot they started with; reload swaps in a new one.
+  std::atomic<std::shared_ptr<const certs::TlsSnapshot>> tls;
+
+  // Accepted client and egress connections together, against limits.maxConnections.
+  std::atomic<int64_t> connections{0};
+
+  // The upstream mongod, resolved at start.
+  sockaddr_storage upstream_address{};
+};
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_SHARED_STATE_H_

@@ -1,0 +1,32 @@
+// Socket address helpers: resolving "host:port" once at start, and printing addresses for
+// logs and the clients table.
+#ifndef SIDECAR_PROXY_SOCKET_ADDRESS_H_
+#define SIDECAR_PROXY_SOCKET_ADDRESS_H_
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sidecar::proxy {
+
+// Resolve turns a host (name or literal) and port into addresses, IPv4 and IPv6; blocking,
+// so only for start-up and the control plane.
+absl::StatusOr<std::vector<sockaddr_storage>> Resolve(const std::string& host, uint16_t port);
+
+// FormatAddress prints "1.2.3.4:5" or "[::1]:5".
+std::string FormatAddress(const sockaddr_storage& address);
+
+// PeerAddress is the remote address of a connected TCP handle, "" when unknown.
+std::string PeerAddress(const uv_tcp_t* socket);
+
+// AddressPort returns the port of an address.
+uint16_t AddressPort(const sockaddr_storage& address);
+void SetAddressPort(sockaddr_storage& address, uint16_t port);
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_SOCKET_ADDRESS_H_

@@ -1,0 +1,90 @@
+// TlsSession is one TLS connection as a pure bytes-in/bytes-out engine: ciphertext from the
+// peer goes in with Feed(), plaintext comes out of ReadPlaintext() into a ChunkQueue, and
+// everything BoringSSL wants to send (handshake, records, alerts, close_notify) is appended
+// to the `ciphertext_out` queue that the owner writes to the socket after every call. It
+// never touches a socket, so two sessions can be tested back to back in memory.
+//
+// The BIOs are our own minimal method over ChunkQueues rather than BIO_s_mem: no copy into
+// a growing buffer, and an idle session holds no buffer of ours (BoringSSL releases its own
+// record buffers when idle).
+//
+// One loop's thread uses a session; it borrows `ciphertext_out`, which must outlive it.
+#ifndef SIDECAR_PROXY_TLS_SESSION_H_
+#define SIDECAR_PROXY_TLS_SESSION_H_
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "proxy/chunk.h"
+
+namespace sidecar::proxy {
+
+class TlsSession {
+ public:
+  enum class Role { kServer, kClient };
+
+  // What a call left the session in. kWantRead is the normal "give me more ciphertext".
+  enum class Status { kOk, kWantRead, kPeerClosed, kError };
+
+  // Create makes a session on `ctx` (SSL_new takes its own reference to the context).
+  static absl::StatusOr<std::unique_ptr<TlsSession>> Create(SSL_CTX* ctx, Role role,
+                                                            ChunkPool* pool,
+                                                            ChunkQueue* ciphertext_out);
+  ~TlsSession();
+  TlsSession(const TlsSession&) = delete;
+  TlsSession& operator=(const TlsSession&) = delete;
+
+  // For a client: the name sent as SNI and, when `verify` is true, required in the peer's
+  // certificate.
+  absl::Status SetPeerHostname(const std::string& name, bool verify);
+
+  // Feed hands ciphertext received from the peer to the session, which owns the chunk now.
+  void Feed(Chunk* chunk);
+  size_t buffered_ciphertext() const { return ciphertext_in_.bytes(); }
+
+  // Handshake advances the handshake: kOk once it is complete.
+  Status Handshake();
+  bool handshake_done() const;
+
+  // ReadPlaintext decrypts into `out` until the session needs more ciphertext, the peer
+  // closed, or at least `limit` bytes were produced (then kOk: call again later).
+  Status ReadPlaintext(ChunkQueue& out, size_t limit);
+
+  // Write encrypts all of `data`; it cannot block, since our write BIO always takes bytes.
+  Status Write(const uint8_t* data, size_t size);
+
+  // SendCloseNotify queues our close_notify alert; later Writes are refused.
+  Status SendCloseNotify();
+
+  // What the handshake negotiated, as BoringSSL names it ("TLSv1.3", cipher names).
+  std::string_view version() const;
+  std::string_view cipher() const;
+  bool resumed() const;
+  std::string_view server_name() const;  // SNI the client sent, "" without one
+  SSL* ssl() const { return ssl_.get(); }
+
+  // error() describes the last kError: BoringSSL's reason and, when known, the alert.
+  const std::string& error() const { return error_; }
+
+ private:
+  TlsSession(ChunkPool* pool, ChunkQueue* ciphertext_out);
+  Status Classify(int ret);
+
+  static int BioRead(BIO* bio, char* out, int len);
+  static int BioWrite(BIO* bio, const char* in, int len);
+  static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
+  static const BIO_METHOD* BioMethod();
+
+  bssl::UniquePtr<SSL> ssl_;
+  ChunkQueue ciphertext_in_;
+  ChunkQueue* ciphertext_out_;
+  std::string error_;
+};
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_TLS_SESSION_H_

@@ -1,0 +1,98 @@
+// Worker is one event loop on its own thread with its own SO_REUSEPORT listeners: the
+// kernel spreads accepted connections across workers, and nothing on the data path is
+// shared between them but atomics. The control plane talks to a worker only through
+// Post(). Created and destroyed by Server on the main thread.
+#ifndef SIDECAR_PROXY_WORKER_H_
+#define SIDECAR_PROXY_WORKER_H_
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "proxy/chunk.h"
+#include "proxy/close_reason.h"
+#include "proxy/connection.h"
+#include "proxy/shared_state.h"
+#include "proxy/uv_handle.h"
+
+namespace sidecar::proxy {
+
+class Worker {
+ public:
+  // Create makes the loop and binds one listener per address (on the calling thread, so
+  // bind errors surface at start). A port of 0 in an address is replaced by the bound port.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(SharedState& shared, int index,
+                                                        std::vector<sockaddr_storage>& addresses);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Start runs the loop on a new thread; Join waits for it to end (after Stop).
+  void Start();
+  void Join();
+
+  // Post runs `task` on this worker's loop thread. Any thread may call it.
+  void Post(absl::AnyInvocable<void(Worker&)> task);
+
+  // Loop thread only.
+  uv_loop_t* loop() { return &loop_; }
+  ChunkPool& pool() { return pool_; }
+  SharedState& shared() { return shared_; }
+  int index() const { return index_; }
+  size_t connection_count() const { return connection_count_; }
+
+  // StopAccepting closes the listeners; the loop ends once no connection is left.
+  void StopAccepting();
+  // CloseAll ends every connection now.
+  void CloseAll(CloseReason reason);
+  // ForEachConnection visits open connections (not those already closing).
+  template <typename F>
+  void ForEachConnection(F&& visit) {
+    for (Connection* c = connections_; c != nullptr; c = c->next) {
+      if (c->state() != Connection::State::kClosing) {
+        visit(*c);
+      }
+    }
+  }
+
+  // Called by connections on this loop.
+  void OnConnectionClosing(const Connection& connection, CloseReason reason);
+  void OnClientIdentified(const Connection& connection);
+  void OnUndecodableRequest(const Connection& connection, std::string_view why);
+  void LogConnection(const Connection& connection, std::string_view what,
+                     std::string_view detail);
+  void Release(Connection* connection);
+
+ private:
+  Worker(SharedState& shared, int index);
+  absl::Status Listen(sockaddr_storage& address);
+  static void OnAccept(uv_stream_t* server, int status);
+  static void OnAsync(uv_async_t* async);
+  void MaybeFinish();
+
+  SharedState& shared_;
+  int index_;
+  uv_loop_t loop_{};
+  bool loop_initialised_ = false;
+  ChunkPool pool_;
+  std::vector<UvHandle<uv_tcp_t>> listeners_;
+  UvHandle<uv_async_t> async_;
+  std::mutex tasks_mutex_;
+  std::vector<absl::AnyInvocable<void(Worker&)>> tasks_;
+  bool finished_ = false;  // guarded by tasks_mutex_: async_ is closed
+  Connection* connections_ = nullptr;
+  size_t connection_count_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_WORKER_H_
