@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,9 @@ struct Config {
   int64_t handshake_timeout_ms = 10000;
   int64_t drain_seconds = 30;
 
+  // -v / -vv ... (as mongod): 1 or more turns debug logs on.
+  int verbosity = 0;
+
   // Notices to log at start (e.g. "--replSet rs0 is ignored"): things that are accepted but
   // have no effect, so that they are never silently ignored.
   std::vector<std::string> notices;
@@ -70,6 +74,20 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text, std::string_view w
 // "tls-sidecar: error: ", e.g. "/etc/s.toml: net.tls.mode: unknown mode ..." or
 // "--port: must be between 1 and 65535".
 absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv);
+
+// LoadConfigFromString parses `toml_text` as the configuration file (no flags), applies
+// defaults and validates, exactly as LoadConfig does for --config. `file_name` is used in
+// error messages ("FILE: KEY: ...") and stored in Config::config_file.
+absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text, std::string_view file_name);
+
+// ReadConfiguredMode rereads `config_file` and returns its net.tls.mode (kDisabled when the
+// key is absent), without validating the rest of the file. Used by `status` to report the
+// configuredMode and by `persist` to check its own result. Errors read "FILE: ...".
+absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file);
+
+// ReadConfiguredModeFromString is ReadConfiguredMode on text already read.
+absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
+                                                  std::string_view file_name);
 
 // HelpText is what --help prints: every flag and key, with defaults.
 std::string HelpText();

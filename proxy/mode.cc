@@ -19,7 +19,7 @@ absl::StatusOr<Mode> ParseMode(std::string_view name) {
     return Mode::kRequireTls;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown mode \"", name,
+      absl::StrCat("unknown mode \"", std::string(name),
                    "\"; valid modes are disabled, allowTLS, preferTLS, requireTLS "
                    "(or allowSSL, preferSSL, requireSSL)"));
 }
