@@ -92,6 +92,7 @@ struct Options {
   int setup_concurrency = 64;
   std::string ready_file;
   std::string label;
+  bool markers = false;
 };
 
 // Conn is one client connection. Owned by LoadGenerator::conns_ (one slot per
@@ -215,11 +216,13 @@ class LoadGenerator {
       if (!measuring_ && now >= measure_start_ns_) {
         measuring_ = true;
         measure_start_ns_ = now;
+        Mark("MEASURE_START");
         histogram_.Clear();
         requests_ = bytes_in_ = bytes_out_ = handshakes_ = resumed_ = 0;
       }
       if (now >= measure_end_ns_) {
         measure_end_ns_ = now;
+        Mark("MEASURE_END");
         break;
       }
       const uint64_t next = measuring_ ? measure_end_ns_ : measure_start_ns_;
@@ -234,6 +237,15 @@ class LoadGenerator {
     auto* self = static_cast<LoadGenerator*>(SSL_get_app_data(ssl));
     self->latest_session_.reset(session);  // Takes the reference the callback hands over.
     return 1;
+  }
+
+  // Mark tells the harness (--markers) on stderr when the measured window starts and
+  // ends, so it can read the proxy's CPU time over exactly that window.
+  void Mark(const char* what) {
+    if (options_.markers) {
+      fprintf(stderr, "%s\n", what);
+      fflush(stderr);
+    }
   }
 
   void BeginTimedPhase() {
@@ -387,8 +399,18 @@ class LoadGenerator {
         return;
       case Conn::State::kEstablished:
       case Conn::State::kIdle: {
-        // Nothing is expected on a parked connection: data, EOF or an error all mean
-        // the server or proxy misbehaved or dropped it.
+        // Nothing is expected on a parked connection but TLS post-handshake messages
+        // (session tickets), which SSL_read consumes: data, EOF or an error all mean the
+        // server or proxy misbehaved or dropped it.
+        if (c.ssl) {
+          ssize_t n = Read(c, read_buffer_.data(), read_buffer_.size());
+          if (n == 0) {
+            SetInterest(slot, c.want);
+            return;
+          }
+          Fail(slot, n > 0 ? "unexpected data while idle" : last_error_);
+          return;
+        }
         if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
           uint8_t byte;
           ssize_t n = recv(c.fd, &byte, 1, MSG_PEEK);
@@ -760,7 +782,7 @@ constexpr char kUsage[] =
     "usage: loadgen --workload rr|bulk|hs|idle --port P [--host 127.0.0.1]\n"
     "  [--tls --ca FILE [--sni NAME] [--resume]] [--conns C] [--size BYTES]\n"
     "  [--duration S] [--warmup S] [--hold S] [--ready-file PATH] [--label TEXT]\n"
-    "  [--setup-concurrency N] [--setup-timeout S]\n";
+    "  [--setup-concurrency N] [--setup-timeout S] [--markers]\n";
 
 int Main(int argc, char** argv) {
   absl::StatusOr<Flags> parsed = Flags::Parse(argc, argv);
@@ -806,6 +828,7 @@ int Main(int argc, char** argv) {
       static_cast<int>(flags.Number("setup-concurrency", options.setup_concurrency));
   options.ready_file = flags.String("ready-file", "");
   options.label = flags.String("label", "");
+  options.markers = flags.Bool("markers");
   if (!flags.error().empty()) {
     fprintf(stderr, "loadgen: %s\n", flags.error().c_str());
     return 2;
