@@ -254,7 +254,12 @@ def sidecar_server(name, port, echo, certs, workdir, binary):
 
 # ---------------------------------------------------------------- rows and workloads
 
-PEERS = ["haproxy-1t", "haproxy", "nginx-1w", "nginx", "hitch", "stunnel"]
+SHORT_NAMES = {
+    "noproxy": "no proxy", "backend-tls": "backend TLS", "haproxy-tcp": "HAProxy TCP",
+    "haproxy-1t": "HAProxy 1t", "haproxy": "HAProxy", "nginx-1w": "nginx 1w",
+    "nginx": "nginx", "hitch": "hitch", "stunnel": "stunnel", "sidecar-tls": "sidecar TLS",
+    "sidecar-plain": "sidecar plain",
+}
 
 
 class Row:
@@ -538,17 +543,18 @@ def write_plot(rows, table, out_dir, stem):
         return None, "plot skipped: gnuplot is not installed"
     data = os.path.join(out_dir, f"{stem}.dat")
     cols = ["rr c64 req/s per proxy core", "bulk MB/s per proxy core",
-            "hs conn/s per proxy core", "rr c1 p50 µs", "rr c1 p99 µs", "rr c64 req/s"]
+            "hs conn/s per proxy core", "rr c1 p50 µs", "rr c1 p99 µs", "rr c64 req/s",
+            "resumed conn/s per proxy core"]
     with open(data, "w") as f:
         f.write("# proxy " + " ".join(f'"{c}"' for c in cols) + "\n")
         for row in rows:
             if row.skip:
                 continue
             vals = [table[row.key].get(c) for c in cols]
-            f.write(f'"{row.title.replace("**", "")}" ' + " ".join("NaN" if v is None else f"{v:.3f}"
+            f.write(f'"{SHORT_NAMES.get(row.key, row.key)}" ' + " ".join("NaN" if v is None else f"{v:.3f}"
                                                   for v in vals) + "\n")
     svg = f"{stem}.svg"
-    script = f"""set terminal svg size 1200,900 dynamic font "sans,10"
+    script = f"""set terminal svg size 1200,1100 dynamic font "sans,10"
 set output "{os.path.join(out_dir, svg)}"
 set datafile missing "NaN"
 set style data histograms
@@ -558,16 +564,20 @@ set boxwidth 0.9
 set xtics rotate by -30 left
 set grid ytics
 set key off
-set multiplot layout 2,2 title "tls-sidecar and peers (medians)"
-set title "rr c64: req/s (absolute)"
+set multiplot layout 3,2 title "tls-sidecar and peers, medians (per proxy core = figure / proxy CPU cores used)"
+set yrange [0:*]
+set title "rr c64 TLS or plaintext: req/s"
 plot "{data}" using 7:xtic(1) lc rgb "#4472c4"
 set title "rr c64: req/s per proxy core"
 plot "{data}" using 2:xtic(1) lc rgb "#4472c4"
-set title "bulk: MB/s per proxy core (bars) / TLS handshakes/s per proxy core (line)"
-set key top right
-plot "{data}" using 3:xtic(1) title "MB/s per core" lc rgb "#ed7d31", \\
-     "" using 4 title "handshakes/s per core" lc rgb "#a5a5a5"
+set title "bulk: MB/s per proxy core"
+plot "{data}" using 3:xtic(1) lc rgb "#ed7d31"
+set title "full TLS handshakes/s per proxy core"
+plot "{data}" using 4:xtic(1) lc rgb "#7f7f7f"
+set title "resumed TLS handshakes/s per proxy core"
+plot "{data}" using 8:xtic(1) lc rgb "#a5a5a5"
 set title "rr c1 latency, µs"
+set key top left
 plot "{data}" using 5:xtic(1) title "p50" lc rgb "#70ad47", "" using 6 title "p99" lc rgb "#c00000"
 unset multiplot
 """
