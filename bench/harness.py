@@ -544,7 +544,7 @@ def write_plot(rows, table, out_dir, stem):
     data = os.path.join(out_dir, f"{stem}.dat")
     cols = ["rr c64 req/s per proxy core", "bulk MB/s per proxy core",
             "hs conn/s per proxy core", "rr c1 p50 µs", "rr c1 p99 µs", "rr c64 req/s",
-            "resumed conn/s per proxy core"]
+            "resumed conn/s per proxy core", "KiB per idle conn"]
     with open(data, "w") as f:
         f.write("# proxy " + " ".join(f'"{c}"' for c in cols) + "\n")
         for row in rows:
@@ -554,7 +554,7 @@ def write_plot(rows, table, out_dir, stem):
             f.write(f'"{SHORT_NAMES.get(row.key, row.key)}" ' + " ".join("NaN" if v is None else f"{v:.3f}"
                                                   for v in vals) + "\n")
     svg = f"{stem}.svg"
-    script = f"""set terminal svg size 1200,1100 dynamic font "sans,10"
+    script = f"""set terminal svg size 1200,1400 dynamic font "sans,10"
 set output "{os.path.join(out_dir, svg)}"
 set datafile missing "NaN"
 set style data histograms
@@ -564,7 +564,7 @@ set boxwidth 0.9
 set xtics rotate by -30 left
 set grid ytics
 set key off
-set multiplot layout 3,2 title "tls-sidecar and peers, medians (per proxy core = figure / proxy CPU cores used)"
+set multiplot layout 4,2 title "tls-sidecar and peers, medians (per proxy core = figure / proxy CPU cores used)"
 set yrange [0:*]
 set title "rr c64 TLS or plaintext: req/s"
 plot "{data}" using 7:xtic(1) lc rgb "#4472c4"
@@ -576,7 +576,11 @@ set title "full TLS handshakes/s per proxy core"
 plot "{data}" using 4:xtic(1) lc rgb "#7f7f7f"
 set title "resumed TLS handshakes/s per proxy core"
 plot "{data}" using 8:xtic(1) lc rgb "#a5a5a5"
-set title "rr c1 latency, µs"
+set title "KiB of proxy RSS per idle connection"
+plot "{data}" using 9:xtic(1) lc rgb "#5b9bd5"
+set title "rr c1 latency, µs (log scale)"
+set logscale y
+set yrange [*:*]
 set key top left
 plot "{data}" using 5:xtic(1) title "p50" lc rgb "#70ad47", "" using 6 title "p99" lc rgb "#c00000"
 unset multiplot
