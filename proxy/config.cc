@@ -870,10 +870,9 @@ constexpr std::pair<std::string_view, std::string_view> kIgnoredValueFlags[] = {
      "the cluster key must be unencrypted or use the certificate key file's password"},
     {"--sslClusterPassword",
      "the cluster key must be unencrypted or use the certificate key file's password"},
-    {"--tlsCertificateKeyFilePasswordPrompt", ""},
     {"--transportLayer", ""},
     {"--serviceExecutor", ""},
-    {"--sysinfo", ""},
+    {"--enableFreeMonitoring", ""},
     {"--clusterIpSourceAllowlist", "mongod sees connections from the sidecar's address"},
     {"--clusterIpSourceWhitelist", "mongod sees connections from the sidecar's address"},
 };
@@ -897,7 +896,7 @@ constexpr std::pair<std::string_view, std::string_view> kIgnoredSwitchFlags[] = 
     {"--configsvr", ""},
     {"--noIndexBuildRetry", ""},
     {"--wiredTigerDirectoryForIndexes", ""},
-    {"--enableFreeMonitoring", ""},
+    {"--sysinfo", ""},
     {"--tlsFIPSMode", "FIPS mode is not available; the default TLS policy applies"},
     {"--sslFIPSMode", "FIPS mode is not available; the default TLS policy applies"},
 };
@@ -1167,16 +1166,41 @@ absl::Status Finish(Loader& loader) {
 // ---------------------------------------------------------------------------------------------
 // Help.
 
-std::string HelpLine(std::string_view flags, std::string_view text) {
-  constexpr size_t kColumn = 42;
-  std::string line = Cat("  ", flags);
-  if (line.size() + 2 > kColumn) {
-    Append(&line, "\n", std::string(kColumn, ' '));
-  } else {
-    line.append(kColumn - line.size(), ' ');
+// Wrap appends `text` to `out` in lines of at most 80 columns, each indented by `indent`.
+void Wrap(std::string* out, std::string_view text, size_t indent) {
+  constexpr size_t kWidth = 80;
+  size_t column = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    std::string_view word = text.substr(start, end - start);
+    if (column > 0 && column + 1 + word.size() > kWidth) {
+      out->push_back('\n');
+      column = 0;
+    }
+    if (column == 0) {
+      out->append(indent, ' ');
+      column = indent;
+    } else {
+      out->push_back(' ');
+      ++column;
+    }
+    out->append(word);
+    column += word.size();
+    start = end + 1;
   }
-  Append(&line, text, "\n");
-  return line;
+  out->push_back('\n');
+}
+
+// HelpLine is one entry: the flags on one line, the description indented under them.
+std::string HelpLine(std::string_view flags, std::string_view text) {
+  std::string out;
+  Wrap(&out, flags, 2);
+  Wrap(&out, text, 8);
+  return out;
 }
 
 }  // namespace
@@ -1288,12 +1312,12 @@ std::string HelpText() {
   std::string out =
       "Usage: tls-sidecar [--config FILE] [flags]\n"
       "       tls-sidecar ctl [--socket PATH] COMMAND   (see tls-sidecar ctl --help)\n"
-      "       tls-sidecar certs init ...                (test certificates for a quick start)\n"
+      "       tls-sidecar certs init ...   (test certificates for a quick start)\n"
       "\n"
-      "A TLS-terminating sidecar for MongoDB: owns the node's public port, accepts TLS and/or\n"
-      "plaintext according to its mode, and forwards plaintext to the local mongod.\n"
-      "Flags override the configuration file. The TLS flags take mongod's spellings, --tls...\n"
-      "or --ssl..., so a mongod command line carries over.\n";
+      "A TLS-terminating sidecar for MongoDB: owns the node's public port, accepts\n"
+      "TLS and/or plaintext according to its mode, and forwards plaintext to the\n"
+      "local mongod. Flags override the configuration file. TLS flags take mongod's\n"
+      "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
   Append(&out, "\nGeneral:\n",
                   HelpLine("--config FILE", "TOML configuration file (keys below)"),
                   HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
@@ -1313,13 +1337,13 @@ std::string HelpText() {
           Append(&flags, ", ");
         }
         Append(&flags, name);
-      }
-      if (!s.arg.empty()) {
-        Append(&flags, " ", s.arg);
+        if (!s.arg.empty()) {
+          Append(&flags, " ", s.arg);
+        }
       }
       std::string text(s.help);
       if (!s.default_text.empty()) {
-        Append(&text, " [default: ", s.default_text, "]");
+        Append(&text, " (default: ", s.default_text, ")");
       }
       out += HelpLine(flags, text);
     }
@@ -1333,7 +1357,7 @@ std::string HelpText() {
                   "command line works:\n ");
   size_t column = 1;
   auto add_ignored = [&](std::string_view name) {
-    if (column + name.size() + 1 > 92) {
+    if (column + name.size() + 1 > 78) {
       Append(&out, "\n ");
       column = 1;
     }
@@ -1359,9 +1383,9 @@ std::string HelpText() {
                   "  [control]  socket\n"
                   "  [metrics]  listen\n"
                   "  [limits]   maxConnections, sniffTimeoutMs, handshakeTimeoutMs, drainSeconds\n"
-                  "\nAt run time: tls-sidecar ctl status | set-mode MODE [--force] [--persist] | "
-                  "reload |\n"
-                  "  drain-plaintext SECONDS | preflight MODE | clients   (tls-sidecar ctl --help)\n"
+                  "\nAt run time: tls-sidecar ctl status | set-mode MODE [--force] [--persist]\n"
+                  "  | reload | drain-plaintext SECONDS | preflight MODE | clients\n"
+                  "  (see tls-sidecar ctl --help)\n"
                   "Errors in the configuration exit with status 2.\n");
   return out;
 }

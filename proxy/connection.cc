@@ -461,7 +461,15 @@ void Connection::Inspect(const ChunkQueue& plaintext) {
       identified_ = true;
       request_ = result.request;
       metadata_ = result.request.metadata;
-      worker_->OnClientIdentified(*this);
+      if (admitted_) {
+        client_row_ = worker_->shared().clients.Opened(peer_address_, transport_,
+                                                       metadata_.application, metadata_.driver,
+                                                       metadata_.internal_client);
+        if (transport_ == Transport::kPlaintext) {
+          worker_->shared().metrics.PlaintextClient(metadata_.application, metadata_.driver,
+                                                    metadata_.internal_client);
+        }
+      }
     } else {
       // Fail open: the bytes go on untouched; only the identity is unknown.
       worker_->OnUndecodableRequest(*this, result.status == protocol::ParseStatus::kError
@@ -647,6 +655,7 @@ void Connection::BeginClose(CloseReason reason) {
   if (admitted_) {
     worker_->shared().metrics.ConnectionClosed(Direction::kIngress, transport_);
   }
+  worker_->shared().clients.Closed(std::exchange(client_row_, {}));
   worker_->OnConnectionClosing(*this, reason);
   downstream_.socket.Close(&Connection::OnHandleClosed, this);
   upstream_.socket.Close(&Connection::OnHandleClosed, this);

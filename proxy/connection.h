@@ -32,6 +32,7 @@
 
 #include "certs/tls_snapshot.h"
 #include "protocol/hello.h"
+#include "proxy/client_registry.h"
 #include "proxy/chunk.h"
 #include "proxy/close_reason.h"
 #include "proxy/metrics.h"
@@ -169,6 +170,7 @@ class Connection {
   bool identified_ = false;
   protocol::RequestInfo request_;
   protocol::HelloMetadata metadata_;
+  ClientRegistry::Handle client_row_;
 
   // Set when the connection will be refused once the first request is known.
   bool rejecting_ = false;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "certs/test_pki.h"
 #include "proxy/config.h"
+#include "proxy/log.h"
 #include "proxy/server.h"
 
 namespace {
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
   }
   sidecar::proxy::Server server(*std::move(config));
   absl::Status status = server.Run();
+  sidecar::proxy::FlushLogs();
   if (!status.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: %s\n", std::string(status.message()).c_str());
     return 2;

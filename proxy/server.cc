@@ -66,7 +66,7 @@ void Server::RaiseFileLimit() {
   limit.rlim_cur = limit.rlim_max;
   setrlimit(RLIMIT_NOFILE, &limit);
   getrlimit(RLIMIT_NOFILE, &limit);
-  Log(Severity::kInfo, "CONTROL", "open file limit",
+  Log(Severity::kInfo, Component::kControl, "open file limit",
       {{"before", static_cast<int64_t>(before)},
        {"now", static_cast<int64_t>(limit.rlim_cur)}});
 }
@@ -74,7 +74,7 @@ void Server::RaiseFileLimit() {
 absl::Status Server::Start() {
   RaiseFileLimit();
   for (const std::string& notice : config_.notices) {
-    Log(Severity::kInfo, "CONTROL", "notice", {{"notice", notice}});
+    Log(Severity::kInfo, Component::kControl, "notice", {{"notice", notice}});
   }
 
   // Certificates first: a bad file is a start-up error, before any port is taken.
@@ -84,7 +84,7 @@ absl::Status Server::Start() {
   }
   shared_.tls.store(*snapshot);
   for (const auto& cert : (*snapshot)->certificates()) {
-    Log(Severity::kInfo, "NETWORK", "certificate loaded",
+    Log(Severity::kInfo, Component::kTls, "certificate loaded",
         {{"role", cert.role},
          {"subject", cert.subject},
          {"notAfter", cert.not_after},
@@ -151,7 +151,7 @@ absl::Status Server::Start() {
   for (auto& worker : workers_) {
     worker->Start();
   }
-  Log(Severity::kInfo, "NETWORK", "listening",
+  Log(Severity::kInfo, Component::kNetwork, "listening",
       {{"addresses", absl::StrJoin(bound, ",")},
        {"upstream", config_.upstream.ToString()},
        {"mode", ModeName(config_.mode)},
@@ -174,7 +174,7 @@ absl::Status Server::Run() {
     worker->Join();
   }
   workers_.clear();
-  Log(Severity::kInfo, "CONTROL", "stopped", {});
+  Log(Severity::kInfo, Component::kControl, "stopped", {});
   return absl::OkStatus();
 }
 
@@ -182,13 +182,13 @@ absl::Status Server::Reload() {
   auto snapshot = certs::TlsSnapshot::Create(config_.tls);
   if (!snapshot.ok()) {
     metrics_.CertificateReload(false);
-    Log(Severity::kError, "NETWORK", "certificate reload failed; keeping the old certificates",
+    Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
         {{"error", snapshot.status().message()}});
     return snapshot.status();
   }
   shared_.tls.store(*snapshot);
   metrics_.CertificateReload(true);
-  Log(Severity::kInfo, "NETWORK", "certificates reloaded", {});
+  Log(Severity::kInfo, Component::kTls, "certificates reloaded", {});
   return absl::OkStatus();
 }
 
@@ -206,7 +206,7 @@ void Server::BeginDrain() {
     return;
   }
   draining_ = true;
-  Log(Severity::kInfo, "CONTROL", "shutting down: listeners closed, draining connections",
+  Log(Severity::kInfo, Component::kControl, "shutting down: listeners closed, draining connections",
       {{"drainSeconds", config_.drain_seconds}});
   for (auto& worker : workers_) {
     worker->Post([](Worker& w) { w.StopAccepting(); });
@@ -235,7 +235,7 @@ void Server::FinishIfDrained() {
   }
   if (!forced_ && uv_now(&loop_) >= drain_deadline_ms_) {
     forced_ = true;
-    Log(Severity::kWarning, "CONTROL", "drain window over; closing remaining connections",
+    Log(Severity::kWarning, Component::kControl, "drain window over; closing remaining connections",
         {{"connections", shared_.connections.load()}});
     for (auto& worker : workers_) {
       worker->Post([](Worker& w) { w.CloseAll(CloseReason::kShutdown); });

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "certs/tls_snapshot.h"
+#include "proxy/client_registry.h"
 #include "proxy/config.h"
 #include "proxy/metrics.h"
 #include "proxy/mode.h"
@@ -32,6 +33,9 @@ struct SharedState {
 
   // Accepted client and egress connections together, against limits.maxConnections.
   std::atomic<int64_t> connections{0};
+
+  // Identified clients, for `ctl clients` and the requireTLS gate.
+  ClientRegistry clients;
 
   // The upstream mongod, resolved at start.
   sockaddr_storage upstream_address{};

@@ -143,7 +143,7 @@ void Worker::OnAccept(uv_stream_t* server, int status) {
   if (status != 0) {
     // EMFILE and friends: libuv already sheds the pending connection so we do not spin.
     static LogRateLimiter limiter(1);
-    LogLimited(limiter, Severity::kWarning, "NETWORK", "accept failed",
+    limiter.Log(Severity::kWarning, Component::kNetwork, "accept failed",
                {{"error", uv_strerror(status)}});
     return;
   }
@@ -161,7 +161,7 @@ void Worker::OnAccept(uv_stream_t* server, int status) {
     shared.connections.fetch_sub(1, std::memory_order_relaxed);
     shared.metrics.Rejected(CloseReason::kMaxConnections);
     static LogRateLimiter limiter(1);
-    LogLimited(limiter, Severity::kWarning, "NETWORK",
+    limiter.Log(Severity::kWarning, Component::kNetwork,
                "connection refused: limits.maxConnections reached",
                {{"remote", PeerAddress(client->get())},
                 {"maxConnections", shared.config.max_connections}});
@@ -219,23 +219,16 @@ void Worker::OnConnectionClosing(const Connection& connection, CloseReason reaso
   shared_.metrics.Rejected(reason);
   // Per-connection lines are rate-limited so a flood cannot fill a disk (SPEC §9).
   static LogRateLimiter limiter(20);
-  LogLimited(limiter, Severity::kInfo, "NETWORK", "connection rejected",
+  limiter.Log(Severity::kInfo, Component::kNetwork, "connection rejected",
              {{"reason", CloseReasonName(reason)},
               {"remote", connection.peer_address()},
               {"application", connection.metadata().application},
               {"driver", connection.metadata().driver}});
 }
 
-void Worker::OnClientIdentified(const Connection& connection) {
-  if (connection.transport() == Transport::kPlaintext && connection.admitted()) {
-    const auto& m = connection.metadata();
-    shared_.metrics.PlaintextClient(m.application, m.driver, m.internal_client);
-  }
-}
-
 void Worker::OnUndecodableRequest(const Connection& connection, std::string_view why) {
   static LogRateLimiter limiter(5);
-  LogLimited(limiter, Severity::kInfo, "NETWORK",
+  limiter.Log(Severity::kInfo, Component::kNetwork,
              "first request not decoded; forwarding it untouched",
              {{"remote", connection.peer_address()}, {"why", why}});
 }
@@ -243,7 +236,7 @@ void Worker::OnUndecodableRequest(const Connection& connection, std::string_view
 void Worker::LogConnection(const Connection& connection, std::string_view what,
                            std::string_view detail) {
   static LogRateLimiter limiter(20);
-  LogLimited(limiter, Severity::kInfo, "NETWORK", what,
+  limiter.Log(Severity::kInfo, Component::kNetwork, what,
              {{"remote", connection.peer_address()}, {"detail", detail}});
 }
 

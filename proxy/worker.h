@@ -64,7 +64,6 @@ class Worker {
 
   // Called by connections on this loop.
   void OnConnectionClosing(const Connection& connection, CloseReason reason);
-  void OnClientIdentified(const Connection& connection);
   void OnUndecodableRequest(const Connection& connection, std::string_view why);
   void LogConnection(const Connection& connection, std::string_view what,
                      std::string_view detail);
