@@ -649,7 +649,13 @@ def make_certs(workdir, sidecar):
     return {"ca": ca, "server": pem}
 
 
+def _exit_on_signal(signum, frame):
+    # SystemExit unwinds through main()'s finally, which stops every proxy it started.
+    raise SystemExit(128 + signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--out", default=None, help="report directory (default bench/results)")
@@ -683,12 +689,14 @@ def main():
 
     workdir = tempfile.mkdtemp(prefix="tls-sidecar-bench-")
     certs = make_certs(workdir, sidecar_bin)
-    ports = iter(range(args.port_base, args.port_base + 100))
-    echo_port = next(ports)
-    notes = []
+    # Ports from --port-base up, skipping any in use, so a stray process cannot collide.
+    ports = iter(x for x in range(args.port_base, args.port_base + 1000) if port_free(x))
 
     def p():
         return next(ports)
+
+    echo_port = p()
+    notes = []
 
     echo = Server("echo", echo_port, [echo_bin, "--port", str(echo_port), "--threads",
                                       str(args.backend_threads)])
