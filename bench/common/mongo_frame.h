@@ -44,7 +44,7 @@ inline std::vector<uint8_t> MakeOpMsgFrame(size_t total_size, int32_t request_id
   put32(static_cast<uint32_t>(request_id));
   put32(0);  // responseTo: 0, as a request.
   put32(static_cast<uint32_t>(kOpMsg));
-  put32(0);  // flagBits.
+  put32(0);          // flagBits.
   frame[pos++] = 0;  // Section kind 0: the body document.
   put32(25 + pad_size);
   frame[pos++] = 0x10;  // int32

@@ -166,7 +166,8 @@ class Worker {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(options_.port));
     if (inet_pton(AF_INET, options_.host.c_str(), &addr.sin_addr) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("--host: not an IPv4 address: ", options_.host));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--host: not an IPv4 address: ", options_.host));
     }
     if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
       return absl::ErrnoToStatus(errno, absl::StrCat("bind port ", options_.port));
@@ -368,8 +369,7 @@ class Worker {
       size_t reply_len = static_cast<size_t>(io.bytes);
       std::vector<uint8_t> hello;
       uint32_t request_id = 0;
-      if (c.first_message && options_.answer_hello &&
-          IsHello(buffer_, reply_len, &request_id)) {
+      if (c.first_message && options_.answer_hello && IsHello(buffer_, reply_len, &request_id)) {
         hello = HelloReply(request_id);
         reply = hello.data();
         reply_len = hello.size();
@@ -418,8 +418,7 @@ constexpr char kUsage[] =
 int Main(int argc, char** argv) {
   absl::StatusOr<Flags> parsed = Flags::Parse(argc, argv);
   if (!parsed.ok()) {
-    fprintf(stderr, "echo_backend: %s\n%s", std::string(parsed.status().message()).c_str(),
-            kUsage);
+    fprintf(stderr, "echo_backend: %s\n%s", std::string(parsed.status().message()).c_str(), kUsage);
     return 2;
   }
   Flags& flags = *parsed;

@@ -142,7 +142,8 @@ class LoadGenerator {
 
   absl::Status Init() {
     if (inet_pton(AF_INET, options_.host.c_str(), &address_.sin_addr) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("--host: not an IPv4 address: ", options_.host));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--host: not an IPv4 address: ", options_.host));
     }
     address_.sin_family = AF_INET;
     address_.sin_port = htons(static_cast<uint16_t>(options_.port));
@@ -167,9 +168,11 @@ class LoadGenerator {
     }
     SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, nullptr);
     SSL_CTX_set_cert_verify_callback(ctx_.get(), &LoadGenerator::VerifyChain, this);
-    SSL_CTX_set_mode(ctx_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_mode(ctx_.get(),
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (options_.resume) {
-      SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+      SSL_CTX_set_session_cache_mode(ctx_.get(),
+                                     SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
       SSL_CTX_sess_set_new_cb(ctx_.get(), &LoadGenerator::OnNewSession);
     }
     return absl::OkStatus();
@@ -178,8 +181,7 @@ class LoadGenerator {
   // Run drives the workload to completion and prints the JSON line. Returns an error
   // only when no connection could be made at all.
   absl::Status Run() {
-    const uint64_t setup_deadline =
-        NowNs() + static_cast<uint64_t>(options_.setup_timeout_s * 1e9);
+    const uint64_t setup_deadline = NowNs() + static_cast<uint64_t>(options_.setup_timeout_s * 1e9);
     if (options_.workload == Workload::kHs) {
       for (size_t i = 0; i < conns_.size(); ++i) {
         StartConn(i);
@@ -198,8 +200,8 @@ class LoadGenerator {
       setup_ns_ = NowNs() - run_start_ns_;
       if (setup_done_ == 0) {
         return absl::UnavailableError(
-            absl::StrFormat("no connection to %s:%d could be set up (%d failed): %s",
-                            options_.host, options_.port, failed_setups_, last_error_));
+            absl::StrFormat("no connection to %s:%d could be set up (%d failed): %s", options_.host,
+                            options_.port, failed_setups_, last_error_));
       }
       if (options_.workload == Workload::kIdle) {
         HoldIdle();
@@ -298,8 +300,7 @@ class LoadGenerator {
     for (int i = 0; i < n; ++i) {
       const size_t slot = static_cast<size_t>(events[i].data.u64 >> 32);
       const uint32_t generation = static_cast<uint32_t>(events[i].data.u64);
-      if (slot >= conns_.size() || conns_[slot].generation != generation ||
-          conns_[slot].fd < 0) {
+      if (slot >= conns_.size() || conns_[slot].generation != generation || conns_[slot].fd < 0) {
         continue;
       }
       OnEvent(slot, events[i].events);
@@ -612,8 +613,8 @@ class LoadGenerator {
           c.in_count = 0;
         }
       } else if (c.state == Conn::State::kReading) {
-        ssize_t n = Read(c, read_buffer_.data(),
-                         std::min(read_buffer_.size(), frame_.size() - c.in_count));
+        ssize_t n =
+            Read(c, read_buffer_.data(), std::min(read_buffer_.size(), frame_.size() - c.in_count));
         if (n < 0) {
           Fail(slot, last_error_);
           return;
@@ -726,10 +727,9 @@ class LoadGenerator {
   }
 
   void PrintResult() {
-    const double window_s =
-        options_.workload == Workload::kIdle
-            ? 0
-            : static_cast<double>(measure_end_ns_ - measure_start_ns_) / 1e9;
+    const double window_s = options_.workload == Workload::kIdle
+                                ? 0
+                                : static_cast<double>(measure_end_ns_ - measure_start_ns_) / 1e9;
     auto per_s = [&](double v) { return window_s > 0 ? v / window_s : 0.0; };
     auto us = [&](double q) { return static_cast<double>(histogram_.Percentile(q)) / 1e3; };
     std::string json = absl::StrFormat(
@@ -842,8 +842,8 @@ int Main(int argc, char** argv) {
   options.ca_file = flags.String("ca", "");
   options.sni = flags.String("sni", "");
   options.resume = flags.Bool("resume");
-  options.conns = static_cast<int>(
-      flags.Number("conns", options.workload == Workload::kHs ? 16 : 1));
+  options.conns =
+      static_cast<int>(flags.Number("conns", options.workload == Workload::kHs ? 16 : 1));
   options.conns = static_cast<int>(flags.Number("workers", options.conns));
   options.size = static_cast<size_t>(flags.Number("size", 1024));
   options.bulk_chunk = static_cast<size_t>(flags.Number("chunk", 64 * 1024));
@@ -868,8 +868,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (options.size < kMinOpMsgFrameSize || options.bulk_chunk < kMinOpMsgFrameSize) {
-    fprintf(stderr, "loadgen: --size and --chunk must be at least %zu bytes\n",
-            kMinOpMsgFrameSize);
+    fprintf(stderr, "loadgen: --size and --chunk must be at least %zu bytes\n", kMinOpMsgFrameSize);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
