@@ -20,7 +20,7 @@ struct CertificateInfo {
   std::string role;        // "server", "cluster", "ca", "cluster_ca"
   std::string subject;     // RFC 4514 DN, e.g. "CN=node1,O=Example"
   std::string issuer;      // RFC 4514 DN
-  std::string serial_hex;  // lowercase hex without leading zeros, e.g. "1f40"
+  std::string serial_hex;  // lowercase hex in whole bytes, as `openssl x509 -serial`: "01f6"
   int64_t not_before = 0;  // unix seconds
   int64_t not_after = 0;   // unix seconds
   std::string sha1_hex;    // thumbprint of the DER certificate, lowercase hex

@@ -5,7 +5,8 @@
 #ifndef SIDECAR_CERTS_PEM_FILE_H_
 #define SIDECAR_CERTS_PEM_FILE_H_
 
-#include <openssl/base.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <string>
 #include <vector>

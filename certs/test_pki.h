@@ -6,7 +6,8 @@
 #ifndef SIDECAR_CERTS_TEST_PKI_H_
 #define SIDECAR_CERTS_TEST_PKI_H_
 
-#include <openssl/base.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <cstdint>
 #include <string>

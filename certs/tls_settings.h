@@ -18,9 +18,9 @@ struct TlsSettings {
   std::string ca_file;                        // CAFile
   std::string crl_file;                       // CRLFile (needs ca_file)
   std::string cluster_file;                   // clusterFile; empty: certificate_key_file
-  std::string cluster_file_password;          // clusterPassword; empty: the one above
-  std::string cluster_ca_file;                // clusterCAFile; empty: ca_file
-  std::string certificate_selector;           // "subject=..." or "thumbprint=..."
+  std::string cluster_file_password;  // clusterPassword; empty: certificate_key_file_password
+  std::string cluster_ca_file;        // clusterCAFile; empty: ca_file
+  std::string certificate_selector;   // "subject=..." or "thumbprint=..."
   std::string cluster_certificate_selector;
   std::string certificate_store;  // directory searched by the selectors
   bool allow_connections_without_certificates = true;

@@ -22,7 +22,7 @@
 #ifndef SIDECAR_CERTS_TLS_SNAPSHOT_H_
 #define SIDECAR_CERTS_TLS_SNAPSHOT_H_
 
-#include <openssl/base.h>
+#include <openssl/ssl.h>
 
 #include <cstdint>
 #include <memory>
