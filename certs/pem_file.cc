@@ -195,6 +195,18 @@ absl::StatusOr<CertificateKeyPair> LoadCertificateKeyFile(const std::string& pat
   }
   if (!X509_check_private_key(pair.leaf.get(), pair.key.get())) {
     ERR_clear_error();
+    // The first certificate is the one presented; a key that belongs to a later one means
+    // the file lists the chain in the wrong order, which deserves its own hint.
+    for (size_t i = 0; i < pair.chain.size(); ++i) {
+      if (X509_check_private_key(pair.chain[i].get(), pair.key.get())) {
+        ERR_clear_error();
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": the private key belongs to certificate ", i + 2, " (",
+                         FormatName(X509_get_subject_name(pair.chain[i].get())),
+                         "), not to the first one; put that certificate first, then its issuers"));
+      }
+      ERR_clear_error();
+    }
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": the private key does not match the certificate ",
                      FormatName(X509_get_subject_name(pair.leaf.get()))));

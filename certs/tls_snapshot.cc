@@ -404,6 +404,8 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
       SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
     }
     snapshot->server_context_ = std::move(*ctx);
+    X509_up_ref((*server)->leaf.get());
+    snapshot->server_leaf_.reset((*server)->leaf.get());
   }
 
   // Egress (client) context.
@@ -504,6 +506,13 @@ absl::Status TlsSnapshot::PrepareEgressSession(SSL* ssl, const std::string& host
         absl::StrCat("cannot verify the host name ", host, ": ", OpenSslError()));
   }
   return absl::OkStatus();
+}
+
+bool TlsSnapshot::MatchesServerName(const std::string& sni) const {
+  if (server_leaf_ == nullptr || sni.empty()) {
+    return false;
+  }
+  return X509_check_host(server_leaf_.get(), sni.data(), sni.size(), 0, nullptr) == 1;
 }
 
 std::vector<std::string> TlsSnapshot::ExpiryWarnings(int days) const {

@@ -91,6 +91,11 @@ class TlsSnapshot {
   // checks DNS names). A mismatch then fails the handshake with X509_V_ERR_HOSTNAME_MISMATCH.
   absl::Status PrepareEgressSession(SSL* ssl, const std::string& host) const;
 
+  // MatchesServerName says whether the server certificate covers `sni` (a DNS name as sent
+  // in a ClientHello), by its subjectAltName DNS entries, wildcards included, or its CN when
+  // it has none. False without a server certificate. For tls_sidecar_tls_sni_total{match}.
+  bool MatchesServerName(const std::string& sni) const;
+
   // ExpiryWarnings returns a sentence for each loaded certificate that expires within `days`
   // days (mongod warns at 30), for the start-up log and `status`.
   std::vector<std::string> ExpiryWarnings(int days) const;
@@ -102,6 +107,7 @@ class TlsSnapshot {
   bssl::UniquePtr<SSL_CTX> server_context_;
   bssl::UniquePtr<SSL_CTX> client_context_;
   std::vector<CertificateInfo> certificates_;
+  bssl::UniquePtr<X509> server_leaf_;  // for MatchesServerName
 };
 
 // VerifiedPeerSubject returns the RFC 4514 subject of the certificate the peer of `ssl`

@@ -69,7 +69,7 @@ TEST(PemFileTest, DirectoryIsRefused) {
 
 TEST(PemFileTest, NonPemFileIsReportedAsNotPem) {
   TempDir dir;
-  std::string der_like = dir.Write("server.der", std::string("\x30\x82\x01\x0a garbage", 14));
+  std::string der_like = dir.Write("server.der", std::string("\x30\x82\x01\x0a garbage"));
   absl::StatusOr<CertificateKeyPair> pair = LoadCertificateKeyFile(der_like, "");
   ASSERT_FALSE(pair.ok());
   EXPECT_THAT(pair.status().message(), HasSubstr(der_like + ": not PEM"));
@@ -106,6 +106,23 @@ TEST(PemFileTest, KeyOfAnotherCertificateIsRefused) {
   ASSERT_FALSE(pair.ok());
   EXPECT_THAT(pair.status().message(),
               HasSubstr(path + ": the private key does not match the certificate CN=localhost"));
+}
+
+TEST(PemFileTest, LeafAfterItsIssuerIsReportedAsWrongOrder) {
+  TempDir dir;
+  CertificateOptions ca_options;
+  ca_options.is_ca = true;
+  ca_options.common_name = "Issuer";
+  GeneratedCertificate issuer = Make(ca_options);
+  CertificateOptions leaf_options;
+  leaf_options.issuer = &issuer;
+  leaf_options.common_name = "leaf";
+  GeneratedCertificate leaf = Make(leaf_options);
+  std::string path = dir.Write("reversed.pem", issuer.cert_pem + leaf.cert_pem + leaf.key_pem);
+  absl::StatusOr<CertificateKeyPair> pair = LoadCertificateKeyFile(path, "");
+  ASSERT_FALSE(pair.ok());
+  EXPECT_THAT(pair.status().message(),
+              HasSubstr(path + ": the private key belongs to certificate 2 (CN=leaf)"));
 }
 
 class EncryptedKeyTest : public ::testing::TestWithParam<KeyType> {};

@@ -256,6 +256,25 @@ TEST_F(TlsSnapshotTest, ClusterDefaultsToServerCertificateAndSeparateClusterCaIs
   EXPECT_EQ(infos[3].source, settings.cluster_ca_file);
 }
 
+TEST_F(TlsSnapshotTest, MatchesServerNameFollowsSubjectAltNames) {
+  CertificateOptions options;
+  options.common_name = "node1.example.net";
+  options.dns_names = {"node1.example.net", "*.pods.example.net"};
+  TlsSettings settings = pki_->Settings();
+  settings.certificate_key_file = pki_->dir.Write("sni.pem", Issue(options).CertificateKeyPem());
+  std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(settings);
+  ASSERT_NE(snapshot, nullptr);
+  EXPECT_TRUE(snapshot->MatchesServerName("node1.example.net"));
+  EXPECT_TRUE(snapshot->MatchesServerName("NODE1.example.net"));
+  EXPECT_TRUE(snapshot->MatchesServerName("a.pods.example.net"));
+  EXPECT_FALSE(snapshot->MatchesServerName("a.b.pods.example.net"));
+  EXPECT_FALSE(snapshot->MatchesServerName("node2.example.net"));
+  EXPECT_FALSE(snapshot->MatchesServerName(""));
+  TlsSettings none;
+  none.ca_file = pki_->ca_file;
+  EXPECT_FALSE(MustCreate(none)->MatchesServerName("node1.example.net"));
+}
+
 TEST_F(TlsSnapshotTest, ExpiryWarningsNameACertificateCloseToExpiry) {
   CertificateOptions options;
   options.lifetime = absl::Hours(24 * 10);
