@@ -306,8 +306,8 @@ absl::Status WriteFile(const std::string& path, const std::string& contents, int
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,
-                                                      const TestPkiOptions& options) {
+absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::string& dir,
+                                                                 const TestPkiOptions& options) {
   std::error_code ec;
   if (!std::filesystem::exists(dir, ec)) {
     if (!std::filesystem::create_directories(dir, ec)) {
@@ -399,7 +399,7 @@ absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,
                                                       const std::vector<std::string>& hosts) {
   TestPkiOptions options;
   options.hosts = hosts;
-  return WriteTestPki(dir, options);
+  return WriteTestPkiWithOptions(dir, options);
 }
 
 }  // namespace sidecar::certs

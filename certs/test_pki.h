@@ -91,10 +91,11 @@ struct TestPkiOptions {
 // and a client certificate+key (client.pem, clientAuth only), all ECDSA P-256, valid from
 // an hour ago for a year. Files holding keys are mode 0600. Returns the paths written, in
 // that order. Refuses to replace existing files unless `options.overwrite`.
-absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,
-                                                      const TestPkiOptions& options);
+// WriteTestPki(dir, {}) stays unambiguous because the options form has its own name.
 absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,
                                                       const std::vector<std::string>& hosts);
+absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::string& dir,
+                                                                 const TestPkiOptions& options);
 
 // WriteFile writes `contents` to `path` with permission `mode`, replacing it.
 absl::Status WriteFile(const std::string& path, const std::string& contents, int mode = 0600);

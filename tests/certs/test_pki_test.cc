@@ -85,7 +85,7 @@ TEST(WriteTestPkiTest, WritesCaServerClusterClientThatParseAndChain) {
 
 TEST(WriteTestPkiTest, FilesWorkAsSidecarConfiguration) {
   TempDir dir;
-  ASSERT_TRUE(WriteTestPki(dir.path(), std::vector<std::string>{}).ok());
+  ASSERT_TRUE(WriteTestPki(dir.path(), {}).ok());
   TlsSettings settings;
   settings.certificate_key_file = dir.File("server.pem");
   settings.ca_file = dir.File("ca.pem");
@@ -102,21 +102,19 @@ TEST(WriteTestPkiTest, FilesWorkAsSidecarConfiguration) {
 
 TEST(WriteTestPkiTest, RefusesToOverwriteUnlessAsked) {
   TempDir dir;
-  ASSERT_TRUE(WriteTestPki(dir.path(), std::vector<std::string>{}).ok());
-  absl::StatusOr<std::vector<std::string>> again =
-      WriteTestPki(dir.path(), std::vector<std::string>{});
+  ASSERT_TRUE(WriteTestPki(dir.path(), {}).ok());
+  absl::StatusOr<std::vector<std::string>> again = WriteTestPki(dir.path(), {});
   ASSERT_FALSE(again.ok());
   EXPECT_THAT(again.status().message(), HasSubstr(dir.File("ca.pem") + ": already exists"));
   TestPkiOptions options;
   options.overwrite = true;
-  EXPECT_TRUE(WriteTestPki(dir.path(), options).ok());
+  EXPECT_TRUE(WriteTestPkiWithOptions(dir.path(), options).ok());
 }
 
 TEST(WriteTestPkiTest, RefusesAFileAsDirectory) {
   TempDir dir;
   std::string file = dir.Write("plain", "x");
-  EXPECT_THAT(WriteTestPki(file, std::vector<std::string>{}).status().message(),
-              HasSubstr("is not a directory"));
+  EXPECT_THAT(WriteTestPki(file, {}).status().message(), HasSubstr("is not a directory"));
 }
 
 TEST(MakeCertificateTest, HonoursKeyTypeSerialSubjectAndCaFlag) {
