@@ -102,8 +102,7 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> MakeKey(KeyType type) {
 absl::StatusOr<GeneratedCertificate> MakeCertificate(const CertificateOptions& options) {
   GeneratedCertificate out;
   if (options.reuse_key != nullptr) {
-    EVP_PKEY_up_ref(options.reuse_key);
-    out.key.reset(options.reuse_key);
+    out.key = bssl::UpRef(options.reuse_key);  // the caller keeps its reference
   } else {
     absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> key = MakeKey(options.key_type);
     if (!key.ok()) {

@@ -404,8 +404,7 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
       SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
     }
     snapshot->server_context_ = std::move(*ctx);
-    X509_up_ref((*server)->leaf.get());
-    snapshot->server_leaf_.reset((*server)->leaf.get());
+    snapshot->server_leaf_ = bssl::UpRef((*server)->leaf);  // shares the certificate
   }
 
   // Egress (client) context.
