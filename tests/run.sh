@@ -51,12 +51,12 @@ log() { printf '==> %s\n' "$*"; }
 # --- 1. Debian packages -------------------------------------------------------------------
 
 # Build tools and libraries, the clients the end-to-end tests drive (pymongo, openssl s_client)
-# and the tools they use (curl, ip).
+# and the tools they use (curl, ip, and Prometheus with promtool for the metrics and deploy tests).
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
-  python3 python3-pymongo python3-pytest
+  python3 python3-pymongo python3-pytest python3-yaml prometheus
   openssl ca-certificates curl iproute2
 )
 

@@ -1,0 +1,169 @@
+"""Checks of deploy/: the Grafana dashboard and the Prometheus files query only the metrics
+that SPEC §7 names (the sidecar's public contract), and every query parses.
+
+promtool's own checks and unit tests of the alert rules run as separate ctest tests (see
+CMakeLists.txt beside this file); this file covers what they cannot see: a misspelt metric
+name gives an empty panel or an alert that never fires, and passes every syntax check.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2]
+DASHBOARD = SOURCE_DIR / "deploy" / "grafana" / "tls-sidecar.json"
+RULES = SOURCE_DIR / "deploy" / "prometheus" / "tls-sidecar.rules.yml"
+METRICS_CC = SOURCE_DIR / "proxy" / "metrics.cc"
+
+# SPEC §7: name -> type. Dashboards and alerts depend on these names.
+SPEC_METRICS = {
+    "tls_sidecar_connections_accepted_total": "counter",
+    "tls_sidecar_connections_active": "gauge",
+    "tls_sidecar_connections_rejected_total": "counter",
+    "tls_sidecar_plaintext_client_connections_total": "counter",
+    "tls_sidecar_tls_handshakes_total": "counter",
+    "tls_sidecar_tls_handshake_duration_seconds": "histogram",
+    "tls_sidecar_bytes_total": "counter",
+    "tls_sidecar_mode": "gauge",
+    "tls_sidecar_mode_transitions_total": "counter",
+    "tls_sidecar_mode_persisted": "gauge",
+    "tls_sidecar_certificate_expiry_timestamp_seconds": "gauge",
+    "tls_sidecar_certificate_reloads_total": "counter",
+    "tls_sidecar_upstream_connect_failures_total": "counter",
+    "tls_sidecar_ready": "gauge",
+    "tls_sidecar_tls_sni_total": "counter",
+    "tls_sidecar_build_info": "gauge",
+}
+
+
+def queryable_names():
+    """Every series name a query may use: histograms add _bucket, _sum and _count."""
+    names = set()
+    for name, kind in SPEC_METRICS.items():
+        names.add(name)
+        if kind == "histogram":
+            names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+METRIC_NAME = re.compile(r"\btls_sidecar_[a-z0-9_]+")
+
+
+def load_dashboard():
+    with open(DASHBOARD, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def all_panels(panels):
+    for panel in panels:
+        yield panel
+        yield from all_panels(panel.get("panels", []))
+
+
+def dashboard_queries(dashboard):
+    """(where, expr) for every panel target, annotation and variable query."""
+    for panel in all_panels(dashboard["panels"]):
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r} {target.get('refId')}", target["expr"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            yield f"annotation {annotation['name']!r}", annotation["expr"]
+
+
+def test_metrics_cc_registers_exactly_the_spec_names():
+    registered = set(re.findall(r'\.Name\("([a-z0-9_]+)"\)', METRICS_CC.read_text()))
+    assert registered == set(SPEC_METRICS)
+
+
+def test_dashboard_is_json_with_the_datasource_as_a_variable():
+    dashboard = load_dashboard()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    # Every query goes through the variable: no data source uid of someone's Grafana.
+    for panel in all_panels(dashboard["panels"]):
+        if panel.get("type") == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            assert annotation["datasource"]["uid"] == "${DS_PROMETHEUS}"
+    ids = [p["id"] for p in all_panels(dashboard["panels"])]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+def test_dashboard_queries_only_spec_metrics():
+    allowed = queryable_names()
+    used = set()
+    for where, expr in dashboard_queries(load_dashboard()):
+        names = set(METRIC_NAME.findall(expr))
+        assert names, f"{where} queries no tls-sidecar metric: {expr}"
+        assert names <= allowed, f"{where} queries metrics not in SPEC §7: {names - allowed}"
+        used |= names
+    variable = {v["name"]: v for v in load_dashboard()["templating"]["list"]}["instance"]
+    assert set(METRIC_NAME.findall(variable["definition"])) <= allowed
+
+
+def test_dashboard_shows_what_operators_need():
+    """The panels the upgrade is watched with: each must exist and query its metric."""
+    queries = list(dashboard_queries(load_dashboard()))
+
+    def panels_using(pattern):
+        return [where for where, expr in queries if re.search(pattern, expr)]
+
+    assert panels_using(r"by \(instance, transport\) \(tls_sidecar_connections_active"), \
+        "TLS vs plaintext connections per node"
+    assert panels_using(r"by \(instance, application, driver, kind\) "
+                        r"\(increase\(tls_sidecar_plaintext_client_connections_total"), \
+        "the who-is-left table"
+    assert panels_using(r"by \(reason\) \(rate\(tls_sidecar_connections_rejected_total"), \
+        "rejections by reason"
+    assert panels_using(r"version, cipher.*tls_sidecar_tls_handshakes_total"), \
+        "handshakes by version and cipher"
+    assert panels_using(r"histogram_quantile\(.*tls_sidecar_tls_handshake_duration_seconds_bucket"), \
+        "handshake latency"
+    assert panels_using(r"tls_sidecar_mode\{"), "mode per node"
+    assert any(where.startswith("annotation") and "tls_sidecar_mode_transitions_total" in expr
+               for where, expr in queries), "mode transitions marked"
+    assert panels_using(r"tls_sidecar_certificate_expiry_timestamp_seconds.*- time\(\)"), \
+        "certificate days left"
+
+
+def test_alert_rules_use_only_spec_metrics():
+    allowed = queryable_names() | {"up"}
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert len(alerts) >= 6
+    for rule in alerts:
+        names = set(METRIC_NAME.findall(rule["expr"]))
+        assert names or "up{" in rule["expr"], rule["alert"]
+        assert names <= allowed, f"{rule['alert']} uses metrics not in SPEC §7: {names - allowed}"
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    """Grafana's variables replaced by what Grafana would send, each query becomes a
+    recording rule that promtool parses."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (Debian package prometheus; tests/run.sh installs it)"
+    records = []
+    for i, (where, expr) in enumerate(dashboard_queries(load_dashboard())):
+        concrete = (expr.replace("$__rate_interval", "1m").replace("$__range", "6h")
+                    .replace("$instance", ".*"))
+        assert "$" not in concrete, f"{where}: unknown variable in {expr}"
+        records.append({"record": f"dashboard:query_{i}", "expr": concrete})
+    path = tmp_path / "dashboard-queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
