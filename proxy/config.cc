@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <string>
-#include <type_traits>
 #include <map>
 #include <set>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -42,8 +42,8 @@ void AppendPiece(std::string& out, absl::string_view s) { out.append(s.data(), s
 void AppendPiece(std::string& out, const char* s) { out.append(s); }
 void AppendPiece(std::string& out, const std::string& s) { out.append(s); }
 template <typename T>
-  requires(std::is_integral_v<T> && !std::is_same_v<T, char> && !std::is_same_v<T, bool>)
-void AppendPiece(std::string& out, T value) {
+requires(std::is_integral_v<T> && !std::is_same_v<T, char> &&
+         !std::is_same_v<T, bool>) void AppendPiece(std::string& out, T value) {
   out += std::to_string(value);
 }
 template <typename... Pieces>
@@ -70,8 +70,8 @@ constexpr int64_t kMaxConfigFileBytes = 1 << 20;
 // Host and port.
 
 bool IsHostChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
-         c == '_' || c == ':' || c == '%';
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+         c == ':' || c == '%';
 }
 
 // ParseHostPortBare returns errors without a prefix, ready for "WHAT: " in front.
@@ -104,8 +104,8 @@ absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_por
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
     if ((host.find(':') != std::string::npos)) {
-      return absl::InvalidArgumentError(Cat("IPv6 addresses need brackets (", example,
-                                                     "), got \"", text, "\""));
+      return absl::InvalidArgumentError(
+          Cat("IPv6 addresses need brackets (", example, "), got \"", text, "\""));
     }
   }
   if (host.empty()) {
@@ -118,9 +118,10 @@ absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_por
   if (port_text.empty() ||
       !std::all_of(port_text.begin(), port_text.end(),
                    [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
-      !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) || port > 65535 || (port == 0 && !allow_port_zero)) {
-    return absl::InvalidArgumentError(Cat("invalid port \"", port_text, "\" in \"", text,
-                                                   "\"; expected 1 to 65535"));
+      !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) ||
+      port > 65535 || (port == 0 && !allow_port_zero)) {
+    return absl::InvalidArgumentError(
+        Cat("invalid port \"", port_text, "\" in \"", text, "\"; expected 1 to 65535"));
   }
   return HostPort{std::string(host), static_cast<uint16_t>(port)};
 }
@@ -148,8 +149,8 @@ struct Setting {
   int64_t min = 0;                      // kInt range
   int64_t max = 0;
   ApplyFn apply;
-  std::string_view group;       // HelpText section
-  std::string_view arg;         // HelpText placeholder for the value ("" for switches)
+  std::string_view group;  // HelpText section
+  std::string_view arg;    // HelpText placeholder for the value ("" for switches)
   std::string_view default_text;
   std::string_view help;
 };
@@ -171,12 +172,12 @@ absl::Status SetSelector(std::string_view text, std::string* out) {
       if (hex.size() != 40 || !std::all_of(hex.begin(), hex.end(), [](char c) {
             return absl::ascii_isxdigit(static_cast<unsigned char>(c));
           })) {
-        return absl::InvalidArgumentError(Cat(
-            "\"", text, "\": a thumbprint is the SHA-1 of the certificate, 40 hex digits"));
+        return absl::InvalidArgumentError(
+            Cat("\"", text, "\": a thumbprint is the SHA-1 of the certificate, 40 hex digits"));
       }
     } else {
-      return absl::InvalidArgumentError(Cat(
-          "\"", text, "\": expected \"subject=<CN or DN>\" or \"thumbprint=<SHA-1 hex>\""));
+      return absl::InvalidArgumentError(
+          Cat("\"", text, "\": expected \"subject=<CN or DN>\" or \"thumbprint=<SHA-1 hex>\""));
     }
   }
   *out = std::string(text);
@@ -214,7 +215,7 @@ absl::StatusOr<std::set<certs::TlsProtocol>> ParseProtocols(const std::vector<st
     if (it == std::end(kNames)) {
       return absl::InvalidArgumentError(
           Cat("unknown protocol \"", name,
-                       "\"; valid names are TLS1_0, TLS1_1, TLS1_2, TLS1_3, or \"none\""));
+              "\"; valid names are TLS1_0, TLS1_1, TLS1_2, TLS1_3, or \"none\""));
     }
     out.insert(it->second);
   }
@@ -224,217 +225,206 @@ absl::StatusOr<std::set<certs::TlsProtocol>> ParseProtocols(const std::vector<st
   return out;
 }
 
+// Setters, one per key; they return "what is wrong" only, the caller adds "FILE: KEY: ".
+
+template <std::string certs::TlsSettings::*field>
+absl::Status SetTlsString(const Value& v, Config& c) {
+  c.tls.*field = v.str;
+  return absl::OkStatus();
+}
+
+template <bool certs::TlsSettings::*field>
+absl::Status SetTlsBool(const Value& v, Config& c) {
+  c.tls.*field = v.boolean;
+  return absl::OkStatus();
+}
+
+template <int64_t Config::*field>
+absl::Status SetInt64(const Value& v, Config& c) {
+  c.*field = v.integer;
+  return absl::OkStatus();
+}
+
+absl::Status SetBindIp(const Value& v, Config& c) {
+  if (v.list.empty()) {
+    return absl::InvalidArgumentError("needs at least one address");
+  }
+  for (const std::string& ip : v.list) {
+    if (ip.empty() || !std::all_of(ip.begin(), ip.end(), IsHostChar)) {
+      return absl::InvalidArgumentError(Cat("invalid address \"", ip, "\""));
+    }
+  }
+  c.bind_ips = v.list;
+  return absl::OkStatus();
+}
+
+absl::Status SetPort(const Value& v, Config& c) {
+  c.port = static_cast<uint16_t>(v.integer);
+  return absl::OkStatus();
+}
+
+absl::Status SetUpstream(const Value& v, Config& c) {
+  absl::StatusOr<HostPort> hp = ParseHostPortBare(v.str, /*allow_port_zero=*/false);
+  if (!hp.ok()) {
+    return hp.status();
+  }
+  c.upstream = *std::move(hp);
+  return absl::OkStatus();
+}
+
+absl::Status SetThreads(const Value& v, Config& c) {
+  c.threads = static_cast<int>(v.integer);
+  return absl::OkStatus();
+}
+
+absl::Status SetUpstreamProxyProtocol(const Value& v, Config& c) {
+  c.upstream_proxy_protocol = static_cast<int>(v.integer);
+  return absl::OkStatus();
+}
+
+absl::Status SetMode(const Value& v, Config& c) {
+  absl::StatusOr<Mode> mode = ParseMode(v.str);
+  if (!mode.ok()) {
+    return mode.status();
+  }
+  c.mode = *mode;
+  return absl::OkStatus();
+}
+
+absl::Status SetCertificateSelector(const Value& v, Config& c) {
+  return SetSelector(v.str, &c.tls.certificate_selector);
+}
+
+absl::Status SetClusterCertificateSelector(const Value& v, Config& c) {
+  return SetSelector(v.str, &c.tls.cluster_certificate_selector);
+}
+
+absl::Status SetDisabledProtocols(const Value& v, Config& c) {
+  absl::StatusOr<std::set<certs::TlsProtocol>> set = ParseProtocols(v.list);
+  if (!set.ok()) {
+    return set.status();
+  }
+  c.tls.disabled_protocols = *std::move(set);
+  return absl::OkStatus();
+}
+
+absl::Status SetTransparentListen(const Value& v, Config& c) {
+  absl::StatusOr<HostPort> hp = ParseHostPortBare(v.str, /*allow_port_zero=*/true);
+  if (!hp.ok()) {
+    return hp.status();
+  }
+  c.egress_transparent_listen = *std::move(hp);
+  return absl::OkStatus();
+}
+
+absl::Status SetControlSocket(const Value& v, Config& c) {
+  constexpr size_t kMaxPath = sizeof(sockaddr_un{}.sun_path);
+  if (v.str.empty()) {
+    return absl::InvalidArgumentError("must not be empty");
+  }
+  if (v.str.size() >= kMaxPath) {
+    return absl::InvalidArgumentError(
+        Cat("is ", v.str.size(), " bytes long; a UNIX socket path must be under ", kMaxPath));
+  }
+  c.control_socket = v.str;
+  return absl::OkStatus();
+}
+
+absl::Status SetMetricsListen(const Value& v, Config& c) {
+  return SetListenAddress(v.str, &c.metrics_listen);
+}
+
+using TLS = certs::TlsSettings;
+
+// The table of every key. Flags are listed preferred spelling first; HelpText prints the
+// entries that have flags, by group.
 const std::vector<Setting>& Settings() {
+  // clang-format off
   static const std::vector<Setting>* const kSettings = new std::vector<Setting>{
-      // [net]
-      {"net.bindIp", "", Kind::kList, {"--bind_ip"}, 0, 0,
-       [](const Value& v, Config& c) {
-         if (v.list.empty()) {
-           return absl::InvalidArgumentError("needs at least one address");
-         }
-         for (const std::string& ip : v.list) {
-           if (ip.empty() || !std::all_of(ip.begin(), ip.end(), IsHostChar)) {
-             return absl::InvalidArgumentError(Cat("invalid address \"", ip, "\""));
-           }
-         }
-         c.bind_ips = v.list;
-         return absl::OkStatus();
-       },
-       "Network", "ADDRS", "127.0.0.1",
-       "addresses to listen on, comma-separated; 0.0.0.0 or :: for all"},
-      {"net.port", "", Kind::kInt, {"--port"}, 1, 65535,
-       [](const Value& v, Config& c) {
-         c.port = static_cast<uint16_t>(v.integer);
-         return absl::OkStatus();
-       },
-       "Network", "PORT", "27017", "the public MongoDB port this sidecar owns"},
-      {"net.upstream", "", Kind::kString, {"--upstream"}, 0, 0,
-       [](const Value& v, Config& c) {
-         absl::StatusOr<HostPort> hp = ParseHostPortBare(v.str, /*allow_port_zero=*/false);
-         if (!hp.ok()) {
-           return hp.status();
-         }
-         c.upstream = *std::move(hp);
-         return absl::OkStatus();
-       },
-       "Network", "HOST:PORT", "127.0.0.1:27018", "the local, unmodified mongod"},
-      {"net.threads", "", Kind::kInt, {"--threads"}, 0, 1024,
-       [](const Value& v, Config& c) {
-         c.threads = static_cast<int>(v.integer);
-         return absl::OkStatus();
-       },
-       "Network", "N", "0", "event loops; 0 = one per core"},
-      {"net.upstreamProxyProtocol", "", Kind::kInt, {"--upstream-proxy-protocol"}, 0, 2,
-       [](const Value& v, Config& c) {
-         c.upstream_proxy_protocol = static_cast<int>(v.integer);
-         return absl::OkStatus();
-       },
-       "Network", "0|1|2", "0",
-       "send a PROXY protocol header (v1 or v2) to mongod's net.proxyPort; 0 = off"},
+    {"net.bindIp", "", Kind::kList, {"--bind_ip"}, 0, 0, SetBindIp,
+     "Network", "ADDRS", "127.0.0.1",
+     "addresses to listen on, comma-separated; 0.0.0.0 or :: for all"},
+    {"net.port", "", Kind::kInt, {"--port"}, 1, 65535, SetPort,
+     "Network", "PORT", "27017", "the public MongoDB port this sidecar owns"},
+    {"net.upstream", "", Kind::kString, {"--upstream"}, 0, 0, SetUpstream,
+     "Network", "HOST:PORT", "127.0.0.1:27018", "the local, unmodified mongod"},
+    {"net.threads", "", Kind::kInt, {"--threads"}, 0, 1024, SetThreads,
+     "Network", "N", "0", "event loops; 0 = one per core"},
+    {"net.upstreamProxyProtocol", "", Kind::kInt, {"--upstream-proxy-protocol"}, 0, 2,
+     SetUpstreamProxyProtocol, "Network", "0|1|2", "0",
+     "send a PROXY protocol header (v1 or v2) to mongod's net.proxyPort; 0 = off"},
 
-      // [net.tls]
-      {"net.tls.mode", "", Kind::kString, {"--tlsMode", "--sslMode"}, 0, 0,
-       [](const Value& v, Config& c) {
-         absl::StatusOr<Mode> mode = ParseMode(v.str);
-         if (!mode.ok()) {
-           return mode.status();
-         }
-         c.mode = *mode;
-         return absl::OkStatus();
-       },
-       "TLS", "MODE", "disabled",
-       "disabled, allowTLS, preferTLS or requireTLS (allowSSL, preferSSL, requireSSL too)"},
-      {"net.tls.certificateKeyFile", "net.tls.PEMKeyFile", Kind::kString,
-       {"--tlsCertificateKeyFile", "--sslPEMKeyFile"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.certificate_key_file = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "FILE", "", "PEM with the server certificate chain and its key"},
-      {"net.tls.certificateKeyFilePassword", "net.tls.PEMKeyPassword", Kind::kString,
-       {"--tlsCertificateKeyFilePassword", "--sslPEMKeyPassword"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.certificate_key_file_password = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "PASSWORD", "", "password of an encrypted key"},
-      {"net.tls.CAFile", "", Kind::kString, {"--tlsCAFile", "--sslCAFile"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.ca_file = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "FILE", "", "CA certificates that client certificates must chain to"},
-      {"net.tls.CRLFile", "", Kind::kString, {"--tlsCRLFile", "--sslCRLFile"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.crl_file = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "FILE", "", "certificate revocation list (needs a CA file)"},
-      {"net.tls.clusterFile", "", Kind::kString, {"--tlsClusterFile", "--sslClusterFile"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.cluster_file = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "FILE", "the certificate key file", "certificate presented to peers (egress)"},
-      {"net.tls.clusterCAFile", "", Kind::kString, {"--tlsClusterCAFile", "--sslClusterCAFile"}, 0,
-       0,
-       [](const Value& v, Config& c) {
-         c.tls.cluster_ca_file = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "FILE", "the CA file", "CA that peers' certificates must chain to"},
-      {"net.tls.certificateSelector", "", Kind::kString,
-       {"--tlsCertificateSelector", "--sslCertificateSelector"}, 0, 0,
-       [](const Value& v, Config& c) { return SetSelector(v.str, &c.tls.certificate_selector); },
-       "TLS", "SEL", "", "subject=<CN or DN> or thumbprint=<SHA-1 hex>, searched in the store"},
-      {"net.tls.clusterCertificateSelector", "", Kind::kString,
-       {"--tlsClusterCertificateSelector", "--sslClusterCertificateSelector"}, 0, 0,
-       [](const Value& v, Config& c) {
-         return SetSelector(v.str, &c.tls.cluster_certificate_selector);
-       },
-       "TLS", "SEL", "", "selector of the certificate presented to peers"},
-      {"net.tls.certificateStore", "", Kind::kString, {"--certificate-store"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.certificate_store = v.str;
-         return absl::OkStatus();
-       },
-       "TLS", "DIR", "", "directory of PEM files (certificate + key) searched by selectors"},
-      {"net.tls.allowConnectionsWithoutCertificates", "", Kind::kBool,
-       {"--tlsAllowConnectionsWithoutCertificates", "--sslAllowConnectionsWithoutCertificates",
-        "--sslWeakCertificateValidation"},
-       0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.allow_connections_without_certificates = v.boolean;
-         return absl::OkStatus();
-       },
-       "TLS", "", "true", "clients need not present a certificate"},
-      {"net.tls.allowInvalidCertificates", "", Kind::kBool,
-       {"--tlsAllowInvalidCertificates", "--sslAllowInvalidCertificates"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.allow_invalid_certificates = v.boolean;
-         return absl::OkStatus();
-       },
-       "TLS", "", "false", "accept certificates that do not verify (testing only)"},
-      {"net.tls.allowInvalidHostnames", "", Kind::kBool,
-       {"--tlsAllowInvalidHostnames", "--sslAllowInvalidHostnames"}, 0, 0,
-       [](const Value& v, Config& c) {
-         c.tls.allow_invalid_hostnames = v.boolean;
-         return absl::OkStatus();
-       },
-       "TLS", "", "false", "do not check peers' host names against their certificates"},
-      {"net.tls.disabledProtocols", "", Kind::kList,
-       {"--tlsDisabledProtocols", "--sslDisabledProtocols"}, 0, 0,
-       [](const Value& v, Config& c) {
-         absl::StatusOr<std::set<certs::TlsProtocol>> set = ParseProtocols(v.list);
-         if (!set.ok()) {
-           return set.status();
-         }
-         c.tls.disabled_protocols = *std::move(set);
-         return absl::OkStatus();
-       },
-       "TLS", "LIST", "TLS1_0,TLS1_1", "TLS versions to refuse (TLS1_0..TLS1_3), or none"},
+    {"net.tls.mode", "", Kind::kString, {"--tlsMode", "--sslMode"}, 0, 0, SetMode,
+     "TLS", "MODE", "disabled",
+     "disabled, allowTLS, preferTLS or requireTLS (allowSSL, preferSSL, requireSSL too)"},
+    {"net.tls.certificateKeyFile", "net.tls.PEMKeyFile", Kind::kString,
+     {"--tlsCertificateKeyFile", "--sslPEMKeyFile"}, 0, 0,
+     SetTlsString<&TLS::certificate_key_file>,
+     "TLS", "FILE", "", "PEM with the server certificate chain and its key"},
+    {"net.tls.certificateKeyFilePassword", "net.tls.PEMKeyPassword", Kind::kString,
+     {"--tlsCertificateKeyFilePassword", "--sslPEMKeyPassword"}, 0, 0,
+     SetTlsString<&TLS::certificate_key_file_password>,
+     "TLS", "PASSWORD", "", "password of an encrypted key"},
+    {"net.tls.CAFile", "", Kind::kString, {"--tlsCAFile", "--sslCAFile"}, 0, 0,
+     SetTlsString<&TLS::ca_file>,
+     "TLS", "FILE", "", "CA certificates that client certificates must chain to"},
+    {"net.tls.CRLFile", "", Kind::kString, {"--tlsCRLFile", "--sslCRLFile"}, 0, 0,
+     SetTlsString<&TLS::crl_file>,
+     "TLS", "FILE", "", "certificate revocation list (needs a CA file)"},
+    {"net.tls.clusterFile", "", Kind::kString, {"--tlsClusterFile", "--sslClusterFile"}, 0, 0,
+     SetTlsString<&TLS::cluster_file>,
+     "TLS", "FILE", "the certificate key file", "certificate presented to peers (egress)"},
+    {"net.tls.clusterCAFile", "", Kind::kString, {"--tlsClusterCAFile", "--sslClusterCAFile"},
+     0, 0, SetTlsString<&TLS::cluster_ca_file>,
+     "TLS", "FILE", "the CA file", "CA that peers' certificates must chain to"},
+    {"net.tls.certificateSelector", "", Kind::kString,
+     {"--tlsCertificateSelector", "--sslCertificateSelector"}, 0, 0, SetCertificateSelector,
+     "TLS", "SEL", "", "subject=<CN or DN> or thumbprint=<SHA-1 hex>, searched in the store"},
+    {"net.tls.clusterCertificateSelector", "", Kind::kString,
+     {"--tlsClusterCertificateSelector", "--sslClusterCertificateSelector"}, 0, 0,
+     SetClusterCertificateSelector,
+     "TLS", "SEL", "", "selector of the certificate presented to peers"},
+    {"net.tls.certificateStore", "", Kind::kString, {"--certificate-store"}, 0, 0,
+     SetTlsString<&TLS::certificate_store>,
+     "TLS", "DIR", "", "directory of PEM files (certificate + key) searched by selectors"},
+    {"net.tls.allowConnectionsWithoutCertificates", "", Kind::kBool,
+     {"--tlsAllowConnectionsWithoutCertificates", "--sslAllowConnectionsWithoutCertificates",
+      "--sslWeakCertificateValidation"}, 0, 0,
+     SetTlsBool<&TLS::allow_connections_without_certificates>,
+     "TLS", "", "true", "clients need not present a certificate"},
+    {"net.tls.allowInvalidCertificates", "", Kind::kBool,
+     {"--tlsAllowInvalidCertificates", "--sslAllowInvalidCertificates"}, 0, 0,
+     SetTlsBool<&TLS::allow_invalid_certificates>,
+     "TLS", "", "false", "accept certificates that do not verify (testing only)"},
+    {"net.tls.allowInvalidHostnames", "", Kind::kBool,
+     {"--tlsAllowInvalidHostnames", "--sslAllowInvalidHostnames"}, 0, 0,
+     SetTlsBool<&TLS::allow_invalid_hostnames>,
+     "TLS", "", "false", "do not check peers' host names against their certificates"},
+    {"net.tls.disabledProtocols", "", Kind::kList,
+     {"--tlsDisabledProtocols", "--sslDisabledProtocols"}, 0, 0, SetDisabledProtocols,
+     "TLS", "LIST", "TLS1_0,TLS1_1", "TLS versions to refuse (TLS1_0..TLS1_3), or none"},
 
-      // [egress.transparent]
-      {"egress.transparent.listen", "", Kind::kString, {}, 0, 0,
-       [](const Value& v, Config& c) {
-         absl::StatusOr<HostPort> hp = ParseHostPortBare(v.str, /*allow_port_zero=*/true);
-         if (!hp.ok()) {
-           return hp.status();
-         }
-         c.egress_transparent_listen = *std::move(hp);
-         return absl::OkStatus();
-       },
-       "", "", "", ""},
+    {"egress.transparent.listen", "", Kind::kString, {}, 0, 0, SetTransparentListen,
+     "", "", "", ""},
 
-      // [control]
-      {"control.socket", "", Kind::kString, {"--control-socket"}, 0, 0,
-       [](const Value& v, Config& c) {
-         if (v.str.empty()) {
-           return absl::InvalidArgumentError("must not be empty");
-         }
-         if (v.str.size() >= sizeof(sockaddr_un{}.sun_path)) {
-           return absl::InvalidArgumentError(
-               Cat("is ", v.str.size(), " bytes long; a UNIX socket path must be under ",
-                            sizeof(sockaddr_un{}.sun_path)));
-         }
-         c.control_socket = v.str;
-         return absl::OkStatus();
-       },
-       "Control and metrics", "PATH", "/tmp/tls-sidecar-<port>.sock",
-       "control socket (mode 0600) used by tls-sidecar ctl"},
+    {"control.socket", "", Kind::kString, {"--control-socket"}, 0, 0, SetControlSocket,
+     "Control and metrics", "PATH", "/tmp/tls-sidecar-<port>.sock",
+     "control socket (mode 0600) used by tls-sidecar ctl"},
+    {"metrics.listen", "", Kind::kString, {"--metrics"}, 0, 0, SetMetricsListen,
+     "Control and metrics", "HOST:PORT", "127.0.0.1:9442",
+     "Prometheus /metrics and /ready; \"\" turns it off"},
 
-      // [metrics]
-      {"metrics.listen", "", Kind::kString, {"--metrics"}, 0, 0,
-       [](const Value& v, Config& c) { return SetListenAddress(v.str, &c.metrics_listen); },
-       "Control and metrics", "HOST:PORT", "127.0.0.1:9442",
-       "Prometheus /metrics and /ready; \"\" turns it off"},
-
-      // [limits]
-      {"limits.maxConnections", "", Kind::kInt, {"--maxConns"}, 1, 16777216,
-       [](const Value& v, Config& c) {
-         c.max_connections = v.integer;
-         return absl::OkStatus();
-       },
-       "Limits", "N", "65536", "accepted client and egress connections together"},
-      {"limits.sniffTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
-       [](const Value& v, Config& c) {
-         c.sniff_timeout_ms = v.integer;
-         return absl::OkStatus();
-       },
-       "Limits", "", "10000", ""},
-      {"limits.handshakeTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
-       [](const Value& v, Config& c) {
-         c.handshake_timeout_ms = v.integer;
-         return absl::OkStatus();
-       },
-       "Limits", "", "10000", ""},
-      {"limits.drainSeconds", "", Kind::kInt, {}, 0, 86400,
-       [](const Value& v, Config& c) {
-         c.drain_seconds = v.integer;
-         return absl::OkStatus();
-       },
-       "Limits", "", "30", ""},
+    {"limits.maxConnections", "", Kind::kInt, {"--maxConns"}, 1, 16777216,
+     SetInt64<&Config::max_connections>,
+     "Limits", "N", "65536", "accepted client and egress connections together"},
+    {"limits.sniffTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
+     SetInt64<&Config::sniff_timeout_ms>, "Limits", "", "10000", ""},
+    {"limits.handshakeTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
+     SetInt64<&Config::handshake_timeout_ms>, "Limits", "", "10000", ""},
+    {"limits.drainSeconds", "", Kind::kInt, {}, 0, 86400,
+     SetInt64<&Config::drain_seconds>, "Limits", "", "30", ""},
   };
+  // clang-format on
   return *kSettings;
 }
 
@@ -567,7 +557,8 @@ std::vector<std::string> SplitList(std::string_view text) {
   size_t start = 0;
   while (true) {
     size_t comma = text.find(',', start);
-    std::string_view part = text.substr(start, comma == std::string_view::npos ? comma : comma - start);
+    std::string_view part =
+        text.substr(start, comma == std::string_view::npos ? comma : comma - start);
     while (!part.empty() && absl::ascii_isspace(static_cast<unsigned char>(part.front()))) {
       part.remove_prefix(1);
     }
@@ -586,8 +577,8 @@ std::vector<std::string> SplitList(std::string_view text) {
 absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setting) {
   Value v;
   auto wrong_type = [&]() {
-    return absl::InvalidArgumentError(Cat("expected ", KindName(setting.kind), ", got ",
-                                                   TypeName(node.type())));
+    return absl::InvalidArgumentError(
+        Cat("expected ", KindName(setting.kind), ", got ", TypeName(node.type())));
   };
   switch (setting.kind) {
     case Kind::kString:
@@ -608,8 +599,8 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
       }
       v.integer = node.as_integer()->get();
       if (v.integer < setting.min || v.integer > setting.max) {
-        return absl::InvalidArgumentError(Cat("must be between ", setting.min, " and ",
-                                                       setting.max, ", got ", v.integer));
+        return absl::InvalidArgumentError(
+            Cat("must be between ", setting.min, " and ", setting.max, ", got ", v.integer));
       }
       break;
     case Kind::kList:
@@ -618,8 +609,8 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
       } else if (node.is_array()) {
         for (const toml::node& element : *node.as_array()) {
           if (!element.is_string()) {
-            return absl::InvalidArgumentError(Cat(
-                "expected an array of strings, found ", TypeName(element.type()), " in it"));
+            return absl::InvalidArgumentError(
+                Cat("expected an array of strings, found ", TypeName(element.type()), " in it"));
           }
           v.list.push_back(std::string(element.as_string()->get()));
         }
@@ -661,8 +652,8 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
     return absl::InvalidArgumentError(Cat(file, ": ", k, ": ", what));
   };
   if (!node.is_array_of_tables() && !(node.is_array() && node.as_array()->empty())) {
-    return error(key, Cat("expected an array of tables ([[egress.peers]]), got ",
-                                   TypeName(node.type())));
+    return error(
+        key, Cat("expected an array of tables ([[egress.peers]]), got ", TypeName(node.type())));
   }
   std::vector<EgressPeer> peers;
   size_t index = 0;
@@ -675,9 +666,8 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
     for (auto&& [k, v] : table) {
       const std::string full = JoinKey(prefix, k.str());
       if (k.str() != "listen" && k.str() != "target") {
-        return error(full, Cat("unknown key",
-                                        Suggestion(k.str(), {"listen", "target"}),
-                                        " (a peer has listen and target)"));
+        return error(full, Cat("unknown key", Suggestion(k.str(), {"listen", "target"}),
+                               " (a peer has listen and target)"));
       }
       if (!v.is_string()) {
         return error(full, Cat("expected a string, got ", TypeName(v.type())));
@@ -698,15 +688,15 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
     }
     if (!has_listen || !has_target) {
       return error(prefix, Cat("needs both listen (where mongod dials) and target "
-                                        "(the peer's sidecar); ",
-                                        has_listen ? "target" : "listen", " is missing"));
+                               "(the peer's sidecar); ",
+                               has_listen ? "target" : "listen", " is missing"));
     }
     for (size_t i = 0; i < peers.size(); ++i) {
       if (peers[i].listen.port != 0 && peers[i].listen.host == peer.listen.host &&
           peers[i].listen.port == peer.listen.port) {
-        return error(Cat(prefix, ".listen"),
-                     Cat(peer.listen.ToString(), " is already the listen address of ",
-                                  key, "[", i, "]"));
+        return error(
+            Cat(prefix, ".listen"),
+            Cat(peer.listen.ToString(), " is already the listen address of ", key, "[", i, "]"));
       }
     }
     peers.push_back(std::move(peer));
@@ -748,8 +738,8 @@ absl::Status ApplyTable(const toml::table& table, std::string_view path, std::st
       return error(full, Cat(what, Suggestion(full, KnownKeysUnder(path))));
     }
     if (!seen.insert(std::string(setting->key)).second) {
-      return error(full, Cat("set twice (", setting->key, " and its alias ",
-                                      setting->alias, " are the same setting)"));
+      return error(full, Cat("set twice (", setting->key, " and its alias ", setting->alias,
+                             " are the same setting)"));
     }
     absl::StatusOr<Value> value = ValueFromToml(node, *setting);
     if (!value.ok()) {
@@ -768,9 +758,8 @@ absl::StatusOr<toml::table> ParseToml(std::string_view text, std::string_view fi
   toml::parse_result result = toml::parse(text, std::string_view(file));
   if (!result) {
     const toml::parse_error& e = result.error();
-    return absl::InvalidArgumentError(Cat(file, ": line ", e.source().begin.line,
-                                                   ", column ", e.source().begin.column, ": ",
-                                                   e.description()));
+    return absl::InvalidArgumentError(Cat(file, ": line ", e.source().begin.line, ", column ",
+                                          e.source().begin.column, ": ", e.description()));
   }
   return std::move(result).table();
 }
@@ -966,11 +955,10 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
     }
     if (!arg.starts_with("--")) {
       if (arg.starts_with("-") && arg.size() > 1) {
-        return absl::InvalidArgumentError(
-            Cat(arg, ": unknown flag; see tls-sidecar --help"));
+        return absl::InvalidArgumentError(Cat(arg, ": unknown flag; see tls-sidecar --help"));
       }
-      return absl::InvalidArgumentError(Cat(
-          "unexpected argument \"", arg, "\"; flags start with -- (see tls-sidecar --help)"));
+      return absl::InvalidArgumentError(
+          Cat("unexpected argument \"", arg, "\"; flags start with -- (see tls-sidecar --help)"));
     }
     std::string_view name = arg;
     std::optional<std::string> value;
@@ -979,17 +967,17 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
       value = std::string(arg.substr(eq + 1));
     }
     const std::vector<Flag>& flags = Flags();
-    auto it = std::find_if(flags.begin(), flags.end(),
-                           [&](const Flag& f) { return f.name == name; });
+    auto it =
+        std::find_if(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
     if (it == flags.end()) {
       std::vector<std::string> names;
       for (const Flag& f : flags) {
         names.emplace_back(f.name);
       }
       std::string suggestion = Suggestion(name, names);
-      return absl::InvalidArgumentError(
-          Cat(name, ": unknown flag", suggestion, suggestion.empty() ? "; " : " ",
-                       "see tls-sidecar --help"));
+      return absl::InvalidArgumentError(Cat(name, ": unknown flag", suggestion,
+                                            suggestion.empty() ? "; " : " ",
+                                            "see tls-sidecar --help"));
     }
     FlagUse use;
     use.flag = &*it;
@@ -1001,8 +989,8 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
         }
         std::string_view next = argv[i + 1];
         if (next.starts_with("--")) {
-          return absl::InvalidArgumentError(Cat(
-              name, ": needs a value (write ", name, "=VALUE for a value that starts with --)"));
+          return absl::InvalidArgumentError(Cat(name, ": needs a value (write ", name,
+                                                "=VALUE for a value that starts with --)"));
         }
         value = std::string(next);
         ++i;
@@ -1102,8 +1090,7 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
         return error(Cat("expected an integer, got \"", text, "\""));
       }
       if (v.integer < setting.min || v.integer > setting.max) {
-        return error(
-            Cat("must be between ", setting.min, " and ", setting.max, ", got ", text));
+        return error(Cat("must be between ", setting.min, " and ", setting.max, ", got ", text));
       }
       break;
     case Kind::kList:
@@ -1132,20 +1119,22 @@ absl::Status Finish(Loader& loader) {
   if (!tls.certificate_selector.empty() && !tls.certificate_key_file.empty()) {
     return error("net.tls.certificateSelector",
                  Cat("cannot be used together with a certificate key file (",
-                              loader.Origin("net.tls.certificateKeyFile"), "); choose one"));
+                     loader.Origin("net.tls.certificateKeyFile"), "); choose one"));
   }
   if (!tls.cluster_certificate_selector.empty() && !tls.cluster_file.empty()) {
     return error("net.tls.clusterCertificateSelector",
                  Cat("cannot be used together with a cluster file (",
-                              loader.Origin("net.tls.clusterFile"), "); choose one"));
+                     loader.Origin("net.tls.clusterFile"), "); choose one"));
   }
-  for (std::string_view key : {"net.tls.certificateSelector", "net.tls.clusterCertificateSelector"}) {
+  for (std::string_view key :
+       {"net.tls.certificateSelector", "net.tls.clusterCertificateSelector"}) {
     const std::string& selector = key == "net.tls.certificateSelector"
                                       ? tls.certificate_selector
                                       : tls.cluster_certificate_selector;
     if (!selector.empty() && tls.certificate_store.empty()) {
-      return error(key, "needs a certificate store to search: net.tls.certificateStore "
-                        "(--certificate-store), a directory of PEM files");
+      return error(key,
+                   "needs a certificate store to search: net.tls.certificateStore "
+                   "(--certificate-store), a directory of PEM files");
     }
   }
   if (!tls.crl_file.empty() && tls.ca_file.empty()) {
@@ -1154,11 +1143,10 @@ absl::Status Finish(Loader& loader) {
                  "against the CA that issued the certificates");
   }
   if (c.mode != Mode::kDisabled && !tls.HasServerCertificate()) {
-    return error("net.tls.mode",
-                 Cat("mode ", ModeName(c.mode),
-                              " needs a certificate: set net.tls.certificateKeyFile "
-                              "(--tlsCertificateKeyFile) or net.tls.certificateSelector "
-                              "(--tlsCertificateSelector)"));
+    return error("net.tls.mode", Cat("mode ", ModeName(c.mode),
+                                     " needs a certificate: set net.tls.certificateKeyFile "
+                                     "(--tlsCertificateKeyFile) or net.tls.certificateSelector "
+                                     "(--tlsCertificateSelector)"));
   }
   return absl::OkStatus();
 }
@@ -1264,7 +1252,8 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   return std::move(loader.config);
 }
 
-absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text, std::string_view file_name) {
+absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
+                                            std::string_view file_name) {
   Loader loader;
   absl::Status status = ApplyFileText(toml_text, file_name, loader);
   if (!status.ok()) {
@@ -1289,13 +1278,12 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
     return Mode::kDisabled;
   }
   if (!node.is_string()) {
-    return absl::InvalidArgumentError(Cat(file_name, ": net.tls.mode: expected a string, got ",
-                                                   TypeName(node.type())));
+    return absl::InvalidArgumentError(
+        Cat(file_name, ": net.tls.mode: expected a string, got ", TypeName(node.type())));
   }
   absl::StatusOr<Mode> mode = ParseMode(node.as_string()->get());
   if (!mode.ok()) {
-    return absl::InvalidArgumentError(
-        Cat(file_name, ": net.tls.mode: ", mode.status().message()));
+    return absl::InvalidArgumentError(Cat(file_name, ": net.tls.mode: ", mode.status().message()));
   }
   return *mode;
 }
@@ -1318,10 +1306,9 @@ std::string HelpText() {
       "TLS and/or plaintext according to its mode, and forwards plaintext to the\n"
       "local mongod. Flags override the configuration file. TLS flags take mongod's\n"
       "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
-  Append(&out, "\nGeneral:\n",
-                  HelpLine("--config FILE", "TOML configuration file (keys below)"),
-                  HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
-                  HelpLine("-v, -vv, --verbose", "also log debug lines"));
+  Append(&out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
+         HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
+         HelpLine("-v, -vv, --verbose", "also log debug lines"));
   for (std::string_view group : {"Network", "TLS", "Control and metrics", "Limits"}) {
     Append(&out, "\n", group, ":\n");
     if (group == "Network") {
@@ -1348,13 +1335,14 @@ std::string HelpText() {
       out += HelpLine(flags, text);
     }
     if (group == "Limits") {
-      Append(&out, "  limits.sniffTimeoutMs (10000), limits.handshakeTimeoutMs (10000) and\n"
-                            "  limits.drainSeconds (30) are set in the configuration file.\n");
+      Append(&out,
+             "  limits.sniffTimeoutMs (10000), limits.handshakeTimeoutMs (10000) and\n"
+             "  limits.drainSeconds (30) are set in the configuration file.\n");
     }
   }
   Append(&out,
-                  "\nmongod options accepted and ignored (with a notice), so a pasted mongod\n"
-                  "command line works:\n ");
+         "\nmongod options accepted and ignored (with a notice), so a pasted mongod\n"
+         "command line works:\n ");
   size_t column = 1;
   auto add_ignored = [&](std::string_view name) {
     if (column + name.size() + 1 > 78) {
@@ -1371,22 +1359,22 @@ std::string HelpText() {
     add_ignored(name);
   }
   Append(&out,
-                  "\n\nConfiguration file (TOML); every key is optional:\n"
-                  "  [net]      bindIp, port, upstream, threads, upstreamProxyProtocol\n"
-                  "  [net.tls]  mode, certificateKeyFile (PEMKeyFile), certificateKeyFilePassword\n"
-                  "             (PEMKeyPassword), CAFile, CRLFile, clusterFile, clusterCAFile,\n"
-                  "             certificateSelector, clusterCertificateSelector, certificateStore,\n"
-                  "             allowConnectionsWithoutCertificates, allowInvalidCertificates,\n"
-                  "             allowInvalidHostnames, disabledProtocols\n"
-                  "  [[egress.peers]]      listen (where mongod dials), target (the peer's sidecar)\n"
-                  "  [egress.transparent]  listen (iptables-redirected outbound connections)\n"
-                  "  [control]  socket\n"
-                  "  [metrics]  listen\n"
-                  "  [limits]   maxConnections, sniffTimeoutMs, handshakeTimeoutMs, drainSeconds\n"
-                  "\nAt run time: tls-sidecar ctl status | set-mode MODE [--force] [--persist]\n"
-                  "  | reload | drain-plaintext SECONDS | preflight MODE | clients\n"
-                  "  (see tls-sidecar ctl --help)\n"
-                  "Errors in the configuration exit with status 2.\n");
+         "\n\nConfiguration file (TOML); every key is optional:\n"
+         "  [net]      bindIp, port, upstream, threads, upstreamProxyProtocol\n"
+         "  [net.tls]  mode, certificateKeyFile (PEMKeyFile), certificateKeyFilePassword\n"
+         "             (PEMKeyPassword), CAFile, CRLFile, clusterFile, clusterCAFile,\n"
+         "             certificateSelector, clusterCertificateSelector, certificateStore,\n"
+         "             allowConnectionsWithoutCertificates, allowInvalidCertificates,\n"
+         "             allowInvalidHostnames, disabledProtocols\n"
+         "  [[egress.peers]]      listen (where mongod dials), target (the peer's sidecar)\n"
+         "  [egress.transparent]  listen (iptables-redirected outbound connections)\n"
+         "  [control]  socket\n"
+         "  [metrics]  listen\n"
+         "  [limits]   maxConnections, sniffTimeoutMs, handshakeTimeoutMs, drainSeconds\n"
+         "\nAt run time: tls-sidecar ctl status | set-mode MODE [--force] [--persist]\n"
+         "  | reload | drain-plaintext SECONDS | preflight MODE | clients\n"
+         "  (see tls-sidecar ctl --help)\n"
+         "Errors in the configuration exit with status 2.\n");
   return out;
 }
 

@@ -35,8 +35,8 @@ struct Config {
   std::vector<std::string> bind_ips = {"127.0.0.1"};
   uint16_t port = 27017;
   HostPort upstream = {"127.0.0.1", 27018};
-  int threads = 0;                    // 0: one loop per core
-  int upstream_proxy_protocol = 0;    // 0 off, 1 or 2
+  int threads = 0;                  // 0: one loop per core
+  int upstream_proxy_protocol = 0;  // 0 off, 1 or 2
 
   // [net.tls]
   Mode mode = Mode::kDisabled;

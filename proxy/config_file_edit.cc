@@ -8,9 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <type_traits>
-#include <optional>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -35,8 +35,8 @@ void AppendPiece(std::string& out, std::string_view s) { out.append(s); }
 void AppendPiece(std::string& out, const char* s) { out.append(s); }
 void AppendPiece(std::string& out, const std::string& s) { out.append(s); }
 template <typename T>
-  requires(std::is_integral_v<T> && !std::is_same_v<T, char> && !std::is_same_v<T, bool>)
-void AppendPiece(std::string& out, T value) {
+requires(std::is_integral_v<T> && !std::is_same_v<T, char> &&
+         !std::is_same_v<T, bool>) void AppendPiece(std::string& out, T value) {
   out += std::to_string(value);
 }
 template <typename... Pieces>
@@ -60,7 +60,7 @@ struct Places {
   int mode_values = 0;  // how many times net.tls.mode is assigned (1 in a valid file)
   size_t value_begin = 0;
   size_t value_end = 0;
-  char quote = 0;  // '"', '\'' or 0 when the value is not a one-line string
+  char quote = 0;                      // '"', '\'' or 0 when the value is not a one-line string
   std::optional<size_t> after_header;  // start of the line after a [net.tls] header
   std::optional<size_t> inline_open;   // just after the '{' of an inline net.tls table
   bool inline_empty = false;
@@ -394,9 +394,9 @@ bool SetExpectedMode(toml::table& root, Mode mode) {
 absl::StatusOr<toml::table> Parse(std::string_view text, std::string_view what) {
   toml::parse_result result = toml::parse(text, std::string_view("config"));
   if (!result) {
-    return absl::FailedPreconditionError(
-        Cat(what, " does not parse as TOML (line ", result.error().source().begin.line,
-                     ": ", result.error().description(), ")"));
+    return absl::FailedPreconditionError(Cat(what, " does not parse as TOML (line ",
+                                             result.error().source().begin.line, ": ",
+                                             result.error().description(), ")"));
   }
   return std::move(result).table();
 }
@@ -459,9 +459,7 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
   }
   std::string out(text);
   if (places.mode_values == 1) {
-    std::string value = places.quote == '\''
-                            ? Cat("'", name, "'")
-                            : Cat("\"", name, "\"");
+    std::string value = places.quote == '\'' ? Cat("'", name, "'") : Cat("\"", name, "\"");
     out.replace(places.value_begin, places.value_end - places.value_begin, value);
   } else if (places.mode_values > 1) {
     return absl::FailedPreconditionError("net.tls.mode is set more than once; edit it by hand");

@@ -131,10 +131,9 @@ class Writer {
         uint64_t dropped = dropped_.load(std::memory_order_relaxed);
         if (lines_lost == 0 && dropped > dropped_reported) {
           // The output works again: say how much is missing from it.
-          std::string note =
-              FormatLogLine(std::chrono::system_clock::now(), Severity::kWarning,
-                            Component::kDefault, 0, "Log lines were dropped",
-                            {{"dropped", dropped - dropped_reported}});
+          std::string note = FormatLogLine(std::chrono::system_clock::now(), Severity::kWarning,
+                                           Component::kDefault, 0, "Log lines were dropped",
+                                           {{"dropped", dropped - dropped_reported}});
           if (WriteAll(note) == note.size()) {
             written_.fetch_add(1, std::memory_order_relaxed);
             dropped_reported = dropped;
@@ -186,8 +185,8 @@ void AppendTimestamp(std::string* out, std::chrono::system_clock::time_point now
   gmtime_r(&t, &tm);
   char buffer[40];
   int n = snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03d+00:00",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                   tm.tm_sec, static_cast<int>(millis));
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   static_cast<int>(millis));
   out->append(buffer, static_cast<size_t>(std::max(n, 0)));
 }
 

@@ -51,11 +51,13 @@ class LogAttr {
   LogAttr(std::string_view key, bool value) : key_(key), type_(Type::kBool), bool_(value) {}
   LogAttr(std::string_view key, double value) : key_(key), type_(Type::kDouble), double_(value) {}
   template <typename T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_signed_v<T>)
-  LogAttr(std::string_view key, T value) : key_(key), type_(Type::kInt), int_(value) {}
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_signed_v<T>)
+      LogAttr(std::string_view key, T value)
+      : key_(key), type_(Type::kInt), int_(value) {}
   template <typename T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_unsigned_v<T>)
-  LogAttr(std::string_view key, T value) : key_(key), type_(Type::kUint), uint_(value) {}
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && std::is_unsigned_v<T>)
+      LogAttr(std::string_view key, T value)
+      : key_(key), type_(Type::kUint), uint_(value) {}
 
   // RawJson inserts `json` verbatim as the value (an object or array built by the caller,
   // e.g. with AppendJsonString). The caller guarantees it is valid JSON.

@@ -1,9 +1,9 @@
 #include "proxy/config_file_edit.h"
 
 #include <dirent.h>
-#include <limits.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -64,7 +64,8 @@ const char kCommented[] =
 
 TEST(SetModeInTomlTextTest, ChangesOnlyTheValueKeepingCommentsAndSpacing) {
   std::string out = Edit(kCommented, Mode::kPreferTls);
-  ExpectOnlyLineChanged(kCommented, out, 6, "  mode   =   \"preferTLS\"    # step 1 of the upgrade");
+  ExpectOnlyLineChanged(kCommented, out, 6,
+                        "  mode   =   \"preferTLS\"    # step 1 of the upgrade");
   absl::StatusOr<Config> config = LoadConfigFromString(out, "s.toml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->mode, Mode::kPreferTls);

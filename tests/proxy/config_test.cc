@@ -62,8 +62,9 @@ TEST(LoadConfigTest, DefaultsFollowTheSpec) {
   EXPECT_EQ(config->handshake_timeout_ms, 10000);
   EXPECT_EQ(config->drain_seconds, 30);
   EXPECT_TRUE(config->tls.allow_connections_without_certificates);
-  EXPECT_EQ(config->tls.disabled_protocols,
-            (std::set<certs::TlsProtocol>{certs::TlsProtocol::kTls1_0, certs::TlsProtocol::kTls1_1}));
+  EXPECT_EQ(
+      config->tls.disabled_protocols,
+      (std::set<certs::TlsProtocol>{certs::TlsProtocol::kTls1_0, certs::TlsProtocol::kTls1_1}));
   EXPECT_TRUE(config->notices.empty());
 }
 
@@ -143,12 +144,12 @@ TEST(LoadConfigTest, TlsFlagsAcceptBothSpellingsAndBothForms) {
 }
 
 TEST(LoadConfigTest, SelectorFlagsAcceptBothSpellings) {
-  for (const std::string& prefix : {"--tls", "--ssl"}) {
-    absl::StatusOr<Config> config =
-        Load({prefix + "CertificateSelector", "subject=node1", prefix + "ClusterCertificateSelector",
-              "thumbprint=0123456789abcdef0123456789ABCDEF01234567", "--certificate-store",
-              "/etc/store", prefix + "Mode", "requireTLS", prefix + "CRLFile", "crl.pem",
-              prefix + "CAFile=ca.pem", prefix + "AllowConnectionsWithoutCertificates"});
+  for (std::string prefix : {"--tls", "--ssl"}) {
+    absl::StatusOr<Config> config = Load(
+        {prefix + "CertificateSelector", "subject=node1", prefix + "ClusterCertificateSelector",
+         "thumbprint=0123456789abcdef0123456789ABCDEF01234567", "--certificate-store", "/etc/store",
+         prefix + "Mode", "requireTLS", prefix + "CRLFile", "crl.pem", prefix + "CAFile=ca.pem",
+         prefix + "AllowConnectionsWithoutCertificates"});
     ASSERT_TRUE(config.ok()) << config.status();
     EXPECT_EQ(config->tls.certificate_selector, "subject=node1");
     EXPECT_EQ(config->tls.cluster_certificate_selector,
@@ -185,8 +186,8 @@ TEST(LoadConfigTest, NetworkAndOtherFlags) {
 TEST(LoadConfigTest, HarmlessMongodFlagsBecomeNotices) {
   absl::StatusOr<Config> config =
       Load({"--replSet", "rs0", "--dbpath", "/data/db", "--fork", "--logpath=/var/log/m.log",
-            "--auth", "--keyFile", "/etc/key", "--oplogSize", "50", "--wiredTigerCacheSizeGB",
-            "1", "--setParameter", "a=1", "--setParameter", "b=2", "--ipv6", "--quiet"});
+            "--auth", "--keyFile", "/etc/key", "--oplogSize", "50", "--wiredTigerCacheSizeGB", "1",
+            "--setParameter", "a=1", "--setParameter", "b=2", "--ipv6", "--quiet"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->notices.size(), 12u);
   EXPECT_THAT(config->notices[1], StartsWith("--dbpath /data/db: "));
@@ -231,16 +232,20 @@ TEST(LoadConfigTest, FlagErrorsNameTheFlag) {
        "--tlsMode: mode allowTLS needs a certificate: set net.tls.certificateKeyFile "
        "(--tlsCertificateKeyFile) or net.tls.certificateSelector (--tlsCertificateSelector)"},
       {{"--bogus"}, "--bogus: unknown flag; see tls-sidecar --help"},
-      {{"--tlsmode", "allowTLS"}, "--tlsmode: unknown flag; did you mean --tlsMode? see tls-sidecar --help"},
+      {{"--tlsmode", "allowTLS"},
+       "--tlsmode: unknown flag; did you mean --tlsMode? see tls-sidecar --help"},
       {{"-x"}, "-x: unknown flag; see tls-sidecar --help"},
-      {{"allowTLS"}, "unexpected argument \"allowTLS\"; flags start with -- (see tls-sidecar --help)"},
+      {{"allowTLS"},
+       "unexpected argument \"allowTLS\"; flags start with -- (see tls-sidecar --help)"},
       {{"--tlsAllowInvalidCertificates=yes"},
        "--tlsAllowInvalidCertificates: is a switch and takes no value (got \"yes\")"},
       {{"--tlsMode", "disabled", "--sslMode", "disabled"}, "--sslMode: conflicts with --tlsMode"},
       {{"--port", "1", "--port", "2"}, "--port: given more than once"},
       {{"--upstream", "::1:27018"}, "--upstream: IPv6 addresses need brackets..."},
-      {{"--upstream", "mongod"}, "--upstream: expected host:port (e.g. 127.0.0.1:27018 or [::1]:27018), got \"mongod\""},
-      {{"--upstream", "host:99999"}, "--upstream: invalid port \"99999\" in \"host:99999\"; expected 1 to 65535"},
+      {{"--upstream", "mongod"},
+       "--upstream: expected host:port (e.g. 127.0.0.1:27018 or [::1]:27018), got \"mongod\""},
+      {{"--upstream", "host:99999"},
+       "--upstream: invalid port \"99999\" in \"host:99999\"; expected 1 to 65535"},
       {{"--metrics", "9442"}, "--metrics: expected host:port..."},
       {{"--tlsDisabledProtocols", "TLS1_4"},
        "--tlsDisabledProtocols: unknown protocol \"TLS1_4\"; valid names are TLS1_0, TLS1_1, "
@@ -293,10 +298,13 @@ TEST(LoadConfigFromStringTest, FileErrorsNameFileAndKey) {
       {"net = 1\n", "net: expected a table, got an integer"},
       {"[net]\nbindIp = [1]\n", "net.bindIp: expected an array of strings, found an integer in it"},
       {"[net]\nbindIp = []\n", "net.bindIp: needs at least one address"},
-      {"[net]\nupstream = \"localhost\"\n", "net.upstream: expected host:port (e.g. 127.0.0.1:27018 or [::1]:27018), got \"localhost\""},
+      {"[net]\nupstream = \"localhost\"\n",
+       "net.upstream: expected host:port (e.g. 127.0.0.1:27018 or [::1]:27018), got \"localhost\""},
       {"[net]\nthreads = 5000\n", "net.threads: must be between 0 and 1024, got 5000"},
-      {"[net]\nupstreamProxyProtocol = 3\n", "net.upstreamProxyProtocol: must be between 0 and 2, got 3"},
-      {"[net.tls]\nmode = \"requireTSL\"\n", "net.tls.mode: unknown mode \"requireTSL\"; valid modes are..."},
+      {"[net]\nupstreamProxyProtocol = 3\n",
+       "net.upstreamProxyProtocol: must be between 0 and 2, got 3"},
+      {"[net.tls]\nmode = \"requireTSL\"\n",
+       "net.tls.mode: unknown mode \"requireTSL\"; valid modes are..."},
       {"[net.tls]\nmode = \"preferTLS\"\n",
        "net.tls.mode: mode preferTLS needs a certificate: set net.tls.certificateKeyFile..."},
       {"[net.tls]\nCAFile = \"\"\nCRLFile = \"crl.pem\"\n", "net.tls.CRLFile: needs a CA file..."},
@@ -325,13 +333,18 @@ TEST(LoadConfigFromStringTest, FileErrorsNameFileAndKey) {
        "egress.peers[1].listen: 127.0.0.2:27017 is already the listen address of egress.peers[0]"},
       {"[[egress.peers]]\nlisten = \"127.0.0.2:27017\"\ntarget = \"b\"\n",
        "egress.peers[0].target: expected host:port..."},
-      {"[egress]\npeers = 1\n", "egress.peers: expected an array of tables ([[egress.peers]]), got an integer"},
-      {"[egress.transparent]\nlisten = \"15001\"\n", "egress.transparent.listen: expected host:port..."},
+      {"[egress]\npeers = 1\n",
+       "egress.peers: expected an array of tables ([[egress.peers]]), got an integer"},
+      {"[egress.transparent]\nlisten = \"15001\"\n",
+       "egress.transparent.listen: expected host:port..."},
       {"[control]\nsocket = \"\"\n", "control.socket: must not be empty"},
       {"[metrics]\nlisten = \"localhost\"\n", "metrics.listen: expected host:port..."},
-      {"[limits]\nmaxConnections = 0\n", "limits.maxConnections: must be between 1 and 16777216, got 0"},
-      {"[limits]\nsniffTimeoutMs = -5\n", "limits.sniffTimeoutMs: must be between 1 and 3600000, got -5"},
-      {"[limits]\nmaxConnection = 5\n", "limits.maxConnection: unknown key; did you mean limits.maxConnections?"},
+      {"[limits]\nmaxConnections = 0\n",
+       "limits.maxConnections: must be between 1 and 16777216, got 0"},
+      {"[limits]\nsniffTimeoutMs = -5\n",
+       "limits.sniffTimeoutMs: must be between 1 and 3600000, got -5"},
+      {"[limits]\nmaxConnection = 5\n",
+       "limits.maxConnection: unknown key; did you mean limits.maxConnections?"},
       {"[net]\nport = = 1\n", "line 2, column 8: ..."},
       {"[net]\n\n\nport = \"unterminated\n", "line 4..."},
   };
@@ -432,8 +445,8 @@ TEST(LoadConfigTest, FlagsOverrideTheFile) {
   TempFile file(
       "[net]\nport = 27100\nbindIp = [\"10.1.1.1\"]\n[net.tls]\nmode = \"allowTLS\"\n"
       "certificateKeyFile = \"file.pem\"\n");
-  absl::StatusOr<Config> config =
-      Load({"--sslMode", "requireSSL", "--config", file.path(), "--tlsCertificateKeyFile", "flag.pem"});
+  absl::StatusOr<Config> config = Load(
+      {"--sslMode", "requireSSL", "--config", file.path(), "--tlsCertificateKeyFile", "flag.pem"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->config_file, file.path());
   EXPECT_EQ(config->port, 27100);
@@ -503,20 +516,51 @@ TEST(ParseHostPortTest, SplitsHostsAndBracketedIpv6) {
 
 TEST(HelpTextTest, ListsEveryFlagAndThePointersToMore) {
   const std::string help = HelpText();
-  for (const char* flag :
-       {"--tlsMode", "--sslMode", "--tlsCertificateKeyFile", "--sslPEMKeyFile",
-        "--tlsCertificateKeyFilePassword", "--sslPEMKeyPassword", "--tlsCAFile", "--sslCAFile",
-        "--tlsCRLFile", "--sslCRLFile", "--tlsClusterFile", "--sslClusterFile",
-        "--tlsClusterCAFile", "--sslClusterCAFile", "--tlsCertificateSelector",
-        "--sslCertificateSelector", "--tlsClusterCertificateSelector",
-        "--sslClusterCertificateSelector", "--tlsAllowConnectionsWithoutCertificates",
-        "--sslAllowConnectionsWithoutCertificates", "--tlsAllowInvalidCertificates",
-        "--sslAllowInvalidCertificates", "--tlsAllowInvalidHostnames",
-        "--sslAllowInvalidHostnames", "--tlsDisabledProtocols", "--sslDisabledProtocols",
-        "--bind_ip ", "--bind_ip_all", "--port", "--upstream", "--config", "--control-socket",
-        "--metrics", "--threads", "--certificate-store", "--replSet", "--help", "--version",
-        "tls-sidecar ctl --help", "tls-sidecar certs init", "[net.tls]", "[[egress.peers]]",
-        "[limits]", "/tmp/tls-sidecar-<port>.sock", "127.0.0.1:9442"}) {
+  for (const char* flag : {"--tlsMode",
+                           "--sslMode",
+                           "--tlsCertificateKeyFile",
+                           "--sslPEMKeyFile",
+                           "--tlsCertificateKeyFilePassword",
+                           "--sslPEMKeyPassword",
+                           "--tlsCAFile",
+                           "--sslCAFile",
+                           "--tlsCRLFile",
+                           "--sslCRLFile",
+                           "--tlsClusterFile",
+                           "--sslClusterFile",
+                           "--tlsClusterCAFile",
+                           "--sslClusterCAFile",
+                           "--tlsCertificateSelector",
+                           "--sslCertificateSelector",
+                           "--tlsClusterCertificateSelector",
+                           "--sslClusterCertificateSelector",
+                           "--tlsAllowConnectionsWithoutCertificates",
+                           "--sslAllowConnectionsWithoutCertificates",
+                           "--tlsAllowInvalidCertificates",
+                           "--sslAllowInvalidCertificates",
+                           "--tlsAllowInvalidHostnames",
+                           "--sslAllowInvalidHostnames",
+                           "--tlsDisabledProtocols",
+                           "--sslDisabledProtocols",
+                           "--bind_ip ",
+                           "--bind_ip_all",
+                           "--port",
+                           "--upstream",
+                           "--config",
+                           "--control-socket",
+                           "--metrics",
+                           "--threads",
+                           "--certificate-store",
+                           "--replSet",
+                           "--help",
+                           "--version",
+                           "tls-sidecar ctl --help",
+                           "tls-sidecar certs init",
+                           "[net.tls]",
+                           "[[egress.peers]]",
+                           "[limits]",
+                           "/tmp/tls-sidecar-<port>.sock",
+                           "127.0.0.1:9442"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
   // Readable in an 80-column terminal.

@@ -31,12 +31,13 @@ struct Json {
   std::string number;  // as written
   std::string string;  // decoded
   std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
+  std::vector<std::string> keys;  // of an object, in order; values[i] is keys[i]'s value
+  std::vector<Json> values;
 
   const Json* Get(const std::string& key) const {
-    for (const auto& [k, v] : object) {
-      if (k == key) {
-        return &v;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) {
+        return &values[i];
       }
     }
     return nullptr;
@@ -59,7 +60,8 @@ class JsonReader {
   explicit JsonReader(std::string_view t) : t_(t) {}
 
   void Blanks() {
-    while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) {
+    while (p_ < t_.size() &&
+           (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) {
       ++p_;
     }
   }
@@ -134,14 +136,30 @@ class JsonReader {
         }
         char e = t_[p_++];
         switch (e) {
-          case '"': out->push_back('"'); break;
-          case '\\': out->push_back('\\'); break;
-          case '/': out->push_back('/'); break;
-          case 'b': out->push_back('\b'); break;
-          case 'f': out->push_back('\f'); break;
-          case 'n': out->push_back('\n'); break;
-          case 'r': out->push_back('\r'); break;
-          case 't': out->push_back('\t'); break;
+          case '"':
+            out->push_back('"');
+            break;
+          case '\\':
+            out->push_back('\\');
+            break;
+          case '/':
+            out->push_back('/');
+            break;
+          case 'b':
+            out->push_back('\b');
+            break;
+          case 'f':
+            out->push_back('\f');
+            break;
+          case 'n':
+            out->push_back('\n');
+            break;
+          case 'r':
+            out->push_back('\r');
+            break;
+          case 't':
+            out->push_back('\t');
+            break;
           case 'u': {
             uint32_t cp;
             if (!Hex4(&cp)) {
@@ -165,7 +183,11 @@ class JsonReader {
         continue;
       }
       // Raw UTF-8 must be valid: decode and re-check the range.
-      size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+      size_t length = c < 0x80           ? 1
+                      : (c >> 5) == 0x6  ? 2
+                      : (c >> 4) == 0xE  ? 3
+                      : (c >> 3) == 0x1E ? 4
+                                         : 0;
       if (length == 0 || p_ + length > t_.size()) {
         return false;
       }
@@ -208,7 +230,8 @@ class JsonReader {
         if (!Value(&member)) {
           return false;
         }
-        v->object.emplace_back(std::move(key), std::move(member));
+        v->keys.push_back(std::move(key));
+        v->values.push_back(std::move(member));
       } while (Take(','));
       return Take('}');
     }
@@ -281,14 +304,14 @@ std::unique_ptr<Json> ParseLine(const std::string& line) {
 TEST(FormatLogLineTest, WritesMongodStyleFields) {
   // 2026-11-21T23:59:00.123Z
   auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795305540123));
-  std::string line = FormatLogLine(when, Severity::kInfo, Component::kNetwork, 22943,
-                                   "Connection accepted",
-                                   {{"remote", "10.0.0.7:51234"},
-                                    {"connectionCount", 12},
-                                    {"tls", true},
-                                    {"seconds", 1.5},
-                                    {"bytes", uint64_t{18446744073709551615u}},
-                                    LogAttr::RawJson("peers", "[\"a\",\"b\"]")});
+  std::string line =
+      FormatLogLine(when, Severity::kInfo, Component::kNetwork, 22943, "Connection accepted",
+                    {{"remote", "10.0.0.7:51234"},
+                     {"connectionCount", 12},
+                     {"tls", true},
+                     {"seconds", 1.5},
+                     {"bytes", uint64_t{18446744073709551615u}},
+                     LogAttr::RawJson("peers", "[\"a\",\"b\"]")});
   EXPECT_EQ(line,
             "{\"t\":{\"$date\":\"2026-11-21T23:59:00.123+00:00\"},\"s\":\"I\",\"c\":\"NETWORK\","
             "\"id\":22943,\"msg\":\"Connection accepted\",\"attr\":{\"remote\":\"10.0.0.7:51234\","
@@ -310,7 +333,8 @@ TEST(FormatLogLineTest, LeavesOutAZeroIdAndKeepsAnEmptyAttr) {
   ASSERT_NE(json->Get("attr"), nullptr);
   EXPECT_EQ(json->Get("attr")->type, Json::Type::kObject);
   EXPECT_THAT(json->Get("t")->Get("$date")->string,
-              ::testing::MatchesRegex(R"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}\+00:00)"));
+              ::testing::MatchesRegex(
+                  R"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}\+00:00)"));
 }
 
 TEST(FormatLogLineTest, SeveritiesAndComponentsAreMongods) {
@@ -341,7 +365,8 @@ TEST(AppendJsonStringTest, EscapesAndRepairsSoEveryLineIsValidJson) {
       {"truncated\xC3", "truncated" + kReplacement},
       {"overlong\xC0\x80", "overlong" + kReplacement + kReplacement},
       {"surrogate\xED\xA0\x80", "surrogate" + kReplacement + kReplacement + kReplacement},
-      {"too big\xF5\x80\x80\x80", "too big" + kReplacement + kReplacement + kReplacement + kReplacement},
+      {"too big\xF5\x80\x80\x80",
+       "too big" + kReplacement + kReplacement + kReplacement + kReplacement},
       {"\xE2\x82", kReplacement + kReplacement},
   };
   for (const EscapeCase& test : cases) {
