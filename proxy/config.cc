@@ -1038,7 +1038,9 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
     case FlagAction::kIgnoredSwitch: {
       std::string what = use.spelling;
       if (use.value.has_value()) {
-        Append(&what, " ", *use.value);
+        // Notices are logged: never echo a password.
+        bool secret = use.spelling.find("Password") != std::string::npos;
+        Append(&what, " ", secret ? "(value hidden)" : *use.value);
       }
       Append(&what, ": a mongod option, ignored by tls-sidecar");
       if (!flag.note.empty()) {

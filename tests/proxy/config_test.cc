@@ -194,6 +194,14 @@ TEST(LoadConfigTest, HarmlessMongodFlagsBecomeNotices) {
   EXPECT_THAT(config->notices[2], StartsWith("--fork: "));
 }
 
+TEST(LoadConfigTest, NoticesNeverEchoPasswords) {
+  absl::StatusOr<Config> config = Load({"--tlsClusterPassword", "hunter2"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->notices.size(), 1u);
+  EXPECT_THAT(config->notices[0], StartsWith("--tlsClusterPassword (value hidden): "));
+  EXPECT_THAT(config->notices[0], ::testing::Not(HasSubstr("hunter2")));
+}
+
 TEST(LoadConfigTest, OldRequireSslSwitchMeansRequireTls) {
   absl::StatusOr<Config> config = Load({"--sslOnNormalPorts", "--sslPEMKeyFile", "s.pem"});
   ASSERT_TRUE(config.ok()) << config.status();
