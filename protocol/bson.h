@@ -80,6 +80,8 @@ class BsonElement {
   // bool or a non-zero number; false for anything else.
   bool IsTrue() const;
   // AsDocument: an embedded document or array (arrays are documents keyed "0", "1", ...).
+  // Keep the view in a variable before a range-for: `for (e : *x.AsDocument())` iterates a
+  // temporary that is already gone.
   std::optional<BsonView> AsDocument() const;
   // AsBinary: the payload of a binary value; subtype written to *subtype when not null.
   std::optional<absl::Span<const uint8_t>> AsBinary(uint8_t* subtype = nullptr) const;
