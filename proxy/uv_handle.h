@@ -12,6 +12,8 @@
 
 #include <uv.h>
 
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -22,7 +24,8 @@ namespace sidecar::proxy {
 
 // UvError turns a libuv error code into a Status naming the operation.
 inline absl::Status UvError(std::string_view operation, int code) {
-  return absl::UnavailableError(absl::StrCat(operation, ": ", uv_strerror(code)));
+  // Debian's Abseil has its own absl::string_view, which StrCat does not take from a std one.
+  return absl::UnavailableError(absl::StrCat(std::string(operation), ": ", uv_strerror(code)));
 }
 
 template <typename T>

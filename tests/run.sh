@@ -55,6 +55,7 @@ log() { printf '==> %s\n' "$*"; }
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
+  nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-pymongo python3-pytest python3-yaml prometheus
   openssl ca-certificates curl iproute2

@@ -1,0 +1,15 @@
+// CtlMain is `tls-sidecar ctl ...`: the operator's front end to the control socket (SPEC §6).
+// It sends one request, prints the answer (a table for people, the raw JSON with --json),
+// and returns the exit status: 0 when the answer is ok, 1 when the sidecar refused, 2 when
+// the socket cannot be reached or the command line is wrong.
+#ifndef SIDECAR_PROXY_CTL_MAIN_H_
+#define SIDECAR_PROXY_CTL_MAIN_H_
+
+namespace sidecar::proxy {
+
+// CtlMain takes the arguments after "ctl" (argv[0] is "ctl"). Writes to stdout and stderr.
+int CtlMain(int argc, char** argv);
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_CTL_MAIN_H_

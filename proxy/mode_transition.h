@@ -1,0 +1,83 @@
+// DecideTransition applies the mode transition rules of SPEC §6 to one request, without
+// touching any state: the control plane gathers the facts (running mode, whether a server
+// certificate is loaded, the open plaintext client connections) and acts on the decision.
+//
+//   - asking for the running mode is answered `unchanged` (and nothing is refused);
+//   - one step up (disabled → allowTLS → preferTLS → requireTLS) is allowed;
+//   - any other change, a skip or a step down (rollback), needs `force`;
+//   - entering a mode that accepts TLS needs a loaded server certificate;
+//   - entering requireTLS is refused while plaintext client connections are open;
+//   - one `force` lifts every refusal; the decision then names what it overrode.
+//
+// Pure functions; any thread.
+#ifndef SIDECAR_PROXY_MODE_TRANSITION_H_
+#define SIDECAR_PROXY_MODE_TRANSITION_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy/mode.h"
+
+namespace sidecar::proxy {
+
+// OpenPlaintextClient is one group of open plaintext client connections: same client
+// address (without port), application and driver. `member` is true when the hello carried
+// internalClient (a cluster member rather than an application).
+struct OpenPlaintextClient {
+  std::string address;
+  std::string application;
+  std::string driver;
+  bool member = false;
+  int64_t connections = 0;
+
+  friend bool operator==(const OpenPlaintextClient&, const OpenPlaintextClient&) = default;
+};
+
+struct TransitionRequest {
+  Mode from = Mode::kDisabled;  // the running mode
+  Mode to = Mode::kDisabled;    // the requested mode
+  bool force = false;
+  bool certificate_loaded = false;  // a server certificate is in the current snapshot
+  // Open plaintext client connections; consulted only when `to` is requireTLS.
+  std::vector<OpenPlaintextClient> open_plaintext;
+};
+
+enum class TransitionVerdict {
+  kUnchanged,  // `to` is the running mode: answer ok with unchanged:true
+  kAllowed,    // apply it
+  kRefused,    // answer ok:false with `error`
+};
+
+// Which rules stood in the way. With force they are overridden (and logged); without, they
+// are the reasons for the refusal.
+enum TransitionObstacle : uint32_t {
+  kNotOneStepUp = 1u << 0,     // a skip or a step down
+  kNoCertificate = 1u << 1,    // the target accepts TLS and no server certificate is loaded
+  kPlaintextClients = 1u << 2  // entering requireTLS with plaintext client connections open
+};
+
+struct TransitionDecision {
+  TransitionVerdict verdict = TransitionVerdict::kRefused;
+  uint32_t obstacles = 0;  // TransitionObstacle bits
+  // When refused: one or more sentences saying why and what to do instead. Empty otherwise.
+  std::string error;
+  // When allowed with force: a sentence naming the rules force overrode ("" when none).
+  std::string overridden;
+  // The open plaintext clients, when kPlaintextClients is among the obstacles.
+  std::vector<OpenPlaintextClient> plaintext_clients;
+
+  bool refused_by_gate() const {
+    return verdict == TransitionVerdict::kRefused && (obstacles & kPlaintextClients) != 0;
+  }
+};
+
+// DecideTransition returns what to do with `request` (see the rules above).
+TransitionDecision DecideTransition(const TransitionRequest& request);
+
+// IsOneStepUp: `to` is the mode right after `from` in the rolling-upgrade order.
+bool IsOneStepUp(Mode from, Mode to);
+
+}  // namespace sidecar::proxy
+
+#endif  // SIDECAR_PROXY_MODE_TRANSITION_H_

@@ -1,0 +1,387 @@
+#include "proxy/control_commands.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "proxy/config.h"
+#include "proxy/config_file_edit.h"
+
+namespace sidecar::proxy {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+// FakeTarget records what the commands did; its asynchronous calls complete when the test
+// says so, as the worker loops would.
+class FakeTarget : public ControlTarget {
+ public:
+  Mode mode() const override { return mode_; }
+  Mode startup_mode() const override { return startup_mode_; }
+  bool certificate_loaded() const override { return certificate_loaded_; }
+  const std::string& config_file() const override { return config_file_; }
+  int egress_peer_count() const override { return 0; }
+  absl::StatusOr<Mode> ReadConfiguredMode() override {
+    return sidecar::proxy::ReadConfiguredMode(config_file_);
+  }
+  absl::Status PersistMode(Mode mode) override {
+    return sidecar::proxy::PersistMode(config_file_, mode);
+  }
+  void ApplyMode(Mode from, Mode to) override {
+    transitions.emplace_back(from, to);
+    mode_ = to;
+  }
+  void SetModePersisted(bool persisted) override { persisted_gauge = persisted; }
+  absl::Status Reload() override { return reload_status; }
+  StatusFacts Facts() override { return facts; }
+  std::vector<ClientRow> Clients(std::optional<Transport> only) override {
+    std::vector<ClientRow> rows;
+    for (const ClientRow& row : clients) {
+      if (!only || row.transport == *only) {
+        rows.push_back(row);
+      }
+    }
+    return rows;
+  }
+  void ListOpenPlaintext(absl::AnyInvocable<void(std::vector<OpenPlaintextClient>)> done) override {
+    pending_list = std::move(done);
+  }
+  void DrainPlaintext(uint64_t over_ms, absl::AnyInvocable<void(DrainStarted)> done) override {
+    drain_over_ms = over_ms;
+    done(drain_started);
+  }
+
+  Mode mode_ = Mode::kAllowTls;
+  Mode startup_mode_ = Mode::kAllowTls;
+  bool certificate_loaded_ = true;
+  std::string config_file_;
+  std::vector<std::pair<Mode, Mode>> transitions;
+  std::optional<bool> persisted_gauge;
+  absl::Status reload_status;
+  StatusFacts facts;
+  std::vector<ClientRow> clients;
+  absl::AnyInvocable<void(std::vector<OpenPlaintextClient>)> pending_list;
+  uint64_t drain_over_ms = 0;
+  DrainStarted drain_started;
+};
+
+class ControlCommandsTest : public ::testing::Test {
+ protected:
+  // Ask sends `line` and returns the answer, which must come at once.
+  Json Ask(std::string_view line) {
+    std::optional<std::string> answer;
+    commands_.Handle(line, 1000, [&](std::string text) { answer = std::move(text); });
+    EXPECT_TRUE(answer.has_value()) << line;
+    if (!answer) {
+      return Json();
+    }
+    Json parsed = Json::parse(*answer, nullptr, false);
+    EXPECT_FALSE(parsed.is_discarded()) << *answer;
+    EXPECT_TRUE(parsed.contains("ok")) << *answer;
+    if (parsed.contains("ok") && parsed["ok"] == false) {
+      EXPECT_TRUE(parsed.contains("error") && parsed["error"].is_string()) << *answer;
+    }
+    return parsed;
+  }
+
+  void ExpectRefused(std::string_view line, std::string_view needle) {
+    Json answer = Ask(line);
+    EXPECT_EQ(answer["ok"], false) << line;
+    EXPECT_THAT(answer.value("error", ""), HasSubstr(std::string(needle))) << line;
+  }
+
+  FakeTarget target_;
+  ControlCommands commands_{target_};
+};
+
+TEST_F(ControlCommandsTest, MalformedRequestsGetHelpfulRefusals) {
+  ExpectRefused("{\"cmd\":", "not valid JSON");
+  ExpectRefused("garbage", "not valid JSON");
+  ExpectRefused("", "not valid JSON");
+  ExpectRefused("[1,2]", "must be a JSON object");
+  ExpectRefused("\"status\"", "must be a JSON object");
+  ExpectRefused("{}", "has no \"cmd\"");
+  ExpectRefused("{\"cmd\":7}", "\"cmd\" must be a string");
+  ExpectRefused("{\"cmd\":\"shutdown\"}", "Unknown command \"shutdown\"");
+  ExpectRefused("{\"cmd\":\"status\",\"verbose\":true}", "does not take \"verbose\"");
+  ExpectRefused("{\"cmd\":\"setMode\"}", "needs \"mode\"");
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":3}", "must be a string");
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"requireSsl\"}", "valid modes are");
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"force\":\"yes\"}",
+                "\"force\" must be true or false");
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"forse\":true}",
+                "does not take \"forse\"");
+  ExpectRefused("{\"cmd\":\"drainPlaintext\"}", "needs \"overSeconds\"");
+  ExpectRefused("{\"cmd\":\"drainPlaintext\",\"overSeconds\":\"10\"}", "needs \"overSeconds\"");
+  ExpectRefused("{\"cmd\":\"drainPlaintext\",\"overSeconds\":-1}", "between 0 and");
+  ExpectRefused("{\"cmd\":\"drainPlaintext\",\"overSeconds\":1e300}", "between 0 and");
+  ExpectRefused("{\"cmd\":\"clients\",\"transport\":\"ssl\"}", "\"tls\" or \"plaintext\"");
+  ExpectRefused("{\"setParameter\":1}", "tlsMode (or sslMode)");
+  ExpectRefused("{\"setParameter\":1,\"tlsMode\":\"preferTLS\",\"sslMode\":\"preferSSL\"}",
+                "not both");
+  ExpectRefused("{\"setParameter\":1,\"logLevel\":2}", "does not take \"logLevel\"");
+  // Deep nesting and odd bytes are refused like any other bad request.
+  ExpectRefused(std::string(10000, '[') + std::string(10000, ']'), "must be a JSON object");
+  ExpectRefused(std::string("{\"cmd\":\"st\xff\xfe\"}"), "not valid JSON");
+  EXPECT_TRUE(target_.transitions.empty());
+}
+
+TEST_F(ControlCommandsTest, OneStepUpChangesTheMode) {
+  Json answer = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_EQ(answer["from"], "allowTLS");
+  EXPECT_EQ(answer["to"], "preferTLS");
+  EXPECT_EQ(answer["forced"], false);
+  EXPECT_EQ(answer["persisted"], false);
+  EXPECT_EQ(target_.mode_, Mode::kPreferTls);
+  ASSERT_EQ(target_.transitions.size(), 1u);
+  // Started without a file in allowTLS: the gauge says the running mode is not persisted.
+  EXPECT_EQ(target_.persisted_gauge, false);
+  EXPECT_THAT(answer["warnings"][0].get<std::string>(), HasSubstr("a restart goes back"));
+}
+
+TEST_F(ControlCommandsTest, AskingForTheRunningModeIsUnchanged) {
+  Json answer = Ask("{\"cmd\":\"setMode\",\"mode\":\"allowSSL\"}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_EQ(answer["unchanged"], true);
+  EXPECT_EQ(answer["to"], "allowTLS");
+  EXPECT_TRUE(target_.transitions.empty());
+}
+
+TEST_F(ControlCommandsTest, SkipsAndStepsDownNeedForce) {
+  Json refused = Ask("{\"cmd\":\"setMode\",\"mode\":\"disabled\"}");
+  EXPECT_EQ(refused["ok"], false);
+  EXPECT_THAT(refused["error"].get<std::string>(), HasSubstr("step down"));
+  EXPECT_FALSE(refused.contains("plaintextClients"));
+  EXPECT_EQ(target_.mode_, Mode::kAllowTls);
+
+  Json forced = Ask("{\"cmd\":\"setMode\",\"mode\":\"disabled\",\"force\":true}");
+  EXPECT_EQ(forced["ok"], true);
+  EXPECT_EQ(forced["forced"], true);
+  EXPECT_EQ(target_.mode_, Mode::kDisabled);
+}
+
+TEST_F(ControlCommandsTest, DisabledToAllowNeedsACertificate) {
+  target_.mode_ = Mode::kDisabled;
+  target_.certificate_loaded_ = false;
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"allowTLS\"}", "no server certificate");
+  EXPECT_EQ(target_.mode_, Mode::kDisabled);
+  target_.certificate_loaded_ = true;
+  EXPECT_EQ(Ask("{\"cmd\":\"setMode\",\"mode\":\"allowTLS\"}")["ok"], true);
+}
+
+TEST_F(ControlCommandsTest, RequireTlsGateListsOpenPlaintextClientsAfterAskingTheLoops) {
+  target_.mode_ = Mode::kPreferTls;
+  std::optional<std::string> answer;
+  commands_.Handle("{\"cmd\":\"setMode\",\"mode\":\"requireTLS\"}", 0,
+                   [&](std::string text) { answer = std::move(text); });
+  EXPECT_FALSE(answer.has_value());  // waits for the loops
+  ASSERT_TRUE(target_.pending_list);
+  target_.pending_list(
+      {{"10.1.2.3", "billing", "PyMongo 4.6", false, 3}, {"10.1.2.4", "", "mongod 7.0", true, 1}});
+  ASSERT_TRUE(answer.has_value());
+  Json refused = Json::parse(*answer);
+  EXPECT_EQ(refused["ok"], false);
+  EXPECT_THAT(refused["error"].get<std::string>(), HasSubstr("4 plaintext client connections"));
+  ASSERT_EQ(refused["plaintextClients"].size(), 2u);
+  EXPECT_EQ(refused["plaintextClients"][0],
+            Json::parse(R"({"address":"10.1.2.3","application":"billing","driver":"PyMongo 4.6",
+                            "kind":"client","connections":3})"));
+  EXPECT_EQ(refused["plaintextClients"][1]["kind"], "member");
+  EXPECT_EQ(target_.mode_, Mode::kPreferTls);
+
+  // Once they are gone, the same request goes through.
+  answer.reset();
+  commands_.Handle("{\"cmd\":\"setMode\",\"mode\":\"requireTLS\"}", 0,
+                   [&](std::string text) { answer = std::move(text); });
+  target_.pending_list({});
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(Json::parse(*answer)["ok"], true);
+  EXPECT_EQ(target_.mode_, Mode::kRequireTls);
+}
+
+TEST_F(ControlCommandsTest, ForceLiftsTheGate) {
+  target_.mode_ = Mode::kPreferTls;
+  std::optional<std::string> answer;
+  commands_.Handle("{\"cmd\":\"setMode\",\"mode\":\"requireTLS\",\"force\":true}", 0,
+                   [&](std::string text) { answer = std::move(text); });
+  target_.pending_list({{"10.1.2.3", "billing", "PyMongo 4.6", false, 1}});
+  ASSERT_TRUE(answer.has_value());
+  Json forced = Json::parse(*answer);
+  EXPECT_EQ(forced["ok"], true);
+  EXPECT_EQ(forced["forced"], true);
+  EXPECT_THAT(forced["overridden"].get<std::string>(), HasSubstr("gate"));
+  EXPECT_EQ(target_.mode_, Mode::kRequireTls);
+}
+
+TEST_F(ControlCommandsTest, SetParameterIsSetModeWithoutForce) {
+  Json answer = Ask("{\"setParameter\":1,\"sslMode\":\"preferSSL\"}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_EQ(answer["was"], "allowTLS");
+  EXPECT_EQ(answer["to"], "preferTLS");
+  EXPECT_EQ(target_.mode_, Mode::kPreferTls);
+  ExpectRefused("{\"setParameter\":1,\"tlsMode\":\"disabled\"}", "step down");
+  EXPECT_EQ(target_.mode_, Mode::kPreferTls);
+}
+
+TEST_F(ControlCommandsTest, PersistWithoutAConfigFileRefusesAndLeavesTheMode) {
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"persist\":true}",
+                "started without --config");
+  EXPECT_EQ(target_.mode_, Mode::kAllowTls);
+}
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    char dir_template[] = "/tmp/control_commands_test.XXXXXX";
+    dir_ = mkdtemp(dir_template);
+    path_ = dir_ + "/sidecar.toml";
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  std::string Read() const {
+    std::ifstream in(path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(ControlCommandsTest, PersistRewritesOnlyTheModeAndTheGaugeFollows) {
+  const std::string original =
+      "# operator's notes\n[net]\nport = 27017\n\n[net.tls]\nmode = \"allowTLS\"  # step 1\n"
+      "certificateKeyFile = \"/etc/s.pem\"\n";
+  TempFile file(original);
+  target_.config_file_ = file.path();
+
+  Json status = Ask("{\"cmd\":\"status\"}");
+  EXPECT_EQ(status["configuredMode"], "allowTLS");
+  EXPECT_TRUE(status["warnings"].empty()) << status;
+  EXPECT_EQ(target_.persisted_gauge, true);
+
+  Json changed = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}");
+  EXPECT_EQ(changed["ok"], true);
+  EXPECT_EQ(target_.persisted_gauge, false);
+  EXPECT_THAT(changed["warnings"][0].get<std::string>(), HasSubstr("still says allowTLS"));
+  status = Ask("{\"cmd\":\"status\"}");
+  EXPECT_EQ(status["mode"], "preferTLS");
+  EXPECT_EQ(status["configuredMode"], "allowTLS");
+  ASSERT_EQ(status["warnings"].size(), 1u);
+  EXPECT_THAT(status["warnings"][0].get<std::string>(),
+              HasSubstr("differs from the configuration"));
+
+  // Persisting the running mode (unchanged) writes it and clears the warning.
+  Json persisted = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"persist\":true}");
+  EXPECT_EQ(persisted["ok"], true);
+  EXPECT_EQ(persisted["unchanged"], true);
+  EXPECT_EQ(persisted["persisted"], true);
+  EXPECT_EQ(target_.persisted_gauge, true);
+  std::string expected = original;
+  expected.replace(expected.find("allowTLS"), 8, "preferTLS");
+  EXPECT_EQ(file.Read(), expected);
+  status = Ask("{\"cmd\":\"status\"}");
+  EXPECT_EQ(status["configuredMode"], "preferTLS");
+  EXPECT_TRUE(status["warnings"].empty()) << status;
+}
+
+TEST_F(ControlCommandsTest, RefusedChangesPersistNothing) {
+  const std::string original = "[net.tls]\nmode = \"allowTLS\"\n";
+  TempFile file(original);
+  target_.config_file_ = file.path();
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"disabled\",\"persist\":true}", "step down");
+  EXPECT_EQ(file.Read(), original);
+}
+
+TEST_F(ControlCommandsTest, StatusReportsEveryField) {
+  target_.facts.version = "0.1.0";
+  target_.facts.uptime_seconds = 42;
+  target_.facts.now_unix = 1700000000;
+  target_.facts.active = {3, 4};
+  target_.facts.accepted = {30, 40};
+  target_.facts.rejected = {{"plaintext_in_requireTLS", 2}, {"sniff_timeout", 0}};
+  certs::CertificateInfo cert;
+  cert.role = "server";
+  cert.subject = "CN=node1";
+  cert.not_after = 1700000000 + 5 * 86400;  // expires in five days
+  cert.sha1_hex = "ab12";
+  target_.facts.certificates = {cert};
+  Json status = Ask("{\"cmd\":\"status\"}");
+  EXPECT_EQ(status["ok"], true);
+  EXPECT_EQ(status["mode"], "allowTLS");
+  EXPECT_EQ(status["configuredMode"], "allowTLS");
+  EXPECT_EQ(status["version"], "0.1.0");
+  EXPECT_EQ(status["uptimeSeconds"], 42);
+  EXPECT_EQ(status["active"], Json::parse(R"({"tls":3,"plaintext":4})"));
+  EXPECT_EQ(status["accepted"], Json::parse(R"({"tls":30,"plaintext":40})"));
+  EXPECT_EQ(status["rejected"]["plaintext_in_requireTLS"], 2);
+  ASSERT_EQ(status["certificates"].size(), 1u);
+  EXPECT_EQ(status["certificates"][0]["role"], "server");
+  EXPECT_EQ(status["certificates"][0]["subject"], "CN=node1");
+  EXPECT_EQ(status["certificates"][0]["sha1"], "ab12");
+  EXPECT_EQ(status["certificates"][0]["notAfter"], "2023-11-19T22:13:20Z");
+  ASSERT_EQ(status["warnings"].size(), 1u);
+  EXPECT_THAT(status["warnings"][0].get<std::string>(), HasSubstr("CN=node1"));
+}
+
+TEST_F(ControlCommandsTest, ReloadAnswersWhyItFailed) {
+  EXPECT_EQ(Ask("{\"cmd\":\"reload\"}")["ok"], true);
+  target_.reload_status = absl::InvalidArgumentError("/etc/s.pem: key does not match");
+  ExpectRefused("{\"cmd\":\"reload\"}", "key does not match");
+}
+
+TEST_F(ControlCommandsTest, DrainAnswersHowManyItWillClose) {
+  target_.drain_started = {8, 2, 0};
+  Json answer = Ask("{\"cmd\":\"drainPlaintext\",\"overSeconds\":2.5}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_EQ(answer["closing"], 10);
+  EXPECT_EQ(answer["members"], 2);
+  EXPECT_EQ(target_.drain_over_ms, 2500u);
+}
+
+TEST_F(ControlCommandsTest, ClientsListsRowsFilteredByTransport) {
+  target_.clients = {
+      {"10.0.0.1", "app", "PyMongo 4", false, Transport::kPlaintext, 2, 5, 1700000000000},
+      {"10.0.0.2", "", "mongod 7", true, Transport::kTls, 0, 1, 1700000000000}};
+  Json all = Ask("{\"cmd\":\"clients\"}");
+  ASSERT_EQ(all["clients"].size(), 2u);
+  Json plaintext = Ask("{\"cmd\":\"clients\",\"transport\":\"plaintext\"}");
+  ASSERT_EQ(plaintext["clients"].size(), 1u);
+  EXPECT_EQ(plaintext["clients"][0],
+            Json::parse(R"({"address":"10.0.0.1","application":"app","driver":"PyMongo 4",
+                            "kind":"client","transport":"plaintext","active":2,"total":5,
+                            "lastSeen":"2023-11-14T22:13:20Z"})"));
+  Json tls = Ask("{\"cmd\":\"clients\",\"transport\":\"tls\"}");
+  EXPECT_EQ(tls["clients"][0]["kind"], "member");
+}
+
+TEST_F(ControlCommandsTest, InvalidUtf8FromPeersIsReplacedNotFatal) {
+  target_.clients = {{"10.0.0.1", "bad\xff\xfe", "", false, Transport::kPlaintext, 1, 1, 0}};
+  Json answer = Ask("{\"cmd\":\"clients\"}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_THAT(answer["clients"][0]["application"].get<std::string>(), HasSubstr("bad"));
+}
+
+TEST_F(ControlCommandsTest, PreflightKeepsItsShapeUntilEgressExists) {
+  ExpectRefused("{\"cmd\":\"preflight\"}", "needs \"mode\"");
+  ExpectRefused("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}", "not yet supported");
+}
+
+}  // namespace
+}  // namespace sidecar::proxy
