@@ -40,6 +40,10 @@ std::string_view CloseReasonName(CloseReason reason) {
       return "shutdown";
     case CloseReason::kNoCertificate:
       return "no_certificate";
+    case CloseReason::kEgressHandshakeFailed:
+      return "egress_handshake_failed";
+    case CloseReason::kEgressPeerUnavailable:
+      return "egress_peer_unavailable";
     case CloseReason::kCount:
       break;
   }

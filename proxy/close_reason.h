@@ -28,6 +28,8 @@ enum class CloseReason : uint8_t {
   kDrainedPlaintext,
   kShutdown,                // still open when the SIGTERM drain window ended
   kNoCertificate,           // TLS arrived but no certificate is loaded
+  kEgressHandshakeFailed,   // the peer refused or failed our TLS (no plaintext fallback)
+  kEgressPeerUnavailable,   // the peer could not be reached
   kCount                    // not a reason: the number of reasons
 };
 

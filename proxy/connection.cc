@@ -2,7 +2,10 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 #include "protocol/error_reply.h"
+#include "protocol/proxy_header.h"
 #include "protocol/sniffer.h"
 #include "protocol/tls_alert.h"
 #include "protocol/wire.h"
@@ -30,25 +33,52 @@ constexpr unsigned kKeepAliveDelaySeconds = 60;
 }  // namespace
 
 Connection* Connection::StartIngress(Worker* worker, UvHandle<uv_tcp_t> client) {
-  auto* connection = new Connection(worker, std::move(client));
-  Endpoint& down = connection->downstream_;
-  down.connected = true;
-  connection->peer_address_ = PeerAddress(down.socket.get());
-  uv_tcp_nodelay(down.socket.get(), 1);
-  uv_tcp_keepalive(down.socket.get(), 1, kKeepAliveDelaySeconds);
-  if (!connection->timer_) {
-    // Without a timer no deadline could be enforced; refuse rather than risk a stuck slot.
-    connection->BeginClose(CloseReason::kDownstreamError);
-    return connection;
+  auto* connection = new Connection(worker, std::move(client), Direction::kIngress);
+  connection->Begin();
+  if (connection->state_ != State::kClosing) {
+    connection->ArmTimer(worker->shared().config.sniff_timeout_ms, CloseReason::kSniffTimeout);
+    connection->StartReading(connection->downstream_);
   }
-  connection->ArmTimer(worker->shared().config.sniff_timeout_ms, CloseReason::kSniffTimeout);
-  connection->StartReading(down);
   return connection;
 }
 
-Connection::Connection(Worker* worker, UvHandle<uv_tcp_t> client)
+Connection* Connection::StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
+                                    const EgressRoute& route) {
+  auto* connection = new Connection(worker, std::move(local), Direction::kEgress);
+  connection->route_ = &route;
+  connection->Begin();
+  if (connection->state_ == State::kClosing) {
+    return connection;
+  }
+  // What travels to the peer is decided now, from the mode at accept (SPEC §2).
+  connection->mode_ = worker->shared().mode.load(std::memory_order_acquire);
+  connection->transport_ =
+      EgressUsesTls(connection->mode_) ? Transport::kTls : Transport::kPlaintext;
+  connection->state_ = State::kConnecting;
+  connection->admitted_ = true;
+  worker->shared().metrics.ConnectionOpened(Direction::kEgress, connection->transport_);
+  // mongod may speak first; its bytes wait in upstream_.staged until the peer is ready.
+  connection->StartReading(connection->downstream_);
+  connection->ConnectUpstream();
+  return connection;
+}
+
+void Connection::Begin() {
+  Endpoint& down = downstream_;
+  down.connected = true;
+  peer_address_ = PeerAddress(down.socket.get());
+  uv_tcp_nodelay(down.socket.get(), 1);
+  uv_tcp_keepalive(down.socket.get(), 1, kKeepAliveDelaySeconds);
+  if (!timer_) {
+    // Without a timer no deadline could be enforced; refuse rather than risk a stuck slot.
+    BeginClose(CloseReason::kDownstreamError);
+  }
+}
+
+Connection::Connection(Worker* worker, UvHandle<uv_tcp_t> client, Direction direction)
     : worker_(worker),
       pool_(&worker->pool()),
+      direction_(direction),
       downstream_(this, pool_),
       upstream_(this, pool_) {
   downstream_.socket = std::move(client);
@@ -105,7 +135,7 @@ void Connection::OnSniffBytes(Chunk* chunk) {
                                         TlsSession::Role::kServer, pool_, &downstream_.outgoing);
       if (!session.ok()) {
         worker_->LogConnection(*this, "TLS session could not be created",
-                               session.status().message());
+                               std::string(session.status().message()));
         BeginClose(CloseReason::kHandshakeFailed);
         return;
       }
@@ -157,7 +187,21 @@ void Connection::OnSniffBytes(Chunk* chunk) {
 void Connection::Admit(Transport transport) {
   admitted_ = true;
   state_ = State::kProxying;
-  worker_->shared().metrics.ConnectionOpened(Direction::kIngress, transport);
+  worker_->shared().metrics.ConnectionOpened(direction_, transport);
+  if (int version = worker_->shared().config.upstream_proxy_protocol; version != 0) {
+    // The header must be the first bytes mongod reads; nothing is staged before admission.
+    protocol::ProxyHeaderInfo info;
+    info.source = ToIpEndpoint(PeerSockaddr(downstream_.socket.get()));
+    info.destination = ToIpEndpoint(LocalSockaddr(downstream_.socket.get()));
+    if (downstream_.tls) {
+      info.tls = true;
+      info.tls_version = std::string(downstream_.tls->version());
+      info.cipher = std::string(downstream_.tls->cipher());
+      info.sni = std::string(downstream_.tls->server_name());
+    }
+    std::vector<uint8_t> header = protocol::BuildProxyHeader(version, info);
+    upstream_.staged.Append(header.data(), header.size());
+  }
 }
 
 void Connection::RejectPlaintextInRequireTls() {
@@ -199,8 +243,8 @@ void Connection::ConnectUpstream() {
   upstream_.socket.get()->data = &upstream_;
   ++open_handles_;
   connect_req_.data = this;
-  const auto* address =
-      reinterpret_cast<const sockaddr*>(&worker_->shared().upstream_address);
+  const auto* address = reinterpret_cast<const sockaddr*>(
+      route_ != nullptr ? &route_->target_address : &worker_->shared().upstream_address);
   if (int rc = uv_tcp_connect(&connect_req_, upstream_.socket.get(), address,
                               &Connection::OnUpstreamConnected);
       rc != 0) {
@@ -223,13 +267,62 @@ void Connection::OnUpstreamConnected(uv_connect_t* req, int status) {
   up.connected = true;
   uv_tcp_nodelay(up.socket.get(), 1);
   uv_tcp_keepalive(up.socket.get(), 1, kKeepAliveDelaySeconds);
+  if (self->direction_ == Direction::kEgress) {
+    if (self->transport_ == Transport::kTls && !self->StartEgressTls()) {
+      return;
+    }
+    if (self->state_ == State::kConnecting) {
+      self->state_ = State::kProxying;
+    }
+  }
   self->StartReading(up);
+  if (up.tls) {
+    self->PumpTls(up);  // a client speaks first: this sends the ClientHello
+  }
+  if (self->state_ == State::kClosing) {
+    return;
+  }
   self->Advance(up);
   self->MaybeShutdown(up);  // the client may have finished already
 }
 
+bool Connection::StartEgressTls() {
+  tls_snapshot_ = worker_->shared().tls.load();
+  SSL_CTX* context = tls_snapshot_ ? tls_snapshot_->client_context() : nullptr;
+  if (context == nullptr) {
+    worker_->LogConnection(*this, "egress TLS impossible: no cluster certificate or CA loaded",
+                           route_->target.ToString());
+    BeginClose(CloseReason::kEgressHandshakeFailed);
+    return false;
+  }
+  auto session = TlsSession::Create(context, TlsSession::Role::kClient, pool_, &upstream_.outgoing);
+  if (!session.ok()) {
+    BeginClose(CloseReason::kEgressHandshakeFailed);
+    return false;
+  }
+  upstream_.tls = *std::move(session);
+  if (absl::Status status = upstream_.tls->SetPeerHostname(
+          route_->target.host, !tls_snapshot_->allow_invalid_hostnames());
+      !status.ok()) {
+    worker_->LogConnection(*this, "egress TLS setup failed", std::string(status.message()));
+    BeginClose(CloseReason::kEgressHandshakeFailed);
+    return false;
+  }
+  state_ = State::kHandshaking;
+  handshake_started_ = std::chrono::steady_clock::now();
+  ArmTimer(worker_->shared().config.handshake_timeout_ms, CloseReason::kHandshakeTimeout);
+  return true;
+}
+
 void Connection::OnUpstreamUnavailable(std::string reason) {
   upstream_error_ = std::move(reason);
+  if (direction_ == Direction::kEgress) {
+    // mongod's own connection attempt fails the way a refused peer would; it retries.
+    worker_->LogConnection(*this, "egress peer unavailable",
+                           absl::StrCat(route_->target.ToString(), ": ", upstream_error_));
+    BeginClose(CloseReason::kEgressPeerUnavailable);
+    return;
+  }
   rejecting_ = true;
   reject_reason_ = CloseReason::kUpstreamUnavailable;
   upstream_.staged.Clear();
@@ -358,8 +451,15 @@ void Connection::PumpTls(Endpoint& from) {
       return;
     }
     if (status != TlsSession::Status::kOk) {
-      worker_->LogConnection(*this, "TLS handshake failed", tls.error());
-      BeginClose(CloseReason::kHandshakeFailed);
+      if (IsDownstream(from)) {
+        worker_->LogConnection(*this, "TLS handshake failed", tls.error());
+        BeginClose(CloseReason::kHandshakeFailed);
+      } else {
+        // No fallback to plaintext, exactly as mongod.
+        worker_->LogConnection(*this, "egress TLS handshake with peer failed",
+                               absl::StrCat(route_->target.ToString(), ": ", tls.error()));
+        BeginClose(CloseReason::kEgressHandshakeFailed);
+      }
       return;
     }
     OnHandshakeDone(from);
@@ -408,7 +508,7 @@ void Connection::OnHandshakeDone(Endpoint& side) {
                                                  handshake_started_)
                        .count();
   Metrics& metrics = worker_->shared().metrics;
-  metrics.Handshake(IsDownstream(side) ? Direction::kIngress : Direction::kEgress,
+  metrics.Handshake(direction_,
                     tls.version(), tls.cipher(), tls.resumed(), seconds);
   if (IsDownstream(side)) {
     metrics.Sni(tls.server_name().empty() ? SniMatch::kNone : SniMatch::kCertificate);
@@ -417,13 +517,16 @@ void Connection::OnHandshakeDone(Endpoint& side) {
     } else {
       state_ = State::kRejecting;
     }
+  } else {
+    state_ = State::kProxying;
+    Advance(side);  // what mongod sent while we shook hands
   }
 }
 
 void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
   Endpoint& to = Other(from);
   bool client_to_server = IsDownstream(from);
-  if (client_to_server && !inspected_) {
+  if (client_to_server && !inspected_ && direction_ == Direction::kIngress) {
     Inspect(plaintext);
   }
   if (rejecting_) {
@@ -433,7 +536,7 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
     MaybeAnswerRejectedRequest();
     return;
   }
-  worker_->shared().metrics.Bytes(Direction::kIngress, transport_,
+  worker_->shared().metrics.Bytes(direction_, transport_,
                                   client_to_server ? FlowDirection::kClientToServer
                                                    : FlowDirection::kServerToClient,
                                   plaintext.bytes());
@@ -653,7 +756,7 @@ void Connection::BeginClose(CloseReason reason) {
   }
   state_ = State::kClosing;
   if (admitted_) {
-    worker_->shared().metrics.ConnectionClosed(Direction::kIngress, transport_);
+    worker_->shared().metrics.ConnectionClosed(direction_, transport_);
   }
   worker_->shared().clients.Closed(std::exchange(client_row_, {}));
   worker_->OnConnectionClosing(*this, reason);

@@ -3,6 +3,12 @@
 // Either side may speak TLS through a TlsSession; bytes always cross the connection as
 // plaintext. One loop owns a connection; it is created, driven and freed on that loop.
 //
+// Egress connections (the local mongod dialing a peer through us) start in kConnecting:
+//
+//   kConnecting ──connected, plaintext mode──▶ kProxying
+//   kConnecting ──connected, TLS mode────────▶ kHandshaking ──done──▶ kProxying
+//   kConnecting, kHandshaking ──failure───────▶ kClosing (no fallback to plaintext)
+//
 // States (ingress):
 //
 //   kSniffing ──TLS, mode allows──────────▶ kHandshaking ──done──▶ kProxying
@@ -37,6 +43,7 @@
 #include "proxy/close_reason.h"
 #include "proxy/metrics.h"
 #include "proxy/mode.h"
+#include "proxy/shared_state.h"
 #include "proxy/tls_session.h"
 #include "proxy/uv_handle.h"
 
@@ -46,11 +53,24 @@ class Worker;
 
 class Connection {
  public:
-  enum class State { kSniffing, kHandshaking, kProxying, kHalfClosed, kRejecting, kClosing };
+  enum class State {
+    kSniffing,
+    kConnecting,
+    kHandshaking,
+    kProxying,
+    kHalfClosed,
+    kRejecting,
+    kClosing
+  };
 
   // StartIngress takes a client socket just accepted on `worker`'s loop and begins sniffing.
   // The worker owns the returned connection until it reports itself closed.
   static Connection* StartIngress(Worker* worker, UvHandle<uv_tcp_t> client);
+
+  // StartEgress takes a connection from the local mongod accepted on an egress listener
+  // and dials `route`'s peer, with TLS when the mode says so.
+  static Connection* StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
+                                 const EgressRoute& route);
 
   ~Connection();
   Connection(const Connection&) = delete;
@@ -61,6 +81,7 @@ class Connection {
 
   State state() const { return state_; }
   Transport transport() const { return transport_; }
+  Direction direction() const { return direction_; }
   bool admitted() const { return admitted_; }
   const std::string& peer_address() const { return peer_address_; }
   const protocol::HelloMetadata& metadata() const { return metadata_; }
@@ -98,7 +119,8 @@ class Connection {
     bool ready() const { return connected && (!tls || tls->handshake_done()); }
   };
 
-  Connection(Worker* worker, UvHandle<uv_tcp_t> client);
+  Connection(Worker* worker, UvHandle<uv_tcp_t> client, Direction direction);
+  void Begin();
 
   Endpoint& Other(Endpoint& side) { return &side == &downstream_ ? upstream_ : downstream_; }
   bool IsDownstream(const Endpoint& side) const { return &side == &downstream_; }
@@ -113,6 +135,7 @@ class Connection {
   void ConnectUpstream();
   static void OnUpstreamConnected(uv_connect_t* req, int status);
   void OnUpstreamUnavailable(std::string reason);
+  bool StartEgressTls();
   void MaybeAnswerRejectedRequest();
 
   // Data path.
@@ -143,6 +166,7 @@ class Connection {
 
   Worker* worker_;
   ChunkPool* pool_;
+  Direction direction_;
   State state_ = State::kSniffing;
   Transport transport_ = Transport::kPlaintext;
   Mode mode_ = Mode::kDisabled;  // the mode when this connection was sniffed
@@ -156,6 +180,7 @@ class Connection {
   Endpoint upstream_;
   UvHandle<uv_timer_t> timer_;
   uv_connect_t connect_req_{};
+  const EgressRoute* route_ = nullptr;  // egress only; owned by SharedState
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
 
   // The first bytes, kept until the sniff decides.

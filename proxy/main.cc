@@ -58,7 +58,7 @@ int CertsMain(int argc, char** argv) {
     if (arg == "--hosts" && i + 1 < argc) {
       hosts = absl::StrSplit(argv[++i], ',', absl::SkipEmpty());
     } else if (arg.rfind("--hosts=", 0) == 0) {
-      hosts = absl::StrSplit(arg.substr(8), ',', absl::SkipEmpty());
+      hosts = absl::StrSplit(std::string(arg.substr(8)), ',', absl::SkipEmpty());
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(kCertsUsage, stdout);
       return 0;

@@ -2,6 +2,9 @@
 
 #include <prometheus/counter.h>
 
+#include <string>
+#include <tuple>
+
 namespace sidecar::proxy {
 
 namespace {
@@ -78,8 +81,9 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                      .Register(*registry_);
   plaintext_clients_ = &BuildCounter()
                             .Name("tls_sidecar_plaintext_client_connections_total")
-                            .Help("Plaintext client connections by the application and driver "
-                                  "their hello named (at most 256 sets; the rest are \"other\").")
+                            .Help(
+                                "Plaintext client connections by the application and driver "
+                                "their hello named (at most 256 sets; the rest are \"other\").")
                             .Register(*registry_);
   auto& sni = BuildCounter()
                   .Name("tls_sidecar_tls_sni_total")
@@ -95,10 +99,18 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
   for (Mode m : kAllModes) {
     mode_[static_cast<int>(m)] = &mode.Add({{"mode", std::string(ModeName(m))}});
   }
-  mode_transitions_ = &BuildCounter()
-                           .Name("tls_sidecar_mode_transitions_total")
-                           .Help("Mode changes, by from and to.")
-                           .Register(*registry_);
+  auto& transitions = BuildCounter()
+                          .Name("tls_sidecar_mode_transitions_total")
+                          .Help("Mode changes, by from and to.")
+                          .Register(*registry_);
+  for (Mode from : kAllModes) {
+    for (Mode to : kAllModes) {
+      if (from != to) {
+        mode_transitions_[static_cast<int>(from)][static_cast<int>(to)] = &transitions.Add(
+            {{"from", std::string(ModeName(from))}, {"to", std::string(ModeName(to))}});
+      }
+    }
+  }
   mode_persisted_ = &BuildGauge()
                          .Name("tls_sidecar_mode_persisted")
                          .Help("0 while the running mode differs from the configuration file's.")
@@ -122,8 +134,9 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                                     .Add({});
   ready_ = &BuildGauge()
                 .Name("tls_sidecar_ready")
-                .Help("1 when listeners are bound, certificates loaded and the upstream "
-                      "answered hello.")
+                .Help(
+                    "1 when listeners are bound, certificates loaded and the upstream "
+                    "answered hello.")
                 .Register(*registry_)
                 .Add({});
   BuildGauge()
@@ -156,31 +169,35 @@ void Metrics::Handshake(Direction direction, std::string_view version, std::stri
   counter->Increment();
 }
 
-void Metrics::PlaintextClient(std::string_view application, std::string_view driver,
-                              bool member) {
-  auto key = std::make_tuple(std::string(application), std::string(driver), member);
+void Metrics::PlaintextClient(std::string_view application, std::string_view driver, bool member) {
   prometheus::Counter* counter;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    auto key = std::make_tuple(std::string(application), std::string(driver), member);
     auto it = client_counters_.find(key);
+    if (it == client_counters_.end() && named_client_sets_ + 1 >= kMaxClientLabelSets) {
+      // Full: fold into the one "other" pair, so a client that invents names cannot grow the
+      // series (and the scrape) without bound.
+      key = std::make_tuple(std::string(kOtherLabel), std::string(kOtherLabel), member);
+      it = client_counters_.find(key);
+    } else if (it == client_counters_.end()) {
+      ++named_client_sets_;
+    }
     if (it != client_counters_.end()) {
       counter = it->second;
     } else {
-      if (client_counters_.size() >= kMaxClientLabelSets) {
-        key = std::make_tuple(std::string("other"), std::string("other"), member);
-        it = client_counters_.find(key);
-      }
-      if (it != client_counters_.end()) {
-        counter = it->second;
-      } else {
-        counter = &plaintext_clients_->Add({{"application", std::get<0>(key)},
-                                            {"driver", std::get<1>(key)},
-                                            {"kind", member ? "member" : "client"}});
-        client_counters_.emplace(std::move(key), counter);
-      }
+      counter = &plaintext_clients_->Add({{"application", std::get<0>(key)},
+                                          {"driver", std::get<1>(key)},
+                                          {"kind", member ? "member" : "client"}});
+      client_counters_.emplace(std::move(key), counter);
     }
   }
   counter->Increment();
+}
+
+size_t Metrics::PlaintextClientLabelSets() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return client_counters_.size();
 }
 
 void Metrics::SetMode(Mode mode) {
@@ -190,8 +207,11 @@ void Metrics::SetMode(Mode mode) {
 }
 
 void Metrics::ModeTransition(Mode from, Mode to) {
-  mode_transitions_->Add({{"from", std::string(ModeName(from))}, {"to", std::string(ModeName(to))}})
-      .Increment();
+  if (prometheus::Counter* counter =
+          mode_transitions_[static_cast<int>(from)][static_cast<int>(to)];
+      counter != nullptr) {
+    counter->Increment();
+  }
   SetMode(to);
 }
 

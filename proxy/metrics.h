@@ -19,7 +19,9 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "proxy/close_reason.h"
 #include "proxy/mode.h"
@@ -36,9 +38,13 @@ std::string_view TransportName(Transport transport);
 
 class Metrics {
  public:
-  // The number of distinct application/driver/kind label sets kept before folding into
-  // application="other" (SPEC §7).
+  // At most this many distinct application/driver pairs label
+  // tls_sidecar_plaintext_client_connections_total, "other"/"other" included (SPEC §7): the
+  // first kMaxClientLabelSets - 1 pairs seen keep their names, later ones are folded into
+  // application="other", driver="other". With the two kinds that is at most
+  // kMaxClientLabelSets + 1 series whatever clients send.
   static constexpr size_t kMaxClientLabelSets = 256;
+  static constexpr std::string_view kOtherLabel = "other";
 
   explicit Metrics(std::string_view version, std::string_view tls_library);
   Metrics(const Metrics&) = delete;
@@ -71,16 +77,26 @@ class Metrics {
                  bool resumed, double seconds);
   void Sni(SniMatch match) { sni_[static_cast<int>(match)]->Increment(); }
 
-  // One plaintext client connection identified by its hello; bounded label sets.
+  // PlaintextClient counts one plaintext client connection identified by its hello.
+  // `application` and `driver` must already be sanitised (protocol::SanitizeLabel, which
+  // InspectFirstRequest applies). Takes a mutex once per connection; any thread.
   void PlaintextClient(std::string_view application, std::string_view driver, bool member);
+  // PlaintextClientLabelSets is how many label sets the family holds now (for tests).
+  size_t PlaintextClientLabelSets() const;
 
+  // SetMode sets tls_sidecar_mode to 1 for `mode` and 0 for the other three.
   void SetMode(Mode mode);
+  // ModeTransition counts from -> to and sets the mode gauge to `to`. Every from/to pair is
+  // exported at 0 from the start, so that increase() sees the first transition.
   void ModeTransition(Mode from, Mode to);
   void SetModePersisted(bool persisted) { mode_persisted_->Set(persisted ? 1 : 0); }
   void UpstreamConnectFailure() { upstream_connect_failures_->Increment(); }
   void SetReady(bool ready) { ready_->Set(ready ? 1 : 0); }
+  double ReadyValue() const { return ready_->Value(); }
   void CertificateReload(bool ok) { (ok ? reload_success_ : reload_failure_)->Increment(); }
-  // Replaces every certificate expiry series with the given (role, subject, notAfter) rows.
+  // SetCertificateExpiries replaces every certificate expiry series with the given
+  // (role, subject, notAfter) rows: called at start and after each successful reload, so a
+  // replaced certificate's series goes away.
   void SetCertificateExpiries(
       const std::vector<std::tuple<std::string, std::string, int64_t>>& certificates);
 
@@ -99,7 +115,7 @@ class Metrics {
   std::array<prometheus::Gauge*, 4> mode_{};
   prometheus::Family<prometheus::Counter>* handshakes_ = nullptr;
   prometheus::Family<prometheus::Counter>* plaintext_clients_ = nullptr;
-  prometheus::Family<prometheus::Counter>* mode_transitions_ = nullptr;
+  std::array<std::array<prometheus::Counter*, 4>, 4> mode_transitions_{};
   prometheus::Family<prometheus::Gauge>* certificate_expiry_ = nullptr;
   prometheus::Gauge* mode_persisted_ = nullptr;
   prometheus::Counter* upstream_connect_failures_ = nullptr;
@@ -109,10 +125,11 @@ class Metrics {
 
   // Label lookups that depend on what peers send are cached here; the mutex is taken once
   // per handshake or per identified client, never per byte.
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::map<std::tuple<int, const char*, const char*, bool>, prometheus::Counter*>
       handshake_counters_;
   std::map<std::tuple<std::string, std::string, bool>, prometheus::Counter*> client_counters_;
+  size_t named_client_sets_ = 0;  // entries of client_counters_ that are not the fold target
   std::vector<prometheus::Gauge*> expiry_gauges_;
 };
 

@@ -1,7 +1,6 @@
 #include "proxy/server.h"
 
 #include <openssl/crypto.h>
-#include <prometheus/exposer.h>
 #include <sys/resource.h>
 
 #include <csignal>
@@ -20,28 +19,6 @@ std::string TlsLibraryName() {
   // Debian's BoringSSL keeps OpenSSL's version macros for compatibility; the name is ours.
   return "BoringSSL";
 }
-
-// MetricsEndpoint serves /metrics through prometheus-cpp's exposer (civetweb, on threads of
-// its own, so scrapes never run on a data loop).
-class Server::MetricsEndpoint {
- public:
-  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(
-      const std::string& listen, std::shared_ptr<prometheus::Registry> registry) {
-    auto endpoint = std::make_unique<MetricsEndpoint>();
-    // prometheus-cpp reports a failed bind by throwing; this is the one place we catch.
-    try {
-      endpoint->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ",
-                                                 e.what()));
-    }
-    endpoint->exposer_->RegisterCollectable(registry, "/metrics");
-    return endpoint;
-  }
-
- private:
-  std::unique_ptr<prometheus::Exposer> exposer_;
-};
 
 Server::Server(Config config)
     : config_(std::move(config)),
@@ -90,6 +67,8 @@ absl::Status Server::Start() {
          {"notAfter", cert.not_after},
          {"sha1", cert.sha1_hex}});
   }
+  readiness_.SetCertificatesLoaded(true);
+  PublishCertificateExpiries();
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
 
@@ -99,6 +78,17 @@ absl::Status Server::Start() {
         absl::StrCat("net.upstream: ", upstream.status().message()));
   }
   shared_.upstream_address = upstream->front();
+
+  for (const EgressPeer& peer : config_.egress_peers) {
+    EgressRoute route{peer.listen, peer.target};
+    auto target = Resolve(peer.target.host, peer.target.port);
+    if (!target.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("egress.peers.target: ", target.status().message()));
+    }
+    route.target_address = target->front();
+    shared_.egress_routes.push_back(std::move(route));
+  }
 
   std::vector<sockaddr_storage> listen_addresses;
   for (const std::string& ip : config_.bind_ips) {
@@ -128,7 +118,8 @@ absl::Status Server::Start() {
   }
 
   if (!config_.metrics_listen.empty()) {
-    auto endpoint = MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry());
+    auto endpoint =
+        MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_);
     if (!endpoint.ok()) {
       return endpoint.status();
     }
@@ -151,6 +142,8 @@ absl::Status Server::Start() {
   for (auto& worker : workers_) {
     worker->Start();
   }
+  readiness_.SetListenersBound(true);
+  StartUpstreamProbe(listen_addresses);
   Log(Severity::kInfo, Component::kNetwork, "listening",
       {{"addresses", absl::StrJoin(bound, ",")},
        {"upstream", config_.upstream.ToString()},
@@ -183,11 +176,12 @@ absl::Status Server::Reload() {
   if (!snapshot.ok()) {
     metrics_.CertificateReload(false);
     Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
-        {{"error", snapshot.status().message()}});
+        {{"error", std::string(snapshot.status().message())}});
     return snapshot.status();
   }
   shared_.tls.store(*snapshot);
   metrics_.CertificateReload(true);
+  PublishCertificateExpiries();
   Log(Severity::kInfo, Component::kTls, "certificates reloaded", {});
   return absl::OkStatus();
 }
@@ -211,7 +205,10 @@ void Server::BeginDrain() {
   for (auto& worker : workers_) {
     worker->Post([](Worker& w) { w.StopAccepting(); });
   }
-  metrics_endpoint_.reset();
+  // /metrics stays up through the drain (the connections going down are worth seeing);
+  // /ready says 503 from now on, and the probe stops.
+  readiness_.SetDraining();
+  upstream_probe_.reset();
   auto timer = UvHandle<uv_timer_t>::Create(
       "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
   if (timer.ok()) {
@@ -241,6 +238,41 @@ void Server::FinishIfDrained() {
       worker->Post([](Worker& w) { w.CloseAll(CloseReason::kShutdown); });
     }
   }
+}
+
+void Server::PublishCertificateExpiries() {
+  std::vector<std::tuple<std::string, std::string, int64_t>> rows;
+  if (auto snapshot = shared_.tls.load(); snapshot != nullptr) {
+    for (const auto& cert : snapshot->certificates()) {
+      rows.emplace_back(cert.role, cert.subject, cert.not_after);
+    }
+  }
+  metrics_.SetCertificateExpiries(rows);
+}
+
+void Server::StartUpstreamProbe(const std::vector<sockaddr_storage>& listen_addresses) {
+  UpstreamProbe::Options options;
+  options.upstream = shared_.upstream_address;
+  options.upstream_name = config_.upstream.ToString();
+  options.proxy_protocol = config_.upstream_proxy_protocol;
+  SidecarAddresses addresses;
+  addresses.port = config_.port;
+  addresses.listening = listen_addresses;
+  addresses.local = LocalInterfaceAddresses();
+  addresses.upstream = shared_.upstream_address;
+  options.check_addresses = std::move(addresses);
+  auto probe = UpstreamProbe::Create(&loop_, std::move(options), [this](const absl::Status& s) {
+    readiness_.SetUpstream(s);
+  });
+  if (!probe.ok()) {
+    // Without a probe /ready stays 503 and says why; serving goes on.
+    readiness_.SetUpstream(probe.status());
+    Log(Severity::kError, Component::kNetwork, "cannot probe the upstream",
+        {{"error", std::string(probe.status().message())}});
+    return;
+  }
+  upstream_probe_ = *std::move(probe);
+  upstream_probe_->Start();
 }
 
 }  // namespace sidecar::proxy

@@ -13,7 +13,10 @@
 #include "absl/status/status.h"
 #include "proxy/config.h"
 #include "proxy/metrics.h"
+#include "proxy/metrics_endpoint.h"
+#include "proxy/readiness.h"
 #include "proxy/shared_state.h"
+#include "proxy/upstream_probe.h"
 #include "proxy/uv_handle.h"
 #include "proxy/worker.h"
 
@@ -52,8 +55,11 @@ class Server {
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
   bool forced_ = false;
-  class MetricsEndpoint;
+  void StartUpstreamProbe(const std::vector<sockaddr_storage>& listen_addresses);
+  void PublishCertificateExpiries();
+  Readiness readiness_{metrics_};
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+  std::unique_ptr<UpstreamProbe> upstream_probe_;
 };
 
 // kVersion is the sidecar's version; TlsLibraryName() names the TLS library it runs on.

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "certs/tls_snapshot.h"
 #include "proxy/client_registry.h"
@@ -17,6 +18,13 @@
 #include "proxy/mode.h"
 
 namespace sidecar::proxy {
+
+// EgressPeer as resolved at start: where the local mongod dials and whom we dial for it.
+struct EgressRoute {
+  HostPort listen;
+  HostPort target;                   // the name checked against the peer's certificate
+  sockaddr_storage target_address{};  // resolved at start
+};
 
 struct SharedState {
   SharedState(const Config& config, Metrics& metrics) : config(config), metrics(metrics) {}
@@ -39,6 +47,9 @@ struct SharedState {
 
   // The upstream mongod, resolved at start.
   sockaddr_storage upstream_address{};
+
+  // One per [[egress.peers]] entry, in configuration order.
+  std::vector<EgressRoute> egress_routes;
 };
 
 }  // namespace sidecar::proxy

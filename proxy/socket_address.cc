@@ -49,13 +49,38 @@ std::string FormatAddress(const sockaddr_storage& address) {
   return "";
 }
 
-std::string PeerAddress(const uv_tcp_t* socket) {
+sockaddr_storage PeerSockaddr(const uv_tcp_t* socket) {
   sockaddr_storage address{};
   int length = sizeof(address);
   if (uv_tcp_getpeername(socket, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    return "";
+    return sockaddr_storage{};
   }
-  return FormatAddress(address);
+  return address;
+}
+
+sockaddr_storage LocalSockaddr(const uv_tcp_t* socket) {
+  sockaddr_storage address{};
+  int length = sizeof(address);
+  if (uv_tcp_getsockname(socket, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return sockaddr_storage{};
+  }
+  return address;
+}
+
+std::string PeerAddress(const uv_tcp_t* socket) { return FormatAddress(PeerSockaddr(socket)); }
+
+protocol::IpEndpoint ToIpEndpoint(const sockaddr_storage& address) {
+  protocol::IpEndpoint endpoint;
+  if (address.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+    endpoint.v6 = true;
+    std::memcpy(endpoint.address.data(), &v6->sin6_addr, 16);
+  } else if (address.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+    std::memcpy(endpoint.address.data(), &v4->sin_addr, 4);
+  }
+  endpoint.port = AddressPort(address);
+  return endpoint;
 }
 
 uint16_t AddressPort(const sockaddr_storage& address) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/proxy_header.h"
 
 namespace sidecar::proxy {
 
@@ -22,6 +23,13 @@ std::string FormatAddress(const sockaddr_storage& address);
 
 // PeerAddress is the remote address of a connected TCP handle, "" when unknown.
 std::string PeerAddress(const uv_tcp_t* socket);
+
+// PeerSockaddr / LocalSockaddr of a connected TCP handle (zeroed when unknown).
+sockaddr_storage PeerSockaddr(const uv_tcp_t* socket);
+sockaddr_storage LocalSockaddr(const uv_tcp_t* socket);
+
+// ToIpEndpoint converts an address for the PROXY protocol header.
+protocol::IpEndpoint ToIpEndpoint(const sockaddr_storage& address);
 
 // AddressPort returns the port of an address.
 uint16_t AddressPort(const sockaddr_storage& address);

@@ -38,14 +38,24 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int 
   worker->async_ = *std::move(async);
   worker->async_.get()->data = worker.get();
   for (sockaddr_storage& address : addresses) {
-    if (absl::Status status = worker->Listen(address); !status.ok()) {
+    if (absl::Status status = worker->Listen(address, nullptr); !status.ok()) {
+      return status;
+    }
+  }
+  for (const EgressRoute& route : shared.egress_routes) {
+    auto resolved = Resolve(route.listen.host, route.listen.port);
+    if (!resolved.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("egress.peers.listen: ", resolved.status().message()));
+    }
+    if (absl::Status status = worker->Listen(resolved->front(), &route); !status.ok()) {
       return status;
     }
   }
   return worker;
 }
 
-absl::Status Worker::Listen(sockaddr_storage& address) {
+absl::Status Worker::Listen(sockaddr_storage& address, const EgressRoute* route) {
   // libuv 1.44 cannot set SO_REUSEPORT itself, so the socket is made here and adopted.
   int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -87,6 +97,7 @@ absl::Status Worker::Listen(sockaddr_storage& address) {
     return UvError(absl::StrCat("listen on ", FormatAddress(address)), rc);
   }
   listeners_.push_back(*std::move(handle));
+  listener_routes_.push_back(route);
   return absl::OkStatus();
 }
 
@@ -167,7 +178,15 @@ void Worker::OnAccept(uv_stream_t* server, int status) {
                 {"maxConnections", shared.config.max_connections}});
     return;  // the handle closes as it goes out of scope
   }
-  Connection* connection = Connection::StartIngress(self, *std::move(client));
+  const EgressRoute* route = nullptr;
+  for (size_t i = 0; i < self->listeners_.size(); ++i) {
+    if (self->listeners_[i].stream() == server) {
+      route = self->listener_routes_[i];
+    }
+  }
+  Connection* connection = route == nullptr
+                               ? Connection::StartIngress(self, *std::move(client))
+                               : Connection::StartEgress(self, *std::move(client), *route);
   connection->next = self->connections_;
   if (self->connections_ != nullptr) {
     self->connections_->prev = connection;
@@ -194,6 +213,7 @@ void Worker::Release(Connection* connection) {
 void Worker::StopAccepting() {
   stopping_ = true;
   listeners_.clear();
+  listener_routes_.clear();
   MaybeFinish();
 }
 

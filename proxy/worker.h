@@ -28,6 +28,7 @@ class Worker {
  public:
   // Create makes the loop and binds one listener per address (on the calling thread, so
   // bind errors surface at start). A port of 0 in an address is replaced by the bound port.
+  // Egress listeners come from shared.egress_routes.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(SharedState& shared, int index,
                                                         std::vector<sockaddr_storage>& addresses);
   ~Worker();
@@ -71,7 +72,8 @@ class Worker {
 
  private:
   Worker(SharedState& shared, int index);
-  absl::Status Listen(sockaddr_storage& address);
+  // Listen binds `address`; connections on it are ingress, or egress along `route`.
+  absl::Status Listen(sockaddr_storage& address, const EgressRoute* route);
   static void OnAccept(uv_stream_t* server, int status);
   static void OnAsync(uv_async_t* async);
   void MaybeFinish();
@@ -82,6 +84,7 @@ class Worker {
   bool loop_initialised_ = false;
   ChunkPool pool_;
   std::vector<UvHandle<uv_tcp_t>> listeners_;
+  std::vector<const EgressRoute*> listener_routes_;  // parallel to listeners_; null: ingress
   UvHandle<uv_async_t> async_;
   std::mutex tasks_mutex_;
   std::vector<absl::AnyInvocable<void(Worker&)>> tasks_;

@@ -1,0 +1,120 @@
+#include "proxy/metrics_endpoint.h"
+
+#include <civetweb.h>
+#include <prometheus/text_serializer.h>
+
+#include <cstring>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/log.h"
+
+namespace sidecar::proxy {
+
+namespace {
+
+// Enough for Prometheus (one scrape at a time), a readiness probe and a person with curl.
+// Without keep-alive a thread is held only for the length of one request.
+constexpr char kThreads[] = "4";
+constexpr char kRequestTimeoutMs[] = "10000";
+
+// AllowMethod answers 405 for anything but GET/HEAD; returns whether the request may go on.
+bool AllowMethod(mg_connection* connection, bool* head) {
+  const mg_request_info* info = mg_get_request_info(connection);
+  *head = std::strcmp(info->request_method, "HEAD") == 0;
+  if (*head || std::strcmp(info->request_method, "GET") == 0) {
+    return true;
+  }
+  mg_printf(connection,
+            "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 19\r\nConnection: close\r\n\r\nmethod not allowed\n");
+  return false;
+}
+
+void Respond(mg_connection* connection, int status, std::string_view reason,
+             std::string_view content_type, std::string_view body, bool head) {
+  std::string header = absl::StrCat("HTTP/1.1 ", status, " ", std::string(reason),
+                                    "\r\nContent-Type: ", std::string(content_type),
+                                    "\r\nContent-Length: ", body.size(),
+                                    "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n");
+  mg_write(connection, header.data(), header.size());
+  if (!head) {
+    mg_write(connection, body.data(), body.size());
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
+    const std::string& listen, std::shared_ptr<prometheus::Registry> registry,
+    const Readiness* readiness) {
+  std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint(std::move(registry), readiness));
+  // No "s" suffix on the port and no ssl_* option: civetweb leaves TLS (and libssl) alone.
+  const char* options[] = {
+      "listening_ports", listen.c_str(),      "num_threads", kThreads, "request_timeout_ms",
+      kRequestTimeoutMs, "enable_keep_alive", "no",          nullptr};
+  mg_callbacks callbacks{};
+  mg_init_data init{};
+  init.callbacks = &callbacks;
+  init.user_data = endpoint.get();
+  init.configuration_options = options;
+  char error_text[256] = {};
+  unsigned error_code = 0;
+  mg_error_data error{};
+  error.code = &error_code;
+  error.text = error_text;
+  error.text_buffer_size = sizeof(error_text);
+  endpoint->context_ = mg_start2(&init, &error);
+  if (endpoint->context_ == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics.listen: cannot serve on ", listen, ": ",
+                     error_text[0] != '\0' ? error_text : "civetweb failed to start"));
+  }
+  mg_server_port ports[4] = {};
+  int count = mg_get_server_ports(endpoint->context_, 4, ports);
+  if (count > 0) {
+    endpoint->port_ = ports[0].port;
+  }
+  mg_set_request_handler(endpoint->context_, "/metrics$", &MetricsEndpoint::OnMetrics,
+                         endpoint.get());
+  mg_set_request_handler(endpoint->context_, "/ready$", &MetricsEndpoint::OnReady, endpoint.get());
+  Log(Severity::kInfo, Component::kMetrics, "serving /metrics and /ready",
+      {{"listen", listen}, {"port", static_cast<int64_t>(endpoint->port_)}});
+  return endpoint;
+}
+
+MetricsEndpoint::~MetricsEndpoint() {
+  if (context_ != nullptr) {
+    mg_stop(context_);  // joins civetweb's threads: no handler runs after this
+  }
+}
+
+int MetricsEndpoint::OnMetrics(mg_connection* connection, void* self_ptr) {
+  auto* self = static_cast<MetricsEndpoint*>(self_ptr);
+  bool head = false;
+  if (!AllowMethod(connection, &head)) {
+    return 405;
+  }
+  // Collect() snapshots every family under prometheus-cpp's own locks; the data path's
+  // atomic increments are never blocked by it.
+  std::string body = prometheus::TextSerializer().Serialize(self->registry_->Collect());
+  Respond(connection, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head);
+  return 200;
+}
+
+int MetricsEndpoint::OnReady(mg_connection* connection, void* self_ptr) {
+  auto* self = static_cast<MetricsEndpoint*>(self_ptr);
+  bool head = false;
+  if (!AllowMethod(connection, &head)) {
+    return 405;
+  }
+  Readiness::State state = self->readiness_->Get();
+  if (state.ready) {
+    Respond(connection, 200, "OK", "text/plain; charset=utf-8", state.text, head);
+    return 200;
+  }
+  Respond(connection, 503, "Service Unavailable", "text/plain; charset=utf-8", state.text, head);
+  return 503;
+}
+
+}  // namespace sidecar::proxy
