@@ -129,9 +129,10 @@ class Standin(Child):
 
 class Sidecar(Child):
     """tls-sidecar started with `args` plus the harness's defaults: 127.0.0.1 on a free port,
-    metrics off, a private control socket. The sidecar's JSON log is its stderr."""
+    metrics off (or on `metrics`, e.g. "127.0.0.1:9442"), a private control socket. The
+    sidecar's JSON log is its stderr."""
 
-    def __init__(self, workdir, args=(), upstream=None, config=None, name="sidecar"):
+    def __init__(self, workdir, args=(), upstream=None, config=None, name="sidecar", metrics=""):
         workdir = pathlib.Path(workdir)
         self.port = free_port()
         argv = [sidecar_binary()]
@@ -139,7 +140,7 @@ class Sidecar(Child):
             config_path = workdir / f"{name}.toml"
             config_path.write_text(config)
             argv += ["--config", config_path]
-        argv += ["--bind_ip", "127.0.0.1", "--port", str(self.port), "--metrics", "",
+        argv += ["--bind_ip", "127.0.0.1", "--port", str(self.port), "--metrics", metrics,
                  "--control-socket", workdir / f"{name}.sock"]
         if upstream is not None:
             argv += ["--upstream", upstream]
@@ -184,8 +185,9 @@ class ProcessGroup:
         self.children.append(child)
         return child
 
-    def sidecar(self, *args, upstream=None, config=None, name="sidecar", wait=True):
-        child = Sidecar(self.workdir, args, upstream=upstream, config=config, name=name)
+    def sidecar(self, *args, upstream=None, config=None, name="sidecar", wait=True, metrics=""):
+        child = Sidecar(self.workdir, args, upstream=upstream, config=config, name=name,
+                        metrics=metrics)
         self.children.append(child)
         if wait:
             child.wait_listening()
