@@ -1,5 +1,6 @@
 // Fuzzes FrameMessage and the whole-message parsers. A framed message goes through every
-// parser; an OP_MSG that parses (without checksum) must be rebuilt byte for byte.
+// parser; an OP_MSG that parses (without checksum, body section first, as the builder
+// writes it) must be rebuilt byte for byte.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,7 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ParseOpReply(message);
   (void)ParseOpCompressed(message);
   absl::StatusOr<OpMsg> msg = ParseOpMsg(message);
-  if (msg.ok() && (msg->flag_bits & kMsgChecksumPresent) == 0) {
+  // Sections may come in any order on the wire; the builder always writes the body first.
+  bool body_first = message.size() > 20 && message[20] == 0;
+  if (msg.ok() && (msg->flag_bits & kMsgChecksumPresent) == 0 && body_first) {
     std::vector<uint8_t> rebuilt = BuildOpMsgWithSequences(
         msg->header.request_id, msg->header.response_to, msg->body, msg->sequences,
         msg->flag_bits);

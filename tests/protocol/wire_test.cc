@@ -94,6 +94,25 @@ TEST(OpMsgTest, RoundTripsBodyAndDocumentSequences) {
   EXPECT_TRUE(msg->sequences[1].documents.empty());
 }
 
+TEST(OpMsgTest, AcceptsDocumentSequenceBeforeTheBody) {
+  // Section order is free (the body need not come first); found by the wire fuzzer.
+  std::vector<uint8_t> doc = BsonWriter().AppendInt32("_id", 1).Finish();
+  std::vector<uint8_t> message = Bytes({0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xDD, 0x07, 0, 0,
+                                        0, 0, 0, 0,  // flagBits
+                                        1, static_cast<int>(4 + 2 + doc.size()), 0, 0, 0, 'd', 0});
+  message.insert(message.end(), doc.begin(), doc.end());
+  std::vector<uint8_t> body = HelloBody();
+  message.push_back(0);
+  message.insert(message.end(), body.begin(), body.end());
+  SetLength(message);
+  absl::StatusOr<OpMsg> msg = ParseOpMsg(message);
+  ASSERT_TRUE(msg.ok()) << msg.status();
+  EXPECT_EQ(std::vector<uint8_t>(msg->body.begin(), msg->body.end()), body);
+  ASSERT_EQ(msg->sequences.size(), 1u);
+  EXPECT_EQ(msg->sequences[0].identifier, "d");
+  EXPECT_EQ(msg->sequences[0].documents.size(), 1u);
+}
+
 TEST(OpMsgTest, ExcludesTheChecksumFromSections) {
   std::vector<uint8_t> message = BuildOpMsg(1, 0, HelloBody());
   message[16] = kMsgChecksumPresent;
