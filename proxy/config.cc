@@ -406,6 +406,8 @@ const std::vector<Setting>& Settings() {
 
     {"egress.transparent.listen", "", Kind::kString, {}, 0, 0, SetTransparentListen,
      "", "", "", ""},
+    {"egress.transparent.mark", "", Kind::kInt, {}, 1, 4294967295LL,
+     SetInt64<&Config::egress_transparent_mark>, "", "", "", ""},
 
     {"control.socket", "", Kind::kString, {"--control-socket"}, 0, 0, SetControlSocket,
      "Control and metrics", "PATH", "/tmp/tls-sidecar-<port>.sock",

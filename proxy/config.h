@@ -45,6 +45,9 @@ struct Config {
   // [[egress.peers]], [egress.transparent]
   std::vector<EgressPeer> egress_peers;
   std::optional<HostPort> egress_transparent_listen;
+  // SO_MARK on every socket the sidecar dials while transparent egress is on, so that the
+  // iptables redirect can exclude the sidecar's own connections (deploy/egress-iptables.sh).
+  int64_t egress_transparent_mark = 0x5ec;
 
   // [control]
   std::string control_socket;  // default /tmp/tls-sidecar-<port>.sock

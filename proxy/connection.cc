@@ -45,10 +45,23 @@ Connection* Connection::StartIngress(Worker* worker, UvHandle<uv_tcp_t> client) 
 Connection* Connection::StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
                                     const EgressRoute& route) {
   auto* connection = new Connection(worker, std::move(local), Direction::kEgress);
-  connection->route_ = &route;
   connection->Begin();
   if (connection->state_ == State::kClosing) {
     return connection;
+  }
+  if (route.transparent) {
+    auto original = OriginalDestination(connection->downstream_.socket.get());
+    if (!original.ok()) {
+      worker->LogConnection(*connection, "transparent egress without an original destination",
+                            std::string(original.status().message()));
+      connection->BeginClose(CloseReason::kEgressPeerUnavailable);
+      return connection;
+    }
+    connection->egress_address_ = *original;
+    connection->egress_host_ = AddressWithoutPort(FormatAddress(*original));
+  } else {
+    connection->egress_address_ = route.target_address;
+    connection->egress_host_ = route.target.host;
   }
   // What travels to the peer is decided now, from the mode at accept (SPEC §2).
   connection->mode_ = worker->shared().mode.load(std::memory_order_acquire);
@@ -91,6 +104,12 @@ Connection::Connection(Worker* worker, UvHandle<uv_tcp_t> client, Direction dire
     timer_.get()->data = this;
     ++open_handles_;
   }
+}
+
+std::string Connection::egress_target() const {
+  return direction_ == Direction::kEgress ? FormatAddress(egress_address_) +
+                                                (egress_host_.empty() ? "" : " (" + egress_host_ + ")")
+                                          : "";
 }
 
 Connection::~Connection() {
@@ -244,7 +263,14 @@ void Connection::ConnectUpstream() {
   ++open_handles_;
   connect_req_.data = this;
   const auto* address = reinterpret_cast<const sockaddr*>(
-      route_ != nullptr ? &route_->target_address : &worker_->shared().upstream_address);
+      direction_ == Direction::kEgress ? &egress_address_ : &worker_->shared().upstream_address);
+  if (uint32_t mark = worker_->shared().outbound_mark; mark != 0) {
+    if (absl::Status status = SetSocketMark(upstream_.socket.get(), address->sa_family, mark);
+        !status.ok()) {
+      OnUpstreamUnavailable(std::string(status.message()));
+      return;
+    }
+  }
   if (int rc = uv_tcp_connect(&connect_req_, upstream_.socket.get(), address,
                               &Connection::OnUpstreamConnected);
       rc != 0) {
@@ -291,7 +317,7 @@ bool Connection::StartEgressTls() {
   SSL_CTX* context = tls_snapshot_ ? tls_snapshot_->client_context() : nullptr;
   if (context == nullptr) {
     worker_->LogConnection(*this, "egress TLS impossible: no cluster certificate or CA loaded",
-                           route_->target.ToString());
+                           egress_target());
     BeginClose(CloseReason::kEgressHandshakeFailed);
     return false;
   }
@@ -301,8 +327,8 @@ bool Connection::StartEgressTls() {
     return false;
   }
   upstream_.tls = *std::move(session);
-  if (absl::Status status = upstream_.tls->SetPeerHostname(
-          route_->target.host, !tls_snapshot_->allow_invalid_hostnames());
+  if (absl::Status status =
+          tls_snapshot_->PrepareEgressSession(upstream_.tls->ssl(), egress_host_);
       !status.ok()) {
     worker_->LogConnection(*this, "egress TLS setup failed", std::string(status.message()));
     BeginClose(CloseReason::kEgressHandshakeFailed);
@@ -319,7 +345,7 @@ void Connection::OnUpstreamUnavailable(std::string reason) {
   if (direction_ == Direction::kEgress) {
     // mongod's own connection attempt fails the way a refused peer would; it retries.
     worker_->LogConnection(*this, "egress peer unavailable",
-                           absl::StrCat(route_->target.ToString(), ": ", upstream_error_));
+                           absl::StrCat(egress_target(), ": ", upstream_error_));
     BeginClose(CloseReason::kEgressPeerUnavailable);
     return;
   }
@@ -457,7 +483,7 @@ void Connection::PumpTls(Endpoint& from) {
       } else {
         // No fallback to plaintext, exactly as mongod.
         worker_->LogConnection(*this, "egress TLS handshake with peer failed",
-                               absl::StrCat(route_->target.ToString(), ": ", tls.error()));
+                               absl::StrCat(egress_target(), ": ", tls.error()));
         BeginClose(CloseReason::kEgressHandshakeFailed);
       }
       return;
@@ -511,7 +537,10 @@ void Connection::OnHandshakeDone(Endpoint& side) {
   metrics.Handshake(direction_,
                     tls.version(), tls.cipher(), tls.resumed(), seconds);
   if (IsDownstream(side)) {
-    metrics.Sni(tls.server_name().empty() ? SniMatch::kNone : SniMatch::kCertificate);
+    std::string_view sni = tls.server_name();
+    metrics.Sni(sni.empty() ? SniMatch::kNone
+                : tls_snapshot_->MatchesServerName(std::string(sni)) ? SniMatch::kCertificate
+                                                                     : SniMatch::kOther);
     if (!rejecting_) {
       Admit(Transport::kTls);
     } else {

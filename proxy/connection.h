@@ -72,6 +72,9 @@ class Connection {
   static Connection* StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
                                  const EgressRoute& route);
 
+  // The peer an egress connection dials, "host:port"; "" for ingress.
+  std::string egress_target() const;
+
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -180,7 +183,10 @@ class Connection {
   Endpoint upstream_;
   UvHandle<uv_timer_t> timer_;
   uv_connect_t connect_req_{};
-  const EgressRoute* route_ = nullptr;  // egress only; owned by SharedState
+  // Egress only: whom we dial and the name their certificate must carry (a DNS name, or
+  // an IP literal for transparent egress).
+  std::string egress_host_;
+  sockaddr_storage egress_address_{};
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
 
   // The first bytes, kept until the sniff decides.

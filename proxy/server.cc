@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/log.h"
+#include "proxy/server_control.h"
 #include "proxy/socket_address.h"
 
 namespace sidecar::proxy {
@@ -28,6 +29,7 @@ Server::Server(Config config)
 }
 
 Server::~Server() {
+  control_.reset();  // closes the control socket (and removes its file) on this loop
   signals_.clear();
   drain_timer_.Close();
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -72,6 +74,15 @@ absl::Status Server::Start() {
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
 
+  // The control socket before any listener: a live sidecar on the same port owns the same
+  // default socket path, and is reported here rather than sharing the port through
+  // SO_REUSEPORT.
+  auto control = ControlPlane::Create(*this);
+  if (!control.ok()) {
+    return control.status();
+  }
+  control_ = *std::move(control);
+
   auto upstream = Resolve(config_.upstream.host, config_.upstream.port);
   if (!upstream.ok()) {
     return absl::InvalidArgumentError(
@@ -88,6 +99,14 @@ absl::Status Server::Start() {
     }
     route.target_address = target->front();
     shared_.egress_routes.push_back(std::move(route));
+  }
+
+  if (config_.egress_transparent_listen) {
+    EgressRoute route;
+    route.listen = *config_.egress_transparent_listen;
+    route.transparent = true;
+    shared_.egress_routes.push_back(std::move(route));
+    shared_.outbound_mark = static_cast<uint32_t>(config_.egress_transparent_mark);
   }
 
   std::vector<sockaddr_storage> listen_addresses;
@@ -226,6 +245,9 @@ void Server::OnDrainTick(uv_timer_t* timer) {
 
 void Server::FinishIfDrained() {
   if (shared_.connections.load() == 0) {
+    if (control_) {
+      control_->Close();
+    }
     signals_.clear();
     drain_timer_.Close();
     return;  // the main loop now has nothing left and Run() joins the workers

@@ -20,10 +20,13 @@
 namespace sidecar::proxy {
 
 // EgressPeer as resolved at start: where the local mongod dials and whom we dial for it.
+// A transparent route has no fixed target: each connection's original destination (read
+// with SO_ORIGINAL_DST after an iptables REDIRECT) is its target.
 struct EgressRoute {
   HostPort listen;
   HostPort target;                   // the name checked against the peer's certificate
   sockaddr_storage target_address{};  // resolved at start
+  bool transparent = false;
 };
 
 struct SharedState {
@@ -48,8 +51,12 @@ struct SharedState {
   // The upstream mongod, resolved at start.
   sockaddr_storage upstream_address{};
 
-  // One per [[egress.peers]] entry, in configuration order.
+  // One per [[egress.peers]] entry, in configuration order, then the transparent one.
   std::vector<EgressRoute> egress_routes;
+
+  // SO_MARK put on every socket the sidecar dials, so that an iptables redirect of mongod's
+  // outbound connections can exclude the sidecar's own (0: none).
+  uint32_t outbound_mark = 0;
 };
 
 }  // namespace sidecar::proxy

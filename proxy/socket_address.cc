@@ -2,8 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -81,6 +87,46 @@ protocol::IpEndpoint ToIpEndpoint(const sockaddr_storage& address) {
   }
   endpoint.port = AddressPort(address);
   return endpoint;
+}
+
+absl::StatusOr<sockaddr_storage> OriginalDestination(const uv_tcp_t* socket) {
+  uv_os_fd_t fd;
+  if (int rc = uv_fileno(reinterpret_cast<const uv_handle_t*>(socket), &fd); rc != 0) {
+    return absl::InternalError(absl::StrCat("uv_fileno: ", uv_strerror(rc)));
+  }
+  sockaddr_storage local = LocalSockaddr(socket);
+  sockaddr_storage original{};
+  socklen_t length = sizeof(original);
+  int rc = local.ss_family == AF_INET6
+               ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &original, &length)
+               : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &original, &length);
+  if (rc != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "SO_ORIGINAL_DST: ", std::strerror(errno),
+        " (was the connection redirected here by iptables REDIRECT?)"));
+  }
+  return original;
+}
+
+absl::Status SetSocketMark(uv_tcp_t* socket, int family, uint32_t mark) {
+  // libuv creates a TCP socket lazily at connect; make it now so the mark is on it first.
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(socket), &fd) != 0) {
+    int created = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (created < 0) {
+      return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
+    }
+    if (int rc = uv_tcp_open(socket, created); rc != 0) {
+      ::close(created);
+      return absl::UnavailableError(absl::StrCat("uv_tcp_open: ", uv_strerror(rc)));
+    }
+    fd = created;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("SO_MARK ", mark, ": ", std::strerror(errno), " (needs CAP_NET_ADMIN)"));
+  }
+  return absl::OkStatus();
 }
 
 uint16_t AddressPort(const sockaddr_storage& address) {

@@ -31,6 +31,14 @@ sockaddr_storage LocalSockaddr(const uv_tcp_t* socket);
 // ToIpEndpoint converts an address for the PROXY protocol header.
 protocol::IpEndpoint ToIpEndpoint(const sockaddr_storage& address);
 
+// OriginalDestination reads where a connection redirected by iptables (REDIRECT) was going,
+// with SO_ORIGINAL_DST (IPv4) or IP6T_SO_ORIGINAL_DST (IPv6).
+absl::StatusOr<sockaddr_storage> OriginalDestination(const uv_tcp_t* socket);
+
+// SetSocketMark creates the socket of an unconnected TCP handle for `family` now and sets
+// SO_MARK on it (needs CAP_NET_ADMIN).
+absl::Status SetSocketMark(uv_tcp_t* socket, int family, uint32_t mark);
+
 // AddressPort returns the port of an address.
 uint16_t AddressPort(const sockaddr_storage& address);
 void SetAddressPort(sockaddr_storage& address, uint16_t port);
