@@ -79,12 +79,13 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                      .Name("tls_sidecar_tls_handshakes_total")
                      .Help("Completed TLS handshakes, by direction, version, cipher, resumption.")
                      .Register(*registry_);
-  plaintext_clients_ = &BuildCounter()
-                            .Name("tls_sidecar_plaintext_client_connections_total")
-                            .Help(
-                                "Plaintext client connections by the application and driver "
-                                "their hello named (at most 256 sets; the rest are \"other\").")
-                            .Register(*registry_);
+  plaintext_clients_ =
+      &BuildCounter()
+           .Name("tls_sidecar_plaintext_client_connections_total")
+           .Help(
+               "Plaintext client connections by the application and driver "
+               "their hello named (at most 256 application/driver pairs; the rest are \"other\").")
+           .Register(*registry_);
   auto& sni = BuildCounter()
                   .Name("tls_sidecar_tls_sni_total")
                   .Help("TLS handshakes by whether the SNI matched the server certificate.")

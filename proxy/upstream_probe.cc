@@ -407,14 +407,16 @@ struct UpstreamProbe::CheckJob {
 
   static void Run(uv_work_t* work) {
     auto* job = static_cast<CheckJob*>(work->data);
-    std::vector<std::string> warnings =
-        AdvertisedHostWarnings(job->hello, job->sidecar, &SystemResolver);
-    if (job->check_exposure) {
-      std::vector<std::string> exposed = ExposedUpstreamWarnings(job->sidecar, 500);
-      warnings.insert(warnings.end(), exposed.begin(), exposed.end());
-    }
-    for (const std::string& warning : warnings) {
+    // Each finding is logged as soon as it is known: the exposure check dials every
+    // interface address and may take a while.
+    for (const std::string& warning :
+         AdvertisedHostWarnings(job->hello, job->sidecar, &SystemResolver)) {
       Log(Severity::kWarning, Component::kNetwork, "upstream check", {{"warning", warning}});
+    }
+    if (job->check_exposure) {
+      for (const std::string& warning : ExposedUpstreamWarnings(job->sidecar, 500)) {
+        Log(Severity::kWarning, Component::kNetwork, "upstream check", {{"warning", warning}});
+      }
     }
   }
   static void Done(uv_work_t* work, int status) { delete static_cast<CheckJob*>(work->data); }

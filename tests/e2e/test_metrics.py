@@ -309,3 +309,13 @@ def test_ready_follows_the_upstream_mongod(procs):
                               30, "/ready 503 after mongod stopped")
     assert "upstream" in body, body
     assert sidecar.alive()
+
+
+def test_warns_when_the_replica_set_advertises_mongod_itself(procs):
+    # The stand-in's replica set advertises its own address: drivers that discover it would
+    # connect to mongod directly, around the sidecar (SPEC §8, §11).
+    standin = procs.standin("--replSet", "rs0")
+    sidecar = procs.sidecar("--tlsMode", "disabled", upstream=standin.address)
+    line = sidecar.wait_for_log("which is this host but not the sidecar", timeout=15)
+    assert standin.address in line
+    assert f"127.0.0.1:{sidecar.port}" in line
