@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "certs/test_pki.h"
 #include "proxy/config.h"
+#include "proxy/ctl_main.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 
@@ -102,6 +103,9 @@ int main(int argc, char** argv) {
     }
     if (first == "certs") {
       return CertsMain(argc - 1, argv + 1);
+    }
+    if (first == "ctl") {
+      return sidecar::proxy::CtlMain(argc - 1, argv + 1);
     }
   }
   for (int i = 1; i < argc; ++i) {

@@ -55,6 +55,9 @@ class Server {
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
   bool forced_ = false;
+  // The control socket and what it acts on (server_control.h); closed once drained.
+  class ControlPlane;
+  std::unique_ptr<ControlPlane> control_;
   void StartUpstreamProbe(const std::vector<sockaddr_storage>& listen_addresses);
   void PublishCertificateExpiries();
   Readiness readiness_{metrics_};
