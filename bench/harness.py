@@ -447,6 +447,8 @@ def write_report(args, rows, results, workload_keys, path_md, path_json, plot_na
                  f"backend; nothing pinned. Runs: {args.runs} per cell, interleaved, "
                  f"{args.duration} s measured after {args.warmup} s warm-up; idle: "
                  f"{args.idle_conns} connections. Medians of the runs."
+                 + f" Load average when the report was written: {os.getloadavg()[0]:.1f}"
+                 " (above ~2 means other work shared the cores and the figures are noisy)."
                  + (" **Quick smoke run: the figures mean nothing.**" if args.quick else ""))
     lines.append("")
     if versions:
