@@ -18,7 +18,12 @@ namespace sidecar::proxy {
 
 namespace {
 
-constexpr int kBacklog = 16;
+constexpr int kBacklog = 128;
+
+// After a refusal the peer's further bytes are read and dropped until it closes (closing
+// with unread bytes would reset the connection and could destroy the answer before the peer
+// reads it), but not forever.
+constexpr size_t kMaxDiscardedBytes = 1 << 20;
 
 // The uids allowed on the socket besides root: the sidecar's own.
 bool UidAllowed(uid_t uid) { return uid == 0 || uid == geteuid(); }
@@ -35,8 +40,12 @@ struct ControlServer::Peer {
   bool busy = false;                 // a request is being answered
   bool dispatching = false;          // Dispatch is on the stack (answers may come inline)
   bool finished = false;             // the peer sent EOF: no more requests
-  bool close_after_writes = false;   // refused: close once what is queued is written
+  bool close_after_writes = false;   // a write failed: close once the others are done
+  bool refused = false;              // answered ok:false for good: FIN after it, then discard
+  bool shutdown_started = false;
+  size_t discarded = 0;  // bytes read and dropped since the refusal
   int writes_in_flight = 0;
+  uv_shutdown_t shutdown_req{};
   char read_buffer[4096];
 };
 
@@ -241,7 +250,11 @@ void ControlServer::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* b
 }
 
 void ControlServer::OnBytes(Peer& peer, std::string_view bytes) {
-  if (peer.close_after_writes) {
+  if (peer.refused || peer.close_after_writes) {
+    peer.discarded += bytes.size();
+    if (peer.discarded > kMaxDiscardedBytes) {
+      ClosePeer(peer.id);
+    }
     return;
   }
   while (!bytes.empty()) {
@@ -277,6 +290,10 @@ void ControlServer::OnBytes(Peer& peer, std::string_view bytes) {
 void ControlServer::OnPeerFinished(Peer& peer) {
   peer.finished = true;
   uv_read_stop(peer.pipe.stream());
+  if (peer.refused) {
+    MaybeClose(peer);
+    return;
+  }
   // A last request without its newline still counts (printf '...' | nc -U).
   if (!peer.close_after_writes && peer.input.find_first_not_of(" \t\r") != std::string::npos) {
     peer.requests.push_back(std::exchange(peer.input, {}));
@@ -289,7 +306,7 @@ void ControlServer::Dispatch(Peer& peer) {
     return;  // an answer came inline: the loop below goes on with the next request
   }
   peer.dispatching = true;
-  while (!peer.busy && !peer.close_after_writes && !peer.requests.empty()) {
+  while (!peer.busy && !peer.refused && !peer.close_after_writes && !peer.requests.empty()) {
     std::string line = std::move(peer.requests.front());
     peer.requests.pop_front();
     peer.busy = true;
@@ -352,11 +369,15 @@ void ControlServer::OnWrite(uv_write_t* req, int status) {
 void ControlServer::Refuse(Peer& peer, std::string_view sentence) {
   peer.requests.clear();
   peer.input.clear();
-  if (peer.pipe) {
-    uv_read_stop(peer.pipe.stream());
-  }
+  peer.refused = true;
   Send(peer, ControlCommands::ErrorAnswer(sentence) + "\n");
-  peer.close_after_writes = true;
+  if (!peer.finished) {
+    // Keep reading (and dropping) so that the close is orderly; see kMaxDiscardedBytes.
+    if (uv_read_start(peer.pipe.stream(), &OnAlloc, &OnRead) != 0 &&
+        !uv_is_active(peer.pipe.base())) {
+      peer.close_after_writes = true;
+    }
+  }
   MaybeClose(peer);
 }
 
@@ -364,9 +385,18 @@ void ControlServer::MaybeClose(Peer& peer) {
   if (peer.dispatching || peer.writes_in_flight > 0) {
     return;
   }
-  bool done = peer.close_after_writes || (peer.finished && !peer.busy && peer.requests.empty());
+  bool done = peer.close_after_writes ||
+              (peer.finished && (peer.refused || (!peer.busy && peer.requests.empty())));
   if (done) {
     ClosePeer(peer.id);
+    return;
+  }
+  if (peer.refused && !peer.shutdown_started) {
+    // The answer is out: send FIN, and close when the peer closes its side.
+    peer.shutdown_started = true;
+    if (uv_shutdown(&peer.shutdown_req, peer.pipe.stream(), [](uv_shutdown_t*, int) {}) != 0) {
+      ClosePeer(peer.id);
+    }
   }
 }
 

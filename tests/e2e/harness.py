@@ -132,7 +132,8 @@ class Sidecar(Child):
     metrics off (or on `metrics`, e.g. "127.0.0.1:9442"), a private control socket. The
     sidecar's JSON log is its stderr."""
 
-    def __init__(self, workdir, args=(), upstream=None, config=None, name="sidecar", metrics=""):
+    def __init__(self, workdir, args=(), upstream=None, config=None, name="sidecar", metrics="",
+                 control_socket=None):
         workdir = pathlib.Path(workdir)
         self.port = free_port()
         argv = [sidecar_binary()]
@@ -141,7 +142,7 @@ class Sidecar(Child):
             config_path.write_text(config)
             argv += ["--config", config_path]
         argv += ["--bind_ip", "127.0.0.1", "--port", str(self.port), "--metrics", metrics,
-                 "--control-socket", workdir / f"{name}.sock"]
+                 "--control-socket", control_socket or workdir / f"{name}.sock"]
         if upstream is not None:
             argv += ["--upstream", upstream]
         argv += list(args)
@@ -185,9 +186,10 @@ class ProcessGroup:
         self.children.append(child)
         return child
 
-    def sidecar(self, *args, upstream=None, config=None, name="sidecar", wait=True, metrics=""):
+    def sidecar(self, *args, upstream=None, config=None, name="sidecar", wait=True, metrics="",
+                control_socket=None):
         child = Sidecar(self.workdir, args, upstream=upstream, config=config, name=name,
-                        metrics=metrics)
+                        metrics=metrics, control_socket=control_socket)
         self.children.append(child)
         if wait:
             child.wait_listening()
