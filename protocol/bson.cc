@@ -174,8 +174,7 @@ bool FitsInt64(double value) {
 // --- BsonElement -----------------------------------------------------------------------
 
 std::optional<std::string_view> BsonElement::AsString() const {
-  if (type_ != BsonType::kString && type_ != BsonType::kJavaScript &&
-      type_ != BsonType::kSymbol) {
+  if (type_ != BsonType::kString && type_ != BsonType::kJavaScript && type_ != BsonType::kSymbol) {
     return std::nullopt;
   }
   ByteReader reader(value_);
@@ -510,8 +509,7 @@ BsonWriter& BsonWriter::AppendBinary(std::string_view key, uint8_t subtype,
   return *this;
 }
 
-BsonWriter& BsonWriter::AppendDecimal128(std::string_view key,
-                                         std::span<const uint8_t, 16> raw) {
+BsonWriter& BsonWriter::AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw) {
   AppendHeader(BsonType::kDecimal128, key);
   out_.insert(out_.end(), raw.begin(), raw.end());
   return *this;

@@ -194,8 +194,7 @@ class BsonWriter {
   BsonWriter& AppendDateTime(std::string_view key, int64_t milliseconds_since_epoch);
   BsonWriter& AppendObjectId(std::string_view key, std::span<const uint8_t, 12> oid);
   BsonWriter& AppendTimestamp(std::string_view key, uint32_t t, uint32_t i);
-  BsonWriter& AppendBinary(std::string_view key, uint8_t subtype,
-                           absl::Span<const uint8_t> data);
+  BsonWriter& AppendBinary(std::string_view key, uint8_t subtype, absl::Span<const uint8_t> data);
   BsonWriter& AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw);
   // AppendDocument/AppendArray copy a validated document as an embedded document/array.
   BsonWriter& AppendDocument(std::string_view key, const BsonView& document);

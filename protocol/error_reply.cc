@@ -41,11 +41,12 @@ std::string_view HttpOnNativePortResponse() {
   static const std::string* const response = [] {
     constexpr std::string_view kBody =
         "It looks like you are trying to access MongoDB over HTTP on the native driver port.\r\n";
-    return new std::string("HTTP/1.0 200 OK\r\n"
-                           "Connection: close\r\n"
-                           "Content-Type: text/plain\r\n"
-                           "Content-Length: " +
-                           std::to_string(kBody.size()) + "\r\n\r\n" + std::string(kBody));
+    return new std::string(
+        "HTTP/1.0 200 OK\r\n"
+        "Connection: close\r\n"
+        "Content-Type: text/plain\r\n"
+        "Content-Length: " +
+        std::to_string(kBody.size()) + "\r\n\r\n" + std::string(kBody));
   }();
   return *response;
 }

@@ -168,9 +168,9 @@ std::string SanitizeLabel(std::string_view text, size_t max_bytes) {
         code_point = (code_point << 6) | (continuation & 0x3F);
       }
     }
-    if (valid && ((length == 3 && (code_point < 0x800 ||
-                                   (code_point >= 0xD800 && code_point <= 0xDFFF))) ||
-                  (length == 4 && (code_point < 0x10000 || code_point > 0x10FFFF)))) {
+    if (valid &&
+        ((length == 3 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) ||
+         (length == 4 && (code_point < 0x10000 || code_point > 0x10FFFF)))) {
       valid = false;
     }
     bool control = valid && (code_point < 0x20 || code_point == 0x7F ||

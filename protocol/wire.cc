@@ -33,8 +33,8 @@ absl::Status CheckWhole(ByteReader& reader, OpCode expected, absl::string_view o
   size_t size = reader.remaining();
   ReadHeader(reader, header);
   if (header->message_length < 0 || static_cast<size_t>(header->message_length) != size) {
-    return Invalid(op, absl::StrCat("messageLength ", header->message_length, " but ", size,
-                                    " bytes given"));
+    return Invalid(
+        op, absl::StrCat("messageLength ", header->message_length, " but ", size, " bytes given"));
   }
   if (header->message_length > kMaxMessageSize) {
     return Invalid(op, "larger than maxMessageSizeBytes");
@@ -194,8 +194,7 @@ absl::StatusOr<OpQuery> ParseOpQuery(absl::Span<const uint8_t> message) {
   constexpr char kOp[] = "OP_QUERY";
   ByteReader reader(message);
   OpQuery query;
-  if (absl::Status status = CheckWhole(reader, OpCode::kQuery, kOp, &query.header);
-      !status.ok()) {
+  if (absl::Status status = CheckWhole(reader, OpCode::kQuery, kOp, &query.header); !status.ok()) {
     return status;
   }
   if (!reader.ReadI32(&query.flags) || !reader.ReadCString(&query.full_collection_name) ||
@@ -222,8 +221,7 @@ absl::StatusOr<OpReply> ParseOpReply(absl::Span<const uint8_t> message) {
   constexpr char kOp[] = "OP_REPLY";
   ByteReader reader(message);
   OpReply reply;
-  if (absl::Status status = CheckWhole(reader, OpCode::kReply, kOp, &reply.header);
-      !status.ok()) {
+  if (absl::Status status = CheckWhole(reader, OpCode::kReply, kOp, &reply.header); !status.ok()) {
     return status;
   }
   if (!reader.ReadI32(&reply.response_flags) || !reader.ReadI64(&reply.cursor_id) ||
@@ -256,8 +254,7 @@ absl::StatusOr<OpCompressed> ParseOpCompressed(absl::Span<const uint8_t> message
     return status;
   }
   if (!reader.ReadI32(&compressed.original_op_code) ||
-      !reader.ReadI32(&compressed.uncompressed_size) ||
-      !reader.ReadU8(&compressed.compressor_id)) {
+      !reader.ReadI32(&compressed.uncompressed_size) || !reader.ReadU8(&compressed.compressor_id)) {
     return Invalid(kOp, "truncated fields");
   }
   if (compressed.uncompressed_size < 0 ||

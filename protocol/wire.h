@@ -89,7 +89,7 @@ struct OpQuery {
   int32_t number_to_return;
   absl::Span<const uint8_t> query;                   // validated BSON
   absl::Span<const uint8_t> return_fields_selector;  // validated BSON, or empty when absent
-  MsgHeader header = {};  // the message header, as read
+  MsgHeader header = {};                             // the message header, as read
 };
 absl::StatusOr<OpQuery> ParseOpQuery(absl::Span<const uint8_t> message);
 
@@ -99,7 +99,7 @@ struct OpReply {
   int32_t starting_from;
   int32_t number_returned;
   std::vector<absl::Span<const uint8_t>> documents;  // number_returned validated documents
-  MsgHeader header = {};  // the message header, as read
+  MsgHeader header = {};                             // the message header, as read
 };
 absl::StatusOr<OpReply> ParseOpReply(absl::Span<const uint8_t> message);
 

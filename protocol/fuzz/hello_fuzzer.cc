@@ -31,9 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace sidecar::protocol;
   absl::Span<const uint8_t> input(data, size);
   size_t max_bytes = size > 0 ? data[0] : 128;
-  if (!IsCleanLabel(SanitizeLabel(std::string_view(reinterpret_cast<const char*>(data), size),
-                                  max_bytes),
-                    max_bytes)) {
+  if (!IsCleanLabel(
+          SanitizeLabel(std::string_view(reinterpret_cast<const char*>(data), size), max_bytes),
+          max_bytes)) {
     std::abort();
   }
   InspectResult result = InspectFirstRequest(input);
@@ -45,8 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   }
   std::vector<uint8_t> reply = BuildUpstreamUnavailableReply(result.request, "connection refused");
-  bool decoded = result.request.op_code == OpCode::kQuery ? ParseOpReply(reply).ok()
-                                                          : ParseOpMsg(reply).ok();
+  bool decoded =
+      result.request.op_code == OpCode::kQuery ? ParseOpReply(reply).ok() : ParseOpMsg(reply).ok();
   if (!decoded) {
     std::abort();
   }

@@ -32,8 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool body_first = message.size() > 20 && message[20] == 0;
   if (msg.ok() && (msg->flag_bits & kMsgChecksumPresent) == 0 && body_first) {
     std::vector<uint8_t> rebuilt = BuildOpMsgWithSequences(
-        msg->header.request_id, msg->header.response_to, msg->body, msg->sequences,
-        msg->flag_bits);
+        msg->header.request_id, msg->header.response_to, msg->body, msg->sequences, msg->flag_bits);
     if (rebuilt != std::vector<uint8_t>(message.begin(), message.end())) {
       std::abort();
     }

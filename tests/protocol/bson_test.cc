@@ -226,8 +226,7 @@ TEST_P(BsonMalformedTest, RejectsMalformedDocument) {
 INSTANTIATE_TEST_SUITE_P(
     Garbage, BsonMalformedTest,
     ::testing::Values(
-        MalformedCase{"Empty", {}},
-        MalformedCase{"LengthBelowFive", Bytes({4, 0, 0, 0})},
+        MalformedCase{"Empty", {}}, MalformedCase{"LengthBelowFive", Bytes({4, 0, 0, 0})},
         MalformedCase{"LengthAboveInput", Bytes({6, 0, 0, 0, 0})},
         MalformedCase{"NegativeLength", Bytes({0xFF, 0xFF, 0xFF, 0xFF, 0})},
         MalformedCase{"NoTerminator", Bytes({5, 0, 0, 0, 1})},
@@ -236,8 +235,7 @@ INSTANTIATE_TEST_SUITE_P(
         MalformedCase{"UnknownType", Bytes({8, 0, 0, 0, 0x20, 'a', 0, 0})},
         MalformedCase{"BoolNotZeroOrOne", Bytes({9, 0, 0, 0, 0x08, 'b', 0, 2, 0})},
         MalformedCase{"Int32Truncated", Bytes({10, 0, 0, 0, 0x10, 'i', 0, 1, 0, 0})},
-        MalformedCase{"StringLengthZero",
-                      Bytes({13, 0, 0, 0, 0x02, 's', 0, 0, 0, 0, 0, 0, 0})},
+        MalformedCase{"StringLengthZero", Bytes({13, 0, 0, 0, 0x02, 's', 0, 0, 0, 0, 0, 0, 0})},
         MalformedCase{"StringLengthHuge",
                       Bytes({13, 0, 0, 0, 0x02, 's', 0, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0})},
         MalformedCase{"StringLengthNegative",
@@ -250,8 +248,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Bytes({12, 0, 0, 0, 0x03, 'd', 0, 9, 0, 0, 0, 0})},
         MalformedCase{"EmbeddedBadTerminator",
                       Bytes({13, 0, 0, 0, 0x03, 'd', 0, 5, 0, 0, 0, 1, 0})},
-        MalformedCase{"RegexWithoutOptionsNul",
-                      Bytes({10, 0, 0, 0, 0x0B, 'r', 0, 'a', 0, 'i'})}),
+        MalformedCase{"RegexWithoutOptionsNul", Bytes({10, 0, 0, 0, 0x0B, 'r', 0, 'a', 0, 'i'})}),
     [](const auto& info) { return std::string(info.param.name); });
 
 std::vector<uint8_t> Nested(int depth) {

@@ -55,16 +55,17 @@ TEST_P(InspectCaptureTest, NeedsMoreAtEverySplitPointThenInspectsOnce) {
   EXPECT_EQ(result.request.metadata.application, "billing");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Captures, InspectCaptureTest,
-    ::testing::Values(
-        CapturedHello{"pymongo_hello_op_query.bin", OpCode::kQuery, "ismaster", "PyMongo 3."},
-        CapturedHello{"node_hello.bin", OpCode::kQuery, "ismaster", "nodejs 6."},
-        CapturedHello{"node_hello_server_api_op_msg.bin", OpCode::kMsg, "hello", "nodejs 6."}),
-    [](const auto& info) {
-      std::string name = info.param.file.substr(0, info.param.file.find('.'));
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Captures, InspectCaptureTest,
+                         ::testing::Values(CapturedHello{"pymongo_hello_op_query.bin",
+                                                         OpCode::kQuery, "ismaster", "PyMongo 3."},
+                                           CapturedHello{"node_hello.bin", OpCode::kQuery,
+                                                         "ismaster", "nodejs 6."},
+                                           CapturedHello{"node_hello_server_api_op_msg.bin",
+                                                         OpCode::kMsg, "hello", "nodejs 6."}),
+                         [](const auto& info) {
+                           std::string name = info.param.file.substr(0, info.param.file.find('.'));
+                           return name;
+                         });
 
 std::vector<uint8_t> ClientDocumentHello(std::string_view command, bool internal_client) {
   BsonWriter writer;
@@ -99,7 +100,8 @@ TEST(InspectTest, RecognisesEveryHelloSpellingOverOpMsg) {
     EXPECT_EQ(result.request.metadata.application, "reporting?service");
     EXPECT_EQ(result.request.metadata.driver, "mongo-go-driver v1.13.1");
   }
-  InspectResult other = InspectFirstRequest(BuildOpMsg(1, 0, ClientDocumentHello("IsMaster", false)));
+  InspectResult other =
+      InspectFirstRequest(BuildOpMsg(1, 0, ClientDocumentHello("IsMaster", false)));
   EXPECT_FALSE(other.request.is_hello) << "mongod's command names are case-sensitive";
 }
 
@@ -191,8 +193,8 @@ TEST(InspectTest, ErrorsOnUndecodableMessages) {
 }
 
 TEST(InspectTest, OtherKnownOpCodesAreDoneWithoutHello) {
-  std::vector<uint8_t> compressed = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xDC, 7, 0, 0,
-                                     0xDD, 7, 0, 0, 5, 0, 0, 0, 0, 5, 0, 0, 0, 0};
+  std::vector<uint8_t> compressed = {0, 0,    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xDC, 7, 0,
+                                     0, 0xDD, 7, 0, 0, 5, 0, 0, 0, 0, 5, 0, 0,    0, 0};
   compressed[0] = static_cast<uint8_t>(compressed.size());
   InspectResult result = InspectFirstRequest(compressed);
   ASSERT_EQ(result.status, ParseStatus::kDone);
@@ -214,21 +216,22 @@ TEST_P(SanitizeLabelTest, MakesNetworkTextSafeForLabels) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, SanitizeLabelTest,
-    ::testing::Values(
-        LabelCase{"billing", 128, "billing"}, LabelCase{"", 128, ""},
-        LabelCase{"a\tb\nc\x7f" "d", 128, "a?b?c?d"},
-        LabelCase{std::string("nul\0x", 5), 128, "nul?x"},
-        LabelCase{"caf\xC3\xA9", 128, "caf\xC3\xA9"},
-        LabelCase{"caf\xC3\xA9", 4, "caf"},              // never cut inside a character
-        LabelCase{"\xE2\x82\xAC\xE2\x82\xAC", 5, "\xE2\x82\xAC"},
-        LabelCase{"\xF0\x9F\x98\x80!", 128, "\xF0\x9F\x98\x80!"},
-        LabelCase{"bad\xFFutf8", 128, "bad?utf8"},
-        LabelCase{"trunc\xC3", 128, "trunc?"},
-        LabelCase{"overlong\xC0\xAF", 128, "overlong??"},
-        LabelCase{"surrogate\xED\xA0\x80", 128, "surrogate???"},
-        LabelCase{"c1\xC2\x85", 128, "c1?"},
-        LabelCase{std::string(300, 'x'), 128, std::string(128, 'x')},
-        LabelCase{"abc", 0, ""}));
+    ::testing::Values(LabelCase{"billing", 128, "billing"}, LabelCase{"", 128, ""},
+                      LabelCase{"a\tb\nc\x7f"
+                                "d",
+                                128, "a?b?c?d"},
+                      LabelCase{std::string("nul\0x", 5), 128, "nul?x"},
+                      LabelCase{"caf\xC3\xA9", 128, "caf\xC3\xA9"},
+                      LabelCase{"caf\xC3\xA9", 4, "caf"},  // never cut inside a character
+                      LabelCase{"\xE2\x82\xAC\xE2\x82\xAC", 5, "\xE2\x82\xAC"},
+                      LabelCase{"\xF0\x9F\x98\x80!", 128, "\xF0\x9F\x98\x80!"},
+                      LabelCase{"bad\xFFutf8", 128, "bad?utf8"},
+                      LabelCase{"trunc\xC3", 128, "trunc?"},
+                      LabelCase{"overlong\xC0\xAF", 128, "overlong??"},
+                      LabelCase{"surrogate\xED\xA0\x80", 128, "surrogate???"},
+                      LabelCase{"c1\xC2\x85", 128, "c1?"},
+                      LabelCase{std::string(300, 'x'), 128, std::string(128, 'x')},
+                      LabelCase{"abc", 0, ""}));
 
 }  // namespace
 }  // namespace sidecar::protocol

@@ -100,9 +100,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // A TLS record header for a ClientHello with the given record version minor byte and length.
 std::vector<uint8_t> TlsHeader(uint8_t minor, uint16_t record_length, uint8_t handshake = 1) {
-  std::vector<uint8_t> bytes =
-      Bytes({0x16, 0x03, minor, record_length >> 8, record_length & 0xFF, handshake, 0x00, 0x01,
-             0xFC, 0x03, 0x03});
+  std::vector<uint8_t> bytes = Bytes({0x16, 0x03, minor, record_length >> 8, record_length & 0xFF,
+                                      handshake, 0x00, 0x01, 0xFC, 0x03, 0x03});
   bytes.resize(kSniffBytes, 0xAB);  // rest of client_version and random
   return bytes;
 }

@@ -77,8 +77,7 @@ TEST(OpMsgTest, RoundTripsBodyAndDocumentSequences) {
   std::vector<uint8_t> doc1 = BsonWriter().AppendInt32("_id", 1).Finish();
   std::vector<uint8_t> doc2 = BsonWriter().AppendInt32("_id", 2).Finish();
   std::vector<DocumentSequence> sequences = {{"documents", {doc1, doc2}}, {"empty", {}}};
-  std::vector<uint8_t> message =
-      BuildOpMsgWithSequences(7, 0, body, sequences, kMsgExhaustAllowed);
+  std::vector<uint8_t> message = BuildOpMsgWithSequences(7, 0, body, sequences, kMsgExhaustAllowed);
   absl::StatusOr<OpMsg> msg = ParseOpMsg(message);
   ASSERT_TRUE(msg.ok()) << msg.status();
   EXPECT_EQ(msg->header.request_id, 7);
@@ -97,9 +96,20 @@ TEST(OpMsgTest, RoundTripsBodyAndDocumentSequences) {
 TEST(OpMsgTest, AcceptsDocumentSequenceBeforeTheBody) {
   // Section order is free (the body need not come first); found by the wire fuzzer.
   std::vector<uint8_t> doc = BsonWriter().AppendInt32("_id", 1).Finish();
-  std::vector<uint8_t> message = Bytes({0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xDD, 0x07, 0, 0,
-                                        0, 0, 0, 0,  // flagBits
-                                        1, static_cast<int>(4 + 2 + doc.size()), 0, 0, 0, 'd', 0});
+  std::vector<uint8_t> message = Bytes({0,    0,
+                                        0,    0,
+                                        1,    0,
+                                        0,    0,
+                                        0,    0,
+                                        0,    0,
+                                        0xDD, 0x07,
+                                        0,    0,
+                                        0,    0,
+                                        0,    0,  // flagBits
+                                        1,    static_cast<int>(4 + 2 + doc.size()),
+                                        0,    0,
+                                        0,    'd',
+                                        0});
   message.insert(message.end(), doc.begin(), doc.end());
   std::vector<uint8_t> body = HelloBody();
   message.push_back(0);
@@ -159,8 +169,9 @@ std::vector<BadMessage> BadOpMsgs() {
   with("SequenceSizeOverruns", [](auto& m) { m.insert(m.end(), {1, 0xFF, 0, 0, 0, 'x', 0}); });
   with("SequenceSizeTooSmall", [](auto& m) { m.insert(m.end(), {1, 4, 0, 0, 0}); });
   with("SequenceWithoutIdentifierNul", [](auto& m) { m.insert(m.end(), {1, 6, 0, 0, 0, 'x'}); });
-  with("SequenceDocumentTruncated",
-       [](auto& m) { m.insert(m.end(), {1, 12, 0, 0, 0, 'x', 0, 9, 0, 0, 0, 0}); });
+  with("SequenceDocumentTruncated", [](auto& m) {
+    m.insert(m.end(), {1, 12, 0, 0, 0, 'x', 0, 9, 0, 0, 0, 0});
+  });
   with("ChecksumWithoutRoom", [](auto& m) {
     m.resize(20);
     m[16] = 1;
@@ -229,8 +240,8 @@ TEST(OpQueryTest, RejectsEveryTruncationAndUnterminatedCollectionName) {
     }
     EXPECT_FALSE(ParseOpQuery(truncated).ok()) << n;
   }
-  std::vector<uint8_t> no_nul = Bytes({0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xD4, 7, 0, 0,
-                                       0, 0, 0, 0, 'a', 'd', 'm', 'i', 'n'});
+  std::vector<uint8_t> no_nul = Bytes(
+      {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xD4, 7, 0, 0, 0, 0, 0, 0, 'a', 'd', 'm', 'i', 'n'});
   SetLength(no_nul);
   EXPECT_FALSE(ParseOpQuery(no_nul).ok());
 }
@@ -269,10 +280,10 @@ TEST(OpReplyTest, RoundTripsAndChecksTheDocumentCount) {
 
 TEST(OpCompressedTest, ParsesFieldsAndRejectsImpossibleSizes) {
   std::vector<uint8_t> message =
-      Bytes({0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0xDC, 0x07, 0, 0,  // header, OP_COMPRESSED
-             0xDD, 0x07, 0, 0,                                       // originalOpcode OP_MSG
-             0x20, 0, 0, 0,                                          // uncompressedSize 32
-             2,                                                      // zlib
+      Bytes({0,    0,    0,   0, 3, 0, 0, 0, 0, 0, 0, 0, 0xDC, 0x07, 0, 0,  // header, OP_COMPRESSED
+             0xDD, 0x07, 0,   0,                                            // originalOpcode OP_MSG
+             0x20, 0,    0,   0,                                            // uncompressedSize 32
+             2,                                                             // zlib
              0x78, 0x9C, 0x01});
   SetLength(message);
   absl::StatusOr<OpCompressed> compressed = ParseOpCompressed(message);
@@ -305,7 +316,8 @@ TEST(WireTest, ParsersRejectOtherOpCodes) {
 }
 
 TEST(WireTest, BuildersNeverClaimAChecksum) {
-  std::vector<uint8_t> message = BuildOpMsg(1, 0, HelloBody(), kMsgChecksumPresent | kMsgMoreToCome);
+  std::vector<uint8_t> message =
+      BuildOpMsg(1, 0, HelloBody(), kMsgChecksumPresent | kMsgMoreToCome);
   absl::StatusOr<OpMsg> msg = ParseOpMsg(message);
   ASSERT_TRUE(msg.ok()) << msg.status();
   EXPECT_EQ(msg->flag_bits, kMsgMoreToCome);
