@@ -30,6 +30,7 @@ Server::Server(Config config)
 
 Server::~Server() {
   control_.reset();  // closes the control socket (and removes its file) on this loop
+  upstream_probe_.reset();  // its handles must close while the loop still runs
   signals_.clear();
   drain_timer_.Close();
   uv_run(&loop_, UV_RUN_DEFAULT);
