@@ -86,7 +86,7 @@ class Child:
                                      start_new_session=True)
 
     def stderr_text(self):
-        self._stderr.flush()
+        # The child writes to the file itself; our handle only passed it on.
         return self.stderr_path.read_text(errors="replace")
 
     def alive(self):

@@ -74,9 +74,12 @@ def test_client_half_close_loses_nothing(procs, pki, transport):
 
 
 class _GreetThenDrain:
-    """An upstream that sends `greeting`, half-closes, then reads until the client's EOF."""
+    """An upstream that, on the connection that starts with `first`, sends `greeting`,
+    half-closes, then reads until the client's EOF. Other connections (the sidecar's
+    readiness probe) are closed."""
 
-    def __init__(self, greeting):
+    def __init__(self, first, greeting):
+        self.first = first
         self.greeting = greeting
         self.received = bytearray()
         self.done = threading.Event()
@@ -87,20 +90,28 @@ class _GreetThenDrain:
 
     def _serve(self):
         self.listener.settimeout(30)
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(30)
-            conn.sendall(self.greeting)
-            conn.shutdown(socket.SHUT_WR)
-            while True:
-                chunk = conn.recv(1 << 16)
-                if not chunk:
-                    break
-                self.received += chunk
-        self.done.set()
+        while not self.done.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(30)
+                try:
+                    start = harness.read_exact(conn, len(self.first))
+                except (ConnectionError, OSError):
+                    continue
+                if start != self.first:
+                    continue
+                self.received += start
+                conn.sendall(self.greeting)
+                conn.shutdown(socket.SHUT_WR)
+                while True:
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        break
+                    self.received += chunk
+                self.done.set()
 
     def close(self):
         self.listener.close()
@@ -109,18 +120,19 @@ class _GreetThenDrain:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_half_close_loses_nothing(procs, pki, transport):
     greeting = os.urandom(1 << 20)
-    upstream = _GreetThenDrain(greeting)
+    first = harness.op_msg({"ping": 1, "$db": "half-close-test"}, request_id=99)
+    upstream = _GreetThenDrain(first, greeting)
     try:
         sidecar = procs.sidecar(*_tls_args(pki), upstream=upstream.address)
         later = os.urandom(2 << 20)
         with _connect(sidecar, transport, pki) as stream:
-            stream.send(PREFIX)
+            stream.send(first)
             # The server's side ends first; the client's side must stay open for writing.
             assert stream.recv_until_eof() == greeting
             stream.send(later)
             stream.shutdown_write()
             assert upstream.done.wait(30), "the upstream never saw the client's end of stream"
-            assert bytes(upstream.received) == PREFIX + later
+            assert bytes(upstream.received) == first + later
             stream.recv_until_eof()
     finally:
         upstream.close()
