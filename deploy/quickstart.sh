@@ -7,13 +7,14 @@
 # on 127.0.0.1:27017 in allowTLS, then prints how to connect with and without TLS. Ctrl-C
 # stops everything.
 #
-# Environment: SIDECAR_PORT (27017), MONGOD_PORT (27018), BUILD_DIR (build/),
-# QUICKSTART_DATA (deploy/quickstart-data).
+# Environment: SIDECAR_PORT (27017), MONGOD_PORT (27018), METRICS_LISTEN (127.0.0.1:9442),
+# BUILD_DIR (build/), QUICKSTART_DATA (deploy/quickstart-data).
 set -euo pipefail
 
 readonly ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SIDECAR_PORT="${SIDECAR_PORT:-27017}"
 readonly MONGOD_PORT="${MONGOD_PORT:-27018}"
+readonly METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:9442}"
 readonly BUILD_DIR="${BUILD_DIR:-${ROOT}/build}"
 readonly DATA="${QUICKSTART_DATA:-${ROOT}/deploy/quickstart-data}"
 readonly PKI="${DATA}/pki"
@@ -98,7 +99,7 @@ say "starting tls-sidecar on 127.0.0.1:${SIDECAR_PORT} (allowTLS) in front of it
 "${SIDECAR}" --bind_ip 127.0.0.1 --port "${SIDECAR_PORT}" \
   --upstream "127.0.0.1:${MONGOD_PORT}" --tlsMode allowTLS \
   --tlsCertificateKeyFile "${PKI}/server.pem" --tlsCAFile "${PKI}/ca.pem" \
-  --control-socket "${DATA}/tls-sidecar.sock" \
+  --control-socket "${DATA}/tls-sidecar.sock" --metrics "${METRICS_LISTEN}" \
   2>>"${DATA}/tls-sidecar.log" &
 pids+=($!)
 wait_listening "${SIDECAR_PORT}" "${pids[-1]}" tls-sidecar
@@ -116,7 +117,8 @@ Its JSON log: tail -f ${DATA}/tls-sidecar.log
     mongosh "mongodb://127.0.0.1:${SIDECAR_PORT}/"
     python3 -c 'import pymongo; print(pymongo.MongoClient("127.0.0.1", ${SIDECAR_PORT}).admin.command("ping"))'
 
-  Control socket: ${BUILD_DIR}/tls-sidecar ctl --socket ${DATA}/tls-sidecar.sock status
+  Status:  ${SIDECAR} ctl --socket ${DATA}/tls-sidecar.sock status
+  Metrics: curl -s http://${METRICS_LISTEN}/metrics | grep tls_sidecar_connections
 
 Press Ctrl-C to stop.
 
