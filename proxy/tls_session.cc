@@ -65,16 +65,16 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(SSL_CTX* ctx, Rol
   if (!session->ssl_) {
     return absl::ResourceExhaustedError("SSL_new failed");
   }
-  // One BIO serves as both read and write side; SSL_set_bio takes one reference per side.
+  // One BIO serves as both read and write side; given the same BIO twice, SSL_set_bio
+  // takes ownership of a single reference.
   bssl::UniquePtr<BIO> bio(BIO_new(BioMethod()));
   if (!bio) {
     return absl::ResourceExhaustedError("BIO_new failed");
   }
   BIO_set_data(bio.get(), session.get());
   BIO_set_init(bio.get(), 1);
-  BIO_up_ref(bio.get());
   SSL_set_bio(session->ssl_.get(), bio.get(), bio.get());
-  bio.release();  // both references now belong to the SSL
+  bio.release();  // the SSL owns it now
   if (role == Role::kServer) {
     SSL_set_accept_state(session->ssl_.get());
   } else {

@@ -33,10 +33,10 @@ class TlsSessionTest : public testing::TestWithParam<uint16_t> {
     // Pin the protocol version under test on both ends.
     SSL_CTX_set_min_proto_version(snapshot_->server_context(), GetParam());
     SSL_CTX_set_max_proto_version(snapshot_->server_context(), GetParam());
-    auto server = TlsSession::Create(snapshot_->server_context(), TlsSession::Role::kServer,
-                                     &pool_, &server_out_);
-    auto client = TlsSession::Create(snapshot_->client_context(), TlsSession::Role::kClient,
-                                     &pool_, &client_out_);
+    auto server = TlsSession::Create(snapshot_->server_context(), TlsSession::Role::kServer, &pool_,
+                                     &server_out_);
+    auto client = TlsSession::Create(snapshot_->client_context(), TlsSession::Role::kClient, &pool_,
+                                     &client_out_);
     ASSERT_TRUE(server.ok() && client.ok());
     server_ = *std::move(server);
     client_ = *std::move(client);
@@ -160,8 +160,7 @@ TEST_P(TlsSessionTest, GarbageIsAnErrorWithAReason) {
   EXPECT_FALSE(server_->error().empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, TlsSessionTest,
-                         testing::Values(TLS1_2_VERSION, TLS1_3_VERSION),
+INSTANTIATE_TEST_SUITE_P(Versions, TlsSessionTest, testing::Values(TLS1_2_VERSION, TLS1_3_VERSION),
                          [](const auto& info) {
                            return info.param == TLS1_3_VERSION ? std::string("TLS13")
                                                                : std::string("TLS12");
