@@ -537,6 +537,7 @@ void Connection::OnHandshakeDone(Endpoint& side) {
   metrics.Handshake(direction_,
                     tls.version(), tls.cipher(), tls.resumed(), seconds);
   if (IsDownstream(side)) {
+    client_subject_ = certs::VerifiedPeerSubject(tls.ssl());
     std::string_view sni = tls.server_name();
     metrics.Sni(sni.empty() ? SniMatch::kNone
                 : tls_snapshot_->MatchesServerName(std::string(sni)) ? SniMatch::kCertificate

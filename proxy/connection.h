@@ -89,6 +89,10 @@ class Connection {
   const std::string& peer_address() const { return peer_address_; }
   const protocol::HelloMetadata& metadata() const { return metadata_; }
   bool identified() const { return identified_; }
+  // client_subject is the RFC 4514 subject of the client certificate that verified at the
+  // end of the ingress TLS handshake; "" for plaintext, no certificate, or one accepted only
+  // through allowInvalidCertificates (certs::VerifiedPeerSubject).
+  const std::string& client_subject() const { return client_subject_; }
 
   // Intrusive list of the worker's connections.
   Connection* prev = nullptr;
@@ -208,6 +212,7 @@ class Connection {
   CloseReason reject_reason_ = CloseReason::kUpstreamUnavailable;
   std::string upstream_error_;
   std::string peer_address_;
+  std::string client_subject_;
 };
 
 }  // namespace sidecar::proxy

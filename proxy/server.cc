@@ -4,17 +4,27 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <ctime>
+#include <set>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "certs/certificate_info.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/log.h"
 #include "proxy/server_control.h"
 #include "proxy/socket_address.h"
 
 namespace sidecar::proxy {
+namespace {
+
+// A certificate expiring within this many days is warned about at start, after a reload and
+// once a day, early enough for a rotation that waits on another team.
+constexpr int kExpiryWarningDays = 21;
+
+}  // namespace
 
 std::string TlsLibraryName() {
   // Debian's BoringSSL keeps OpenSSL's version macros for compatibility; the name is ours.
@@ -33,6 +43,7 @@ Server::~Server() {
   upstream_probe_.reset();  // its handles must close while the loop still runs
   signals_.clear();
   drain_timer_.Close();
+  expiry_timer_.Close();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -72,6 +83,18 @@ absl::Status Server::Start() {
   }
   readiness_.SetCertificatesLoaded(true);
   PublishCertificateExpiries();
+  WarnAboutExpiringCertificates();
+  auto expiry_timer = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
+  if (!expiry_timer.ok()) {
+    return expiry_timer.status();
+  }
+  expiry_timer_ = *std::move(expiry_timer);
+  expiry_timer_.get()->data = this;
+  constexpr uint64_t kDayMs = 24 * 60 * 60 * 1000;
+  uv_timer_start(expiry_timer_.get(), &Server::OnExpiryTimer, kDayMs, kDayMs);
+  // Daily warnings must not keep a draining sidecar from exiting.
+  uv_unref(expiry_timer_.base());
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
 
@@ -203,7 +226,32 @@ absl::Status Server::Reload() {
   metrics_.CertificateReload(true);
   PublishCertificateExpiries();
   Log(Severity::kInfo, Component::kTls, "certificates reloaded", {});
+  WarnAboutExpiringCertificates();
   return absl::OkStatus();
+}
+
+void Server::WarnAboutExpiringCertificates() {
+  auto snapshot = shared_.tls.load();
+  if (snapshot == nullptr) {
+    return;
+  }
+  // One warning per certificate: the cluster role defaults to the server certificate, and
+  // the same CA may serve both roles.
+  std::vector<certs::CertificateInfo> distinct;
+  std::set<std::string> seen;
+  for (const certs::CertificateInfo& cert : snapshot->certificates()) {
+    if (seen.insert(cert.sha1_hex).second) {
+      distinct.push_back(cert);
+    }
+  }
+  for (const std::string& warning :
+       certs::ExpiryWarnings(distinct, kExpiryWarningDays, static_cast<int64_t>(time(nullptr)))) {
+    Log(Severity::kWarning, Component::kTls, "certificate expires soon", {{"warning", warning}});
+  }
+}
+
+void Server::OnExpiryTimer(uv_timer_t* timer) {
+  static_cast<Server*>(timer->data)->WarnAboutExpiringCertificates();
 }
 
 void Server::OnSignal(uv_signal_t* handle, int signum) {
@@ -251,6 +299,7 @@ void Server::FinishIfDrained() {
     }
     signals_.clear();
     drain_timer_.Close();
+    expiry_timer_.Close();
     return;  // the main loop now has nothing left and Run() joins the workers
   }
   if (!forced_ && uv_now(&loop_) >= drain_deadline_ms_) {

@@ -44,6 +44,10 @@ class Server {
   void FinishIfDrained();
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnDrainTick(uv_timer_t* timer);
+  // Logs a warning for each loaded certificate that expires within 21 days;
+  // at start, after each reload, and daily from expiry_timer_ (main loop only).
+  void WarnAboutExpiringCertificates();
+  static void OnExpiryTimer(uv_timer_t* timer);
 
   Config config_;
   Metrics metrics_;
@@ -52,6 +56,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_timer_t> drain_timer_;
+  UvHandle<uv_timer_t> expiry_timer_;  // daily; unreferenced, so it never holds the loop open
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
   bool forced_ = false;

@@ -243,7 +243,8 @@ void Worker::OnConnectionClosing(const Connection& connection, CloseReason reaso
              {{"reason", CloseReasonName(reason)},
               {"remote", connection.peer_address()},
               {"application", connection.metadata().application},
-              {"driver", connection.metadata().driver}});
+              {"driver", connection.metadata().driver},
+              {"clientSubject", connection.client_subject()}});
 }
 
 void Worker::OnUndecodableRequest(const Connection& connection, std::string_view why) {

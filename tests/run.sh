@@ -57,7 +57,7 @@ PACKAGES=(
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
   nlohmann-json3-dev
   libgtest-dev libgmock-dev
-  python3 python3-pymongo python3-pytest python3-yaml prometheus
+  python3 python3-pymongo python3-pytest python3-yaml python3-cryptography prometheus
   openssl ca-certificates curl iproute2
 )
 
