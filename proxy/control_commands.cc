@@ -143,8 +143,13 @@ struct SetModeRequest {
 void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t uid,
                    std::vector<OpenPlaintextClient> open_plaintext, Reply reply) {
   const Mode from = target.mode();
-  TransitionRequest facts{from, request.to, request.force, target.certificate_loaded(),
-                          std::move(open_plaintext)};
+  TransitionRequest facts{from,
+                          request.to,
+                          request.force,
+                          target.certificate_loaded(),
+                          std::move(open_plaintext),
+                          target.egress_peer_count(),
+                          target.last_preflight()};
   TransitionDecision decision = DecideTransition(facts);
 
   if (decision.verdict == TransitionVerdict::kRefused) {
@@ -343,18 +348,64 @@ void Clients(ControlTarget& target, const Json& request, Reply reply) {
   reply(Dump(answer));
 }
 
-void Preflight(ControlTarget& target, Reply reply) {
-  int peers = target.egress_peer_count();
-  if (peers == 0) {
-    reply(
-        Dump(Refusal("preflight is not yet supported, and no egress peers are configured "
-                     "([[egress.peers]]), so there is nothing to dial.")));
-    return;
-  }
-  reply(
-      Dump(Refusal(Concat("preflight is not yet supported: this build does not dial "
-                          "the ",
-                          peers, " configured egress peer", peers == 1 ? "" : "s", " yet."))));
+void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
+  const bool tls = EgressUsesTls(mode);
+  target.Preflight(mode, [&target, mode, tls, uid, reply = std::move(reply)](
+                             absl::StatusOr<std::vector<PeerPreflight>> rows) mutable {
+    if (!rows.ok()) {
+      reply(Dump(Refusal(Concat("preflight: ", rows.status().message(), "."))));
+      return;
+    }
+    bool ok = true;
+    Json peers = Json::array();
+    for (const PeerPreflight& row : *rows) {
+      bool passed = row.error.empty() && row.connected && (!tls || row.handshake);
+      ok = ok && passed;
+      Json peer = Json::object();
+      peer["target"] = row.target;
+      peer["connected"] = row.connected;
+      if (tls) {
+        peer["handshake"] = row.handshake;
+        if (row.verification.empty()) {
+          peer["verification"] = nullptr;
+        } else {
+          peer["verification"] = row.verification;
+        }
+        peer["version"] = row.version;
+      }
+      peer["error"] = row.error;
+      peers.push_back(std::move(peer));
+      if (!passed) {
+        Log(Severity::kWarning, Component::kControl, "preflight failed for an egress peer",
+            {{"mode", ModeName(mode)}, {"target", row.target}, {"error", row.error}});
+      }
+    }
+    if (tls) {
+      target.RecordPreflight(ok);
+    }
+    Log(Severity::kInfo, Component::kControl, "preflight",
+        {{"mode", ModeName(mode)},
+         {"ok", ok},
+         {"peers", static_cast<int64_t>(rows->size())},
+         {"uid", static_cast<int64_t>(uid)}});
+    Json answer = Json::object();
+    answer["ok"] = ok;
+    answer["mode"] = ModeName(mode);
+    answer["transport"] = tls ? "tls" : "plaintext";
+    answer["peers"] = std::move(peers);
+    if (!ok) {
+      answer["error"] = Concat(
+          "Preflight for ", ModeName(mode), " failed: ",
+          tls ? "not every egress peer completed a verified TLS handshake"
+              : "not every egress peer could be reached",
+          " (see peers); fix the peers (their mode, certificates, CA) before changing the mode.");
+    } else if (rows->empty()) {
+      answer["warnings"] = Json::array(
+          {"No [[egress.peers]] are configured, so there was nothing to dial; connections "
+           "through a transparent egress listener are not covered by preflight."});
+    }
+    reply(Dump(answer));
+  });
 }
 
 constexpr char kCommands[] =
@@ -460,11 +511,12 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
     if (!check({"cmd", "mode"})) {
       return;
     }
-    if (auto mode = RequiredMode(request, cmd, "mode"); !mode.ok()) {
+    auto mode = RequiredMode(request, cmd, "mode");
+    if (!mode.ok()) {
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    Preflight(target_, std::move(reply));
+    Preflight(target_, *mode, peer_uid, std::move(reply));
   } else {
     reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
   }

@@ -59,6 +59,18 @@ struct DrainStarted {
   int64_t replaced = 0;  // closes of an earlier drain still pending, now replaced
 };
 
+// PeerPreflight is what `preflight` found for one configured egress peer.
+struct PeerPreflight {
+  std::string target;      // as configured: "host:port"
+  bool connected = false;  // the TCP connection was made
+  bool handshake = false;  // the TLS handshake completed (false in a plaintext preflight)
+  // "ok" when the peer's certificate chain and name were accepted; the verification error
+  // when they were not; "" when the handshake did not get that far (or no TLS was tried).
+  std::string verification;
+  std::string version;  // "TLSv1.3" once the handshake completed
+  std::string error;    // why it failed, "" when it did not
+};
+
 // ControlTarget is the running sidecar as the commands see it (Server implements it).
 class ControlTarget {
  public:
@@ -94,6 +106,17 @@ class ControlTarget {
   // DrainPlaintext starts closing every open plaintext client connection, spread evenly
   // over `over_ms` (members last); `done` runs on the control loop once the plan is made.
   virtual void DrainPlaintext(uint64_t over_ms, absl::AnyInvocable<void(DrainStarted)> done) = 0;
+
+  // Preflight dials every [[egress.peers]] target as a new egress connection in `mode`
+  // would (TLS when EgressUsesTls(mode), else TCP only), off the data loops; `done` runs on
+  // the control loop with one row per peer in configuration order, or with an error when a
+  // preflight is already running.
+  virtual void Preflight(
+      Mode mode, absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> done) = 0;
+  // RecordPreflight remembers the outcome of a TLS preflight that just finished, for the
+  // transition rule; last_preflight returns it with its age (nullopt: none since start).
+  virtual void RecordPreflight(bool ok) = 0;
+  virtual std::optional<PreflightFacts> last_preflight() const = 0;
 };
 
 class ControlCommands {

@@ -308,12 +308,24 @@ void PrintSetMode(const Json& a) {
 }
 
 void PrintPreflight(const Json& a) {
+  std::printf("preflight %s (%s to the peers)\n", Field(a, "mode").c_str(),
+              Field(a, "transport").c_str());
+  bool tls = Field(a, "transport") == "tls";
   std::vector<std::vector<std::string>> rows;
   for (const Json& p : a.value("peers", Json::array())) {
-    rows.push_back(
-        {Field(p, "target"), Field(p, "handshake"), Field(p, "verification"), Field(p, "error")});
+    if (tls) {
+      rows.push_back({Field(p, "target"), Field(p, "connected"), Field(p, "handshake"),
+                      Field(p, "verification"), Field(p, "version"), Field(p, "error")});
+    } else {
+      rows.push_back({Field(p, "target"), Field(p, "connected"), Field(p, "error")});
+    }
   }
-  PrintTable({"PEER", "HANDSHAKE", "VERIFICATION", "ERROR"}, rows);
+  if (tls) {
+    PrintTable({"PEER", "CONNECTED", "HANDSHAKE", "VERIFICATION", "VERSION", "ERROR"}, rows);
+  } else {
+    PrintTable({"PEER", "CONNECTED", "ERROR"}, rows);
+  }
+  PrintWarnings(a);
 }
 
 void PrintAnswer(const std::string& command, const Json& a) {
@@ -469,6 +481,9 @@ int CtlMain(int argc, char** argv) {
   }
   if (!ok) {
     std::fprintf(stderr, "tls-sidecar ctl: refused: %s\n", Field(answer->json, "error").c_str());
+    if (command == "preflight" && answer->json.contains("peers")) {
+      PrintPreflight(answer->json);
+    }
     if (auto it = answer->json.find("plaintextClients"); it != answer->json.end()) {
       std::printf("open plaintext client connections:\n");
       PrintPlaintextClients(*it);

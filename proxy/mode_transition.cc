@@ -48,6 +48,21 @@ std::string GateSentence(const std::vector<OpenPlaintextClient>& clients) {
       "force.");
 }
 
+std::string PreflightSentence(Mode to, int peers, const std::optional<PreflightFacts>& last) {
+  std::string when;
+  if (!last) {
+    when = "no preflight has run since the sidecar started";
+  } else if (!last->ok) {
+    when = "the last preflight failed";
+  } else {
+    when = Concat("the last successful preflight is older than ", kPreflightMaxAgeSeconds / 60,
+                  " minutes (", last->age_seconds / 60, " min)");
+  }
+  return Concat(ModeName(to), " makes connections to the ", peers, " egress peer",
+                peers == 1 ? "" : "s", " use TLS, and ", when, ". Run `tls-sidecar ctl preflight ",
+                ModeName(to), "` until every peer passes, or set force.");
+}
+
 }  // namespace
 
 bool IsOneStepUp(Mode from, Mode to) { return static_cast<int>(to) == static_cast<int>(from) + 1; }
@@ -76,6 +91,14 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
     decision.plaintext_clients = request.open_plaintext;
     sentences.push_back(GateSentence(request.open_plaintext));
     overridden.push_back("the plaintext-client gate of requireTLS");
+  }
+  if (EgressUsesTls(request.to) && !EgressUsesTls(request.from) && request.egress_peers > 0 &&
+      !(request.last_preflight && request.last_preflight->ok &&
+        request.last_preflight->age_seconds <= kPreflightMaxAgeSeconds)) {
+    decision.obstacles |= kNoPreflight;
+    sentences.push_back(
+        PreflightSentence(request.to, request.egress_peers, request.last_preflight));
+    overridden.push_back("the preflight requirement for egress TLS");
   }
   if (decision.obstacles == 0) {
     decision.verdict = TransitionVerdict::kAllowed;

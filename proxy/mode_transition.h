@@ -7,6 +7,9 @@
 //   - any other change, a skip or a step down (rollback), needs `force`;
 //   - entering a mode that accepts TLS needs a loaded server certificate;
 //   - entering requireTLS is refused while plaintext client connections are open;
+//   - turning egress TLS on (from disabled or allowTLS into preferTLS or requireTLS) with
+//     egress peers configured needs a TLS preflight that succeeded within the last
+//     kPreflightMaxAgeSeconds; preferTLS -> requireTLS does not change egress and needs none;
 //   - one `force` lifts every refusal; the decision then names what it overrode.
 //
 // Pure functions; any thread.
@@ -14,6 +17,7 @@
 #define SIDECAR_PROXY_MODE_TRANSITION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +38,18 @@ struct OpenPlaintextClient {
   friend bool operator==(const OpenPlaintextClient&, const OpenPlaintextClient&) = default;
 };
 
+// PreflightFacts is the outcome of the last TLS preflight (`preflight` with a mode whose
+// egress uses TLS) and how long ago it finished.
+struct PreflightFacts {
+  bool ok = false;
+  int64_t age_seconds = 0;
+
+  friend bool operator==(const PreflightFacts&, const PreflightFacts&) = default;
+};
+
+// A preflight older than this no longer vouches for the peers.
+inline constexpr int64_t kPreflightMaxAgeSeconds = 600;
+
 struct TransitionRequest {
   Mode from = Mode::kDisabled;  // the running mode
   Mode to = Mode::kDisabled;    // the requested mode
@@ -41,6 +57,10 @@ struct TransitionRequest {
   bool certificate_loaded = false;  // a server certificate is in the current snapshot
   // Open plaintext client connections; consulted only when `to` is requireTLS.
   std::vector<OpenPlaintextClient> open_plaintext;
+  // Configured [[egress.peers]] and the last TLS preflight (nullopt: none since start);
+  // consulted only when the change turns egress TLS on.
+  int egress_peers = 0;
+  std::optional<PreflightFacts> last_preflight;
 };
 
 enum class TransitionVerdict {
@@ -52,9 +72,10 @@ enum class TransitionVerdict {
 // Which rules stood in the way. With force they are overridden (and logged); without, they
 // are the reasons for the refusal.
 enum TransitionObstacle : uint32_t {
-  kNotOneStepUp = 1u << 0,     // a skip or a step down
-  kNoCertificate = 1u << 1,    // the target accepts TLS and no server certificate is loaded
-  kPlaintextClients = 1u << 2  // entering requireTLS with plaintext client connections open
+  kNotOneStepUp = 1u << 0,      // a skip or a step down
+  kNoCertificate = 1u << 1,     // the target accepts TLS and no server certificate is loaded
+  kPlaintextClients = 1u << 2,  // entering requireTLS with plaintext client connections open
+  kNoPreflight = 1u << 3,       // egress TLS turns on without a recent successful preflight
 };
 
 struct TransitionDecision {

@@ -12,6 +12,7 @@
 #include "proxy/client_registry.h"
 #include "proxy/config_file_edit.h"
 #include "proxy/connection.h"
+#include "proxy/egress_preflight.h"
 #include "proxy/log.h"
 
 namespace sidecar::proxy {
@@ -108,8 +109,13 @@ void Server::ControlPlane::Close() {
     drain_.reset();
   }
   if (mailbox_) {
-    mailbox_->Close();
+    mailbox_->Close();  // a preflight finishing now is dropped with its rows
   }
+  if (preflight_thread_.joinable()) {
+    preflight_thread_.join();
+  }
+  preflight_done_ = nullptr;
+  preflight_running_ = false;
 }
 
 Mode Server::ControlPlane::mode() const { return server_.shared_.mode.load(); }
@@ -241,6 +247,57 @@ void Server::ControlPlane::DrainPlaintext(uint64_t over_ms,
         }
         done(started);
       });
+}
+
+void Server::ControlPlane::Preflight(
+    Mode mode, absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> done) {
+  if (preflight_running_) {
+    done(absl::FailedPreconditionError(
+        "a preflight is already running; its answer comes within a few seconds"));
+    return;
+  }
+  if (!mailbox_ || !socket_) {
+    done(absl::UnavailableError("the sidecar is shutting down"));
+    return;
+  }
+  if (preflight_thread_.joinable()) {
+    preflight_thread_.join();  // the previous one, finished: its answer was delivered
+  }
+  std::vector<PreflightTarget> targets;
+  for (const EgressRoute& route : server_.shared_.egress_routes) {
+    if (!route.transparent) {
+      targets.push_back({route.target.ToString(), route.target.host, route.target_address});
+    }
+  }
+  preflight_running_ = true;
+  preflight_done_ = std::move(done);
+  // The dialing blocks, so it runs on a thread of its own; the rows come back to this loop
+  // through the mailbox. The thread touches nothing of the server but what it is given.
+  preflight_thread_ = std::thread([this, mailbox = mailbox_, targets = std::move(targets),
+                                   snapshot = server_.shared_.tls.load(), tls = EgressUsesTls(mode),
+                                   mark = server_.shared_.outbound_mark]() {
+    std::vector<PeerPreflight> rows = DialPeers(targets, snapshot, tls, mark, kPreflightTimeout);
+    mailbox->Post([this, rows = std::move(rows)]() mutable {
+      preflight_running_ = false;
+      if (auto done = std::move(preflight_done_)) {
+        preflight_done_ = nullptr;
+        done(std::move(rows));
+      }
+    });
+  });
+}
+
+void Server::ControlPlane::RecordPreflight(bool ok) {
+  last_preflight_ = PreflightOutcome{ok, std::chrono::steady_clock::now()};
+}
+
+std::optional<PreflightFacts> Server::ControlPlane::last_preflight() const {
+  if (!last_preflight_) {
+    return std::nullopt;
+  }
+  auto age = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                              last_preflight_->finished);
+  return PreflightFacts{last_preflight_->ok, age.count()};
 }
 
 void Server::ControlPlane::CloseOnWorker(int index, std::vector<ConnectionRef> connections) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,14 @@ class Server::ControlPlane : public ControlTarget {
   std::vector<ClientRow> Clients(std::optional<Transport> only) override;
   void ListOpenPlaintext(absl::AnyInvocable<void(std::vector<OpenPlaintextClient>)> done) override;
   void DrainPlaintext(uint64_t over_ms, absl::AnyInvocable<void(DrainStarted)> done) override;
+  void Preflight(
+      Mode mode,
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> done) override;
+  void RecordPreflight(bool ok) override;
+  std::optional<PreflightFacts> last_preflight() const override;
+
+  // How long preflight waits for each peer's connection and handshake.
+  static constexpr std::chrono::milliseconds kPreflightTimeout{5000};
 
  private:
   explicit ControlPlane(Server& server);
@@ -73,6 +82,16 @@ class Server::ControlPlane : public ControlTarget {
   std::unique_ptr<DrainScheduler> drain_;
   ControlCommands commands_{*this};
   std::unique_ptr<ControlServer> socket_;
+  // The preflight in progress: its dialing thread (joined by Close, so a shutdown waits for
+  // at most kPreflightTimeout) and the answer it owes.
+  std::thread preflight_thread_;
+  absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> preflight_done_;
+  bool preflight_running_ = false;
+  struct PreflightOutcome {
+    bool ok = false;
+    std::chrono::steady_clock::time_point finished;
+  };
+  std::optional<PreflightOutcome> last_preflight_;
 };
 
 }  // namespace sidecar::proxy

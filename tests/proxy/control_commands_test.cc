@@ -29,7 +29,7 @@ class FakeTarget : public ControlTarget {
   Mode startup_mode() const override { return startup_mode_; }
   bool certificate_loaded() const override { return certificate_loaded_; }
   const std::string& config_file() const override { return config_file_; }
-  int egress_peer_count() const override { return 0; }
+  int egress_peer_count() const override { return egress_peers_; }
   absl::StatusOr<Mode> ReadConfiguredMode() override {
     return sidecar::proxy::ReadConfiguredMode(config_file_);
   }
@@ -59,6 +59,14 @@ class FakeTarget : public ControlTarget {
     drain_over_ms = over_ms;
     done(drain_started);
   }
+  void Preflight(
+      Mode mode,
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> done) override {
+    preflight_modes.push_back(mode);
+    done(preflight_rows);
+  }
+  void RecordPreflight(bool ok) override { last_preflight_ = PreflightFacts{ok, 0}; }
+  std::optional<PreflightFacts> last_preflight() const override { return last_preflight_; }
 
   Mode mode_ = Mode::kAllowTls;
   Mode startup_mode_ = Mode::kAllowTls;
@@ -72,6 +80,10 @@ class FakeTarget : public ControlTarget {
   absl::AnyInvocable<void(std::vector<OpenPlaintextClient>)> pending_list;
   uint64_t drain_over_ms = 0;
   DrainStarted drain_started;
+  int egress_peers_ = 0;
+  absl::StatusOr<std::vector<PeerPreflight>> preflight_rows = std::vector<PeerPreflight>{};
+  std::vector<Mode> preflight_modes;
+  std::optional<PreflightFacts> last_preflight_;
 };
 
 class ControlCommandsTest : public ::testing::Test {
@@ -378,9 +390,88 @@ TEST_F(ControlCommandsTest, InvalidUtf8FromPeersIsReplacedNotFatal) {
   EXPECT_THAT(answer["clients"][0]["application"].get<std::string>(), HasSubstr("bad"));
 }
 
-TEST_F(ControlCommandsTest, PreflightKeepsItsShapeUntilEgressExists) {
+PeerPreflight PassedPeer(std::string target) {
+  return {std::move(target), true, true, "ok", "TLSv1.3", ""};
+}
+
+TEST_F(ControlCommandsTest, PreflightReportsEveryPeerAndPassesOnlyWhenAllDo) {
   ExpectRefused("{\"cmd\":\"preflight\"}", "needs \"mode\"");
-  ExpectRefused("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}", "not yet supported");
+  ExpectRefused("{\"cmd\":\"preflight\",\"mode\":\"preferSSL!\"}", "valid modes are");
+  target_.egress_peers_ = 2;
+  target_.preflight_rows =
+      std::vector<PeerPreflight>{PassedPeer("b.example:27017"), PassedPeer("c.example:27017")};
+  Json answer = Ask("{\"cmd\":\"preflight\",\"mode\":\"preferSSL\"}");
+  EXPECT_EQ(answer["ok"], true) << answer;
+  EXPECT_EQ(answer["mode"], "preferTLS");
+  EXPECT_EQ(answer["transport"], "tls");
+  ASSERT_EQ(answer["peers"].size(), 2u);
+  EXPECT_EQ(answer["peers"][0]["target"], "b.example:27017");
+  EXPECT_EQ(answer["peers"][0]["handshake"], true);
+  EXPECT_EQ(answer["peers"][0]["verification"], "ok");
+  EXPECT_EQ(answer["peers"][0]["version"], "TLSv1.3");
+  EXPECT_EQ(answer["peers"][0]["error"], "");
+  EXPECT_EQ(target_.last_preflight_, (PreflightFacts{true, 0}));
+
+  // One failing peer fails the whole preflight, and says why.
+  target_.preflight_rows = std::vector<PeerPreflight>{
+      PassedPeer("b.example:27017"),
+      {"c.example:27017", true, false, "unable to get local issuer certificate", "",
+       "the peer's certificate was not accepted: unable to get local issuer certificate"}};
+  answer = Ask("{\"cmd\":\"preflight\",\"mode\":\"requireTLS\"}");
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_THAT(answer["error"].get<std::string>(), HasSubstr("verified TLS handshake"));
+  EXPECT_EQ(answer["peers"][1]["handshake"], false);
+  EXPECT_EQ(answer["peers"][1]["verification"], "unable to get local issuer certificate");
+  EXPECT_EQ(target_.last_preflight_, (PreflightFacts{false, 0}));
+}
+
+TEST_F(ControlCommandsTest, PlaintextPreflightOnlyConnectsAndIsNotRemembered) {
+  target_.egress_peers_ = 1;
+  target_.preflight_rows =
+      std::vector<PeerPreflight>{{"b.example:27017", false, false, "", "", "connection refused"}};
+  Json answer = Ask("{\"cmd\":\"preflight\",\"mode\":\"allowTLS\"}");
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_EQ(answer["transport"], "plaintext");
+  EXPECT_FALSE(answer["peers"][0].contains("handshake"));
+  EXPECT_EQ(answer["peers"][0]["connected"], false);
+  EXPECT_FALSE(target_.last_preflight_.has_value());
+}
+
+TEST_F(ControlCommandsTest, PreflightWithoutPeersPassesWithAWarning) {
+  Json answer = Ask("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}");
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_TRUE(answer["peers"].empty());
+  EXPECT_THAT(answer["warnings"][0].get<std::string>(), HasSubstr("nothing to dial"));
+}
+
+TEST_F(ControlCommandsTest, PreflightAlreadyRunningIsRefused) {
+  target_.preflight_rows = absl::FailedPreconditionError("a preflight is already running");
+  ExpectRefused("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}", "already running");
+}
+
+TEST_F(ControlCommandsTest, PreferTlsWithPeersNeedsAPassedPreflight) {
+  target_.egress_peers_ = 2;
+  ExpectRefused("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}", "no preflight has run");
+  target_.preflight_rows = std::vector<PeerPreflight>{
+      PassedPeer("b.example:27017"), {"c.example:27017", false, false, "", "", "refused"}};
+  Ask("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}");
+  ExpectRefused("{\"setParameter\":1,\"sslMode\":\"preferSSL\"}", "the last preflight failed");
+  EXPECT_TRUE(target_.transitions.empty());
+
+  target_.preflight_rows =
+      std::vector<PeerPreflight>{PassedPeer("b.example:27017"), PassedPeer("c.example:27017")};
+  Ask("{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}");
+  Json answer = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}");
+  EXPECT_EQ(answer["ok"], true) << answer;
+  EXPECT_EQ(answer["forced"], false);
+  ASSERT_EQ(target_.transitions.size(), 1u);
+}
+
+TEST_F(ControlCommandsTest, ForceSkipsThePreflight) {
+  target_.egress_peers_ = 1;
+  Json answer = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"force\":true}");
+  EXPECT_EQ(answer["ok"], true) << answer;
+  EXPECT_THAT(answer["overridden"].get<std::string>(), HasSubstr("preflight"));
 }
 
 }  // namespace

@@ -125,3 +125,63 @@ TEST(ModeTransitionTest, OneStepUpFollowsTheUpgradeOrder) {
 
 }  // namespace
 }  // namespace sidecar::proxy
+
+namespace sidecar::proxy {
+namespace {
+
+// The request for `from` -> `to` with a certificate, no plaintext clients, and `peers` egress
+// peers whose last TLS preflight is `last`.
+TransitionRequest WithPeers(Mode from, Mode to, int peers, std::optional<PreflightFacts> last,
+                            bool force = false) {
+  TransitionRequest request{from, to, force, true, {}};
+  request.egress_peers = peers;
+  request.last_preflight = last;
+  return request;
+}
+
+TEST(ModeTransitionTest, TurningEgressTlsOnNeedsARecentPassedPreflight) {
+  const PreflightFacts passed{true, 30};
+  const PreflightFacts failed{false, 30};
+  const PreflightFacts stale{true, kPreflightMaxAgeSeconds + 1};
+  const PreflightFacts edge{true, kPreflightMaxAgeSeconds};
+
+  EXPECT_EQ(DecideTransition(WithPeers(kA, kP, 2, passed)).verdict, TransitionVerdict::kAllowed);
+  EXPECT_EQ(DecideTransition(WithPeers(kA, kP, 2, edge)).verdict, TransitionVerdict::kAllowed);
+  for (const auto& [last, needle] :
+       std::vector<std::pair<std::optional<PreflightFacts>, std::string>>{
+           {std::nullopt, "no preflight has run"},
+           {failed, "the last preflight failed"},
+           {stale, "older than 10 minutes"}}) {
+    TransitionDecision decision = DecideTransition(WithPeers(kA, kP, 2, last));
+    EXPECT_EQ(decision.verdict, TransitionVerdict::kRefused) << needle;
+    EXPECT_EQ(decision.obstacles, kNoPreflight) << needle;
+    EXPECT_THAT(decision.error, HasSubstr(needle));
+    EXPECT_THAT(decision.error, HasSubstr("tls-sidecar ctl preflight preferTLS"));
+    EXPECT_THAT(decision.error, HasSubstr("2 egress peers"));
+  }
+  // Force lifts it, and says so.
+  TransitionDecision forced = DecideTransition(WithPeers(kA, kP, 1, failed, /*force=*/true));
+  EXPECT_EQ(forced.verdict, TransitionVerdict::kAllowed);
+  EXPECT_THAT(forced.overridden, HasSubstr("preflight"));
+  // A forced skip into requireTLS turns egress TLS on too: the preflight is among the
+  // obstacles it names.
+  TransitionDecision skip = DecideTransition(WithPeers(kA, kR, 1, std::nullopt));
+  EXPECT_EQ(skip.obstacles, kNotOneStepUp | kNoPreflight);
+}
+
+TEST(ModeTransitionTest, PreflightMattersOnlyWhenEgressTlsTurnsOnWithPeers) {
+  // No peers configured: nothing to check.
+  EXPECT_EQ(DecideTransition(WithPeers(kA, kP, 0, std::nullopt)).verdict,
+            TransitionVerdict::kAllowed);
+  // preferTLS -> requireTLS keeps egress on TLS.
+  EXPECT_EQ(DecideTransition(WithPeers(kP, kR, 3, std::nullopt)).verdict,
+            TransitionVerdict::kAllowed);
+  // Going up to allowTLS keeps egress plaintext.
+  EXPECT_EQ(DecideTransition(WithPeers(kD, kA, 3, std::nullopt)).verdict,
+            TransitionVerdict::kAllowed);
+  // Rollbacks are about force, not preflight.
+  EXPECT_EQ(DecideTransition(WithPeers(kR, kA, 3, std::nullopt)).obstacles, kNotOneStepUp);
+}
+
+}  // namespace
+}  // namespace sidecar::proxy
