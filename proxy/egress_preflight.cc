@@ -105,15 +105,21 @@ int Connect(const PreflightTarget& target, uint32_t mark, Clock::time_point dead
 }
 
 // TlsFailure names why the handshake failed, in the terms an operator acts on.
+// VerifyResult is the chain and name verification's outcome, or X509_V_OK when the peer
+// sent no certificate yet (BoringSSL answers "invalid call" until it has verified one).
+long VerifyResult(const SSL* ssl) {
+  return SSL_get0_peer_certificates(ssl) == nullptr ? X509_V_OK : SSL_get_verify_result(ssl);
+}
+
 std::string TlsFailure(SSL* ssl, int ret, bool timed_out) {
   if (timed_out) {
     return "no TLS answer before the deadline: the peer does not speak TLS on this port "
            "(a plaintext-only listener?)";
   }
   int err = SSL_get_error(ssl, ret);
-  if (SSL_get_verify_result(ssl) != X509_V_OK) {
+  if (long verify = VerifyResult(ssl); verify != X509_V_OK) {
     return absl::StrCat("the peer's certificate was not accepted: ",
-                        X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+                        X509_verify_cert_error_string(verify));
   }
   if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
     return "the peer closed the connection during the TLS handshake: it does not accept "
@@ -126,7 +132,7 @@ std::string TlsFailure(SSL* ssl, int ret, bool timed_out) {
   char buf[256];
   ERR_error_string_n(code, buf, sizeof(buf));
   std::string reason = ERR_reason_error_string(code) ? ERR_reason_error_string(code) : "";
-  if (reason.find("ALERT_HANDSHAKE_FAILURE") != std::string::npos) {
+  if (reason.find("HANDSHAKE_FAILURE") != std::string::npos) {
     return absl::StrCat("the peer refused the TLS handshake (", buf,
                         "): a sidecar in disabled mode answers TLS this way");
   }
@@ -177,7 +183,7 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
       break;
     }
   }
-  long verify = SSL_get_verify_result(ssl.get());
+  long verify = VerifyResult(ssl.get());
   if (verify != X509_V_OK) {
     row.verification = X509_verify_cert_error_string(verify);
   }

@@ -1,0 +1,263 @@
+"""Egress (SPEC §1, §2) and preflight (SPEC §6) with two real sidecars on loopback: a local
+one whose [[egress.peers]] listener pymongo dials as mongod would, and the peer's sidecar in
+front of its own stand-in mongod. What travels between them is read from the peer's
+accepted counts by transport; refusals from the local sidecar's log and counters."""
+
+import json
+import socket
+import subprocess
+import time
+import uuid
+
+import pymongo
+import pytest
+
+import harness
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def ask(sidecar, **request):
+    """Sends one request on the sidecar's control socket; returns the parsed answer."""
+    path = sidecar.stderr_path.parent / f"{sidecar.name}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = bytearray()
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer = json.loads(data)
+    assert "ok" in answer, answer
+    if answer["ok"] is False:
+        assert isinstance(answer.get("error"), str) and answer["error"], answer
+    return answer
+
+
+def ctl(sidecar, *args):
+    path = sidecar.stderr_path.parent / f"{sidecar.name}.sock"
+    return subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket", str(path), *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+def accepted(sidecar):
+    """Ingress connections the sidecar admitted, by transport."""
+    return ask(sidecar, cmd="status")["accepted"]
+
+
+def rejected(sidecar, reason):
+    return ask(sidecar, cmd="status")["rejected"].get(reason, 0)
+
+
+def tls_args(pki):
+    return ["--tlsCertificateKeyFile", pki["server"], "--tlsCAFile", pki["ca"]]
+
+
+def peer(procs, pki, mode, name="peer"):
+    """The peer node: a stand-in mongod behind a sidecar in `mode`."""
+    standin = procs.standin(name=f"{name}-standin")
+    args = ["--tlsMode", mode] + (tls_args(pki) if mode != "disabled" else [])
+    return standin, procs.sidecar(*args, upstream=standin.address, name=name)
+
+
+def local(procs, pki, mode, target, ca=None, name="local", extra=""):
+    """The local node's sidecar with one egress peer `target` ("host:port"); returns it and
+    the port of its egress listener."""
+    egress_port = harness.free_port()
+    standin = procs.standin(name=f"{name}-standin")
+    config = f"""
+[net.tls]
+mode = "{mode}"
+certificateKeyFile = "{pki['server']}"
+CAFile = "{ca or pki['ca']}"
+clusterFile = "{pki['cluster']}"
+{extra}
+[[egress.peers]]
+listen = "127.0.0.1:{egress_port}"
+target = "{target}"
+"""
+    sidecar = procs.sidecar(upstream=standin.address, config=config, name=name)
+    harness_wait_port(egress_port, sidecar)
+    return sidecar, egress_port
+
+
+def harness_wait_port(port, sidecar, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not harness.is_listening(port):
+        assert sidecar.alive(), sidecar.describe()
+        assert time.monotonic() < deadline, f"egress listener :{port} not up\n{sidecar.describe()}"
+        time.sleep(0.02)
+
+
+def through_egress(port, timeout_ms=5000):
+    """A pymongo client that dials the egress listener as the local mongod would."""
+    return pymongo.MongoClient("127.0.0.1", port, directConnection=True, appname="egress-e2e",
+                               serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+
+
+def round_trip(port):
+    """Inserts a marker through the egress listener and reads it back."""
+    marker = uuid.uuid4().hex
+    client = through_egress(port)
+    try:
+        client.repl.e2e.insert_one({"marker": marker})
+        assert client.repl.e2e.find_one({"marker": marker})["marker"] == marker
+    finally:
+        client.close()
+    return marker
+
+
+# --- egress ----------------------------------------------------------------------------
+
+def test_allow_tls_sends_plaintext_and_prefer_tls_sends_tls_to_new_connections(procs, pki):
+    peer_standin, peer_sidecar = peer(procs, pki, "allowTLS")
+    node, egress = local(procs, pki, "allowTLS", f"127.0.0.1:{peer_sidecar.port}")
+
+    # allowTLS: the bytes reach the peer's sidecar in plaintext, and its mongod stores them.
+    before = accepted(peer_sidecar)
+    marker = round_trip(egress)
+    after = accepted(peer_sidecar)
+    assert after["plaintext"] > before["plaintext"], (before, after)
+    assert after["tls"] == before["tls"], (before, after)
+    direct = pymongo.MongoClient("127.0.0.1", peer_standin.port, serverSelectionTimeoutMS=5000)
+    assert direct.repl.e2e.find_one({"marker": marker}) is not None
+    direct.close()
+
+    # A connection opened before the switch stays as it was (plaintext to the peer).
+    old = through_egress(egress)
+    old.admin.command("ping")
+
+    # preferTLS needs a passed preflight first; then new egress connections use TLS.
+    refused = ask(node, cmd="setMode", mode="preferTLS")
+    assert refused["ok"] is False and "preflight" in refused["error"], refused
+    assert ask(node, cmd="preflight", mode="preferTLS")["ok"] is True
+    assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is True
+
+    before = accepted(peer_sidecar)
+    marker = round_trip(egress)
+    after = accepted(peer_sidecar)
+    assert after["tls"] > before["tls"], (before, after)
+    assert after["plaintext"] == before["plaintext"], (before, after)
+    old.admin.command("ping")  # still served, still plaintext: no new peer connection
+    assert accepted(peer_sidecar)["plaintext"] == after["plaintext"]
+    old.close()
+
+    # The handshake the peer saw is a verified TLS 1.3 one with our cluster certificate.
+    lines = [json.loads(line) for line in peer_sidecar.stderr_text().splitlines() if line]
+    assert not [line for line in lines if line.get("msg") == "TLS handshake failed"], lines
+
+
+def test_peer_that_refuses_tls_gets_no_plaintext_fallback(procs, pki):
+    _, peer_sidecar = peer(procs, pki, "disabled")
+    node, egress = local(procs, pki, "allowTLS", f"127.0.0.1:{peer_sidecar.port}")
+    round_trip(egress)  # plaintext works while the local node is in allowTLS
+    plaintext_before = accepted(peer_sidecar)["plaintext"]
+
+    # The preflight sees the refusal, so only force gets to preferTLS.
+    check = ask(node, cmd="preflight", mode="preferTLS")
+    assert check["ok"] is False, check
+    assert check["peers"][0]["handshake"] is False
+    assert "TLS" in check["peers"][0]["error"], check
+    assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is False
+    assert ask(node, cmd="setMode", mode="preferTLS", force=True)["ok"] is True
+
+    client = through_egress(egress, timeout_ms=2500)
+    with pytest.raises(pymongo.errors.PyMongoError):
+        client.admin.command("ping")
+    client.close()
+
+    node.wait_for_log("egress TLS handshake with peer failed")
+    assert rejected(node, "egress_handshake_failed") >= 1
+    assert rejected(peer_sidecar, "tls_in_disabled") >= 1
+    # Nothing reached the peer in plaintext after the switch.
+    assert accepted(peer_sidecar)["plaintext"] == plaintext_before
+
+
+def test_unreachable_peer_is_counted(procs, pki):
+    node, egress = local(procs, pki, "allowTLS", f"127.0.0.1:{harness.free_port()}")
+    client = through_egress(egress, timeout_ms=1500)
+    with pytest.raises(pymongo.errors.PyMongoError):
+        client.admin.command("ping")
+    client.close()
+    node.wait_for_log("egress peer unavailable")
+    assert rejected(node, "egress_peer_unavailable") >= 1
+
+
+# --- preflight -------------------------------------------------------------------------
+
+def test_preflight_passes_against_a_tls_peer(procs, pki):
+    _, peer_sidecar = peer(procs, pki, "allowTLS")
+    node, _ = local(procs, pki, "allowTLS", f"127.0.0.1:{peer_sidecar.port}")
+    answer = ask(node, cmd="preflight", mode="preferSSL")
+    assert answer["ok"] is True, answer
+    assert answer["mode"] == "preferTLS"
+    [row] = answer["peers"]
+    assert row == {"target": f"127.0.0.1:{peer_sidecar.port}", "connected": True,
+                   "handshake": True, "verification": "ok", "version": "TLSv1.3",
+                   "error": ""}, row
+    # The preflight's handshake was a real one on the peer.
+    assert accepted(peer_sidecar)["tls"] >= 1
+
+    table = ctl(node, "preflight", "preferTLS")
+    assert table.returncode == 0, table.stderr
+    assert "HANDSHAKE" in table.stdout and "TLSv1.3" in table.stdout, table.stdout
+    # A plaintext mode only checks that the peer is reachable.
+    plain = ask(node, cmd="preflight", mode="allowTLS")
+    assert plain["ok"] is True and plain["transport"] == "plaintext"
+    assert "handshake" not in plain["peers"][0]
+
+
+def test_preflight_fails_clearly_against_a_plaintext_only_listener(procs, pki):
+    standin = procs.standin(name="plain-standin")  # a mongod without TLS
+    node, _ = local(procs, pki, "allowTLS", standin.address)
+    answer = ask(node, cmd="preflight", mode="preferTLS")
+    assert answer["ok"] is False, answer
+    [row] = answer["peers"]
+    assert row["connected"] is True and row["handshake"] is False, row
+    assert "TLS" in row["error"] and "plaintext" in row["error"], row
+    table = ctl(node, "preflight", "preferTLS")
+    assert table.returncode == 1
+    assert "refused" in table.stderr and standin.address in table.stdout, table
+
+
+def test_preflight_fails_clearly_with_a_wrong_ca(procs, pki, tmp_path):
+    other = harness.make_pki(tmp_path / "other-pki")
+    _, peer_sidecar = peer(procs, pki, "allowTLS")
+    node, _ = local(procs, pki, "allowTLS", f"127.0.0.1:{peer_sidecar.port}", ca=other["ca"])
+    answer = ask(node, cmd="preflight", mode="requireTLS")
+    assert answer["ok"] is False, answer
+    [row] = answer["peers"]
+    assert row["handshake"] is False
+    assert row["verification"] not in (None, "ok"), row
+    assert "certificate" in row["error"], row
+    # And the gate holds: a failed preflight keeps preferTLS refused.
+    refused = ask(node, cmd="setMode", mode="preferTLS")
+    assert refused["ok"] is False and "the last preflight failed" in refused["error"], refused
+
+
+def test_preflight_checks_the_peer_hostname(procs, pki):
+    # The test certificates name localhost, 127.0.0.1 and ::1; a peer reached as 127.0.0.2
+    # presents a valid chain for the wrong name.
+    standin = procs.standin(name="peer-standin")
+    port = harness.free_port()
+    peer_sidecar = harness.Child(
+        "peer", [harness.sidecar_binary(), "--bind_ip", "127.0.0.2", "--port", port,
+                 "--metrics", "", "--control-socket", procs.workdir / "peer.sock",
+                 "--upstream", standin.address, "--tlsMode", "allowTLS", *tls_args(pki)],
+        procs.workdir)
+    procs.children.append(peer_sidecar)
+    harness_wait_port(port, peer_sidecar)
+    node, _ = local(procs, pki, "allowTLS", f"127.0.0.2:{port}")
+    answer = ask(node, cmd="preflight", mode="preferTLS")
+    assert answer["ok"] is False, answer
+    [row] = answer["peers"]
+    assert row["handshake"] is False
+    assert "mismatch" in (row["verification"] or "").lower(), row
+
+    # allowInvalidHostnames accepts it, as mongod's option does.
+    lenient, _ = local(procs, pki, "allowTLS", f"127.0.0.2:{port}", name="lenient",
+                       extra="allowInvalidHostnames = true")
+    assert ask(lenient, cmd="preflight", mode="preferTLS")["ok"] is True
