@@ -245,6 +245,11 @@ absl::Status SetInt64(const Value& v, Config& c) {
   return absl::OkStatus();
 }
 
+absl::Status SetWatchCertificates(const Value& v, Config& c) {
+  c.watch_certificates = v.boolean;
+  return absl::OkStatus();
+}
+
 absl::Status SetBindIp(const Value& v, Config& c) {
   if (v.list.empty()) {
     return absl::InvalidArgumentError("needs at least one address");
@@ -403,6 +408,10 @@ const std::vector<Setting>& Settings() {
     {"net.tls.disabledProtocols", "", Kind::kList,
      {"--tlsDisabledProtocols", "--sslDisabledProtocols"}, 0, 0, SetDisabledProtocols,
      "TLS", "LIST", "TLS1_0,TLS1_1", "TLS versions to refuse (TLS1_0..TLS1_3), or none"},
+    {"net.tls.watchCertificates", "", Kind::kBool, {"--watch-certificates"}, 0, 0,
+     SetWatchCertificates,
+     "TLS", "", "false",
+     "reload when the certificate files or their directories change (as SIGHUP does)"},
 
     {"egress.transparent.listen", "", Kind::kString, {}, 0, 0, SetTransparentListen,
      "", "", "", ""},
@@ -1369,7 +1378,7 @@ std::string HelpText() {
          "             (PEMKeyPassword), CAFile, CRLFile, clusterFile, clusterCAFile,\n"
          "             certificateSelector, clusterCertificateSelector, certificateStore,\n"
          "             allowConnectionsWithoutCertificates, allowInvalidCertificates,\n"
-         "             allowInvalidHostnames, disabledProtocols\n"
+         "             allowInvalidHostnames, disabledProtocols, watchCertificates\n"
          "  [[egress.peers]]      listen (where mongod dials), target (the peer's sidecar)\n"
          "  [egress.transparent]  listen (iptables-redirected outbound connections)\n"
          "  [control]  socket\n"

@@ -41,6 +41,8 @@ struct Config {
   // [net.tls]
   Mode mode = Mode::kDisabled;
   certs::TlsSettings tls;
+  // watchCertificates: reload when the certificate files change (proxy/certificate_watcher.h).
+  bool watch_certificates = false;
 
   // [[egress.peers]], [egress.transparent]
   std::vector<EgressPeer> egress_peers;

@@ -44,6 +44,7 @@ Server::~Server() {
   signals_.clear();
   drain_timer_.Close();
   expiry_timer_.Close();
+  certificate_watcher_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -95,6 +96,15 @@ absl::Status Server::Start() {
   uv_timer_start(expiry_timer_.get(), &Server::OnExpiryTimer, kDayMs, kDayMs);
   // Daily warnings must not keep a draining sidecar from exiting.
   uv_unref(expiry_timer_.base());
+  if (config_.watch_certificates) {
+    auto watcher = CertificateWatcher::Create(&loop_, config_.tls, [this] { (void)Reload(); });
+    if (!watcher.ok()) {
+      return watcher.status();
+    }
+    certificate_watcher_ = *std::move(watcher);
+    Log(Severity::kInfo, Component::kTls, "watching certificate files for changes",
+        {{"directories", absl::StrJoin(certificate_watcher_->directories(), ",")}});
+  }
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
 
@@ -300,6 +310,7 @@ void Server::FinishIfDrained() {
     signals_.clear();
     drain_timer_.Close();
     expiry_timer_.Close();
+    certificate_watcher_.reset();
     return;  // the main loop now has nothing left and Run() joins the workers
   }
   if (!forced_ && uv_now(&loop_) >= drain_deadline_ms_) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "proxy/certificate_watcher.h"
 #include "proxy/config.h"
 #include "proxy/metrics.h"
 #include "proxy/metrics_endpoint.h"
@@ -57,6 +58,7 @@ class Server {
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_timer_t> drain_timer_;
   UvHandle<uv_timer_t> expiry_timer_;  // daily; unreferenced, so it never holds the loop open
+  std::unique_ptr<CertificateWatcher> certificate_watcher_;  // net.tls.watchCertificates
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
   bool forced_ = false;

@@ -173,3 +173,86 @@ def test_failed_reload_of_a_missing_ca_keeps_serving(rotation):
     assert str(ca_file) in answer["error"] and "not found" in answer["error"], answer
     assert reloads(metrics_address) == {"success": 0, "failure": 1}
     assert new_connection_serial(sidecar.port, client_ca) == 1001
+
+
+# --- net.tls.watchCertificates ----------------------------------------------------------
+
+def watched_sidecar(procs, certs_dir, server_file, ca_file, metrics_address):
+    standin = procs.standin()
+    config = "[net.tls]\nmode = \"requireTLS\"\nwatchCertificates = true\n"
+    sidecar = procs.sidecar("--tlsCertificateKeyFile", server_file, "--tlsCAFile", ca_file,
+                            upstream=standin.address, metrics=metrics_address, config=config)
+    line = sidecar.wait_for_log("watching certificate files")
+    assert str(certs_dir) in line, line
+    return sidecar
+
+
+def test_watch_reloads_when_the_file_is_replaced_and_ignores_other_files(procs, tmp_path):
+    certs_dir = tmp_path / "certs"
+    certs_dir.mkdir()
+    ca = certgen.Authority()
+    ca_file = ca.write_certificate(certs_dir / "ca.pem")
+    server_file = ca.issue("node-A", serial=2001).write(certs_dir / "server.pem")
+    metrics_address = f"127.0.0.1:{harness.free_port()}"
+    sidecar = watched_sidecar(procs, certs_dir, server_file, ca_file, metrics_address)
+    under_a = tls_connect(sidecar.port, client_context(ca_file))
+    try:
+        assert hello_round_trip(under_a, request_id=1)["ok"] == 1
+        ca.issue("node-B", serial=2002).write(server_file)  # by rename, as editors and cp do
+        wait_for_log_count(sidecar, "certificates reloaded", 1)
+        assert new_connection_serial(sidecar.port, ca_file) == 2002
+        assert hello_round_trip(under_a, request_id=2)["ok"] == 1
+
+        # Something else in the directory changes: no reload.
+        (certs_dir / "README").write_text("rotated by the operator\n")
+        time.sleep(1.5)  # three debounce periods
+        assert reloads(metrics_address) == {"success": 1, "failure": 0}
+
+        # A broken write is one failed reload, the old certificate stays; fixing it reloads.
+        server_file.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        wait_for_log_count(sidecar, "certificate reload failed; keeping the old certificates", 1)
+        assert new_connection_serial(sidecar.port, ca_file) == 2002
+        ca.issue("node-C", serial=2003).write(server_file)
+        wait_for_log_count(sidecar, "certificates reloaded", 2)
+        assert new_connection_serial(sidecar.port, ca_file) == 2003
+        assert reloads(metrics_address) == {"success": 2, "failure": 1}
+    finally:
+        under_a.close()
+
+
+def test_watch_follows_a_kubernetes_secret_symlink_swap(procs, tmp_path):
+    # The layout kubelet's atomic writer makes for a mounted secret: the visible files are
+    # symlinks through `..data`, which is renamed over to point at a new timestamped
+    # directory holding every file of the new version.
+    mount = tmp_path / "secret"
+    mount.mkdir()
+    ca = certgen.Authority()
+
+    def write_version(name, serial):
+        version = mount / name
+        version.mkdir()
+        ca.write_certificate(version / "ca.pem")
+        ca.issue(f"node-{serial}", serial=serial).write(version / "server.pem")
+        (mount / "..data_tmp").symlink_to(name)
+        (mount / "..data_tmp").rename(mount / "..data")
+
+    write_version("..2024_01_01_00_00_00.1", 3001)
+    for name in ("ca.pem", "server.pem"):
+        (mount / name).symlink_to(f"..data/{name}")
+    client_ca = tmp_path / "client-ca.pem"
+    ca.write_certificate(client_ca)
+    metrics_address = f"127.0.0.1:{harness.free_port()}"
+    sidecar = watched_sidecar(procs, mount, mount / "server.pem", mount / "ca.pem",
+                              metrics_address)
+    assert new_connection_serial(sidecar.port, client_ca) == 3001
+    under_first = tls_connect(sidecar.port, client_context(client_ca))
+    try:
+        assert hello_round_trip(under_first, request_id=1)["ok"] == 1
+        write_version("..2024_02_01_00_00_00.2", 3002)
+        wait_for_log_count(sidecar, "certificates reloaded", 1)
+        assert new_connection_serial(sidecar.port, client_ca) == 3002
+        assert hello_round_trip(under_first, request_id=2)["ok"] == 1
+        assert serial_on(under_first) == 3001
+        assert reloads(metrics_address) == {"success": 1, "failure": 0}
+    finally:
+        under_first.close()

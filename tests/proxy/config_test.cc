@@ -66,6 +66,22 @@ TEST(LoadConfigTest, DefaultsFollowTheSpec) {
       config->tls.disabled_protocols,
       (std::set<certs::TlsProtocol>{certs::TlsProtocol::kTls1_0, certs::TlsProtocol::kTls1_1}));
   EXPECT_TRUE(config->notices.empty());
+  EXPECT_FALSE(config->watch_certificates);
+}
+
+TEST(LoadConfigTest, WatchCertificatesFromFlagOrFile) {
+  absl::StatusOr<Config> by_flag = Load({"--watch-certificates"});
+  ASSERT_TRUE(by_flag.ok()) << by_flag.status();
+  EXPECT_TRUE(by_flag->watch_certificates);
+  absl::StatusOr<Config> by_file =
+      LoadConfigFromString("[net.tls]\nwatchCertificates = true\n", "s.toml");
+  ASSERT_TRUE(by_file.ok()) << by_file.status();
+  EXPECT_TRUE(by_file->watch_certificates);
+  absl::StatusOr<Config> wrong_type =
+      LoadConfigFromString("[net.tls]\nwatchCertificates = \"yes\"\n", "s.toml");
+  ASSERT_FALSE(wrong_type.ok());
+  EXPECT_THAT(std::string(wrong_type.status().message()),
+              testing::HasSubstr("s.toml: net.tls.watchCertificates"));
 }
 
 TEST(LoadConfigTest, SeedMongodCommandLineParses) {
