@@ -635,17 +635,49 @@ void Connection::Advance(Endpoint& to) {
   Flush(to);
 }
 
+// GatherWrite points `bufs` at the first chunks of `queue` and returns how many.
+static int GatherWrite(const ChunkQueue& queue, uv_buf_t (&bufs)[kMaxWriteBuffers],
+                       size_t* total) {
+  int count = 0;
+  *total = 0;
+  for (const Chunk* c = queue.front(); c != nullptr && count < kMaxWriteBuffers; c = c->next) {
+    bufs[count++] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(c->head())),
+                                static_cast<unsigned>(c->size()));
+    *total += c->size();
+  }
+  return count;
+}
+
 void Connection::Flush(Endpoint& side) {
   if (side.writing || !side.connected || side.outgoing.empty() || state_ == State::kClosing) {
     return;
   }
   uv_buf_t bufs[kMaxWriteBuffers];
-  int count = 0;
-  while (count < kMaxWriteBuffers && !side.outgoing.empty()) {
-    Chunk* chunk = side.outgoing.Pop();
-    bufs[count++] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(chunk->head())),
-                                static_cast<unsigned>(chunk->size()));
-    side.in_flight.Push(chunk);
+  size_t total = 0;
+  // Write directly while the socket takes everything: no request, no callback, and no
+  // POLLOUT toggling (libuv 1.44 re-arms epoll after every queued write it completes).
+  // A rejection's last words go through uv_write so its completion closes the connection.
+  while (!closing_after_flush_ && !side.outgoing.empty()) {
+    int count = GatherWrite(side.outgoing, bufs, &total);
+    int written = uv_try_write(side.socket.stream(), bufs, count);
+    if (written == UV_EAGAIN) {
+      break;
+    }
+    if (written < 0) {
+      OnSocketError(side, written);
+      return;
+    }
+    side.outgoing.Consume(static_cast<size_t>(written));
+    if (static_cast<size_t>(written) < total) {
+      break;  // the socket is full: queue the rest
+    }
+  }
+  if (side.outgoing.empty()) {
+    return;
+  }
+  int count = GatherWrite(side.outgoing, bufs, &total);
+  for (int i = 0; i < count; ++i) {
+    side.in_flight.Push(side.outgoing.Pop());
   }
   side.write_req.data = &side;
   if (int rc = uv_write(&side.write_req, side.socket.stream(), bufs, count, &Connection::OnWrite);
