@@ -12,18 +12,31 @@
 // With --echo it is instead a byte-for-byte echo server with backpressure and half-close
 // (it echoes until the client's FIN, then sends its own), for the byte-level tests.
 //
+// With --peer HOST:PORT (repeatable; HOST an IPv4 or IPv6 literal) it also plays a replica
+// set member's outgoing traffic, so that tests have inter-node traffic to carry: it keeps
+// one "replication" connection to each peer (reconnecting every 100 ms while it cannot),
+// sends a hello every 100 ms and inserts a stream of documents into the peer's `repl`
+// collection, and counts what fails. A request lost because the connection closed under it
+// is retried once on the next connection, as mongod's heartbeats are; it is a failure only
+// when the retry fails too. The counts are printed on stdout as one JSON line on SIGUSR1
+// and at exit, and answered by the `replStats` command.
+//
 //   mongod_standin [--bind 127.0.0.1] [--port 27017 | --port 0] [--replSet NAME] [--echo]
-//                  [--verbose]
+//                  [--peer HOST:PORT]... [--verbose]
 //
 // It prints "listening on HOST:PORT" on stdout once it accepts connections (with --port 0 the
 // port is the one the kernel picked); requests are logged on stderr with --verbose.
 #include <uv.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -51,9 +64,33 @@ struct Options {
   std::string repl_set;
   bool echo = false;
   bool verbose = false;
+  std::vector<std::string> peers;  // --peer HOST:PORT
 };
 
 class Connection;
+class PeerLink;
+
+// ReplStats are the counts of the replication traffic to every peer together.
+struct ReplStats {
+  int64_t connects = 0;          // replication connections established
+  int64_t reconnects = 0;        // established ones that closed and were made again
+  int64_t hellos_ok = 0;         // heartbeats answered ok:1
+  int64_t inserts_ok = 0;        // documents the peer acknowledged
+  int64_t connect_failures = 0;  // attempts to connect that failed
+  int64_t errors = 0;            // replies with ok:0
+  int64_t timeouts = 0;          // requests unanswered for kPeerRequestTimeoutMs
+  int64_t lost = 0;              // requests lost with their connection, and lost again on retry
+  int64_t retried = 0;           // requests lost with their connection and sent again
+
+  int64_t failures() const { return connect_failures + errors + timeouts + lost; }
+  std::string Json() const {
+    return Cat("{\"connects\":", connects, ",\"reconnects\":", reconnects,
+               ",\"hellosOk\":", hellos_ok, ",\"insertsOk\":", inserts_ok,
+               ",\"connectFailures\":", connect_failures, ",\"errors\":", errors,
+               ",\"timeouts\":", timeouts, ",\"lost\":", lost, ",\"retried\":", retried,
+               ",\"failures\":", failures(), "}");
+  }
+};
 
 // Server owns the listener, the signal handlers and every open connection; all of it runs on
 // the one default loop.
@@ -65,9 +102,13 @@ struct Server {
   uv_signal_t sigterm;
   uv_signal_t sigint;
   std::set<Connection*> connections;
+  std::vector<std::unique_ptr<PeerLink>> peers;
+  ReplStats repl;
+  uv_signal_t sigusr1;
   int64_t next_connection_id = 1;
   int32_t next_request_id = 1;
   bool stopping = false;
+  std::string standin_address;  // "host:port" it listens on, named in replicated documents
 };
 
 // Connection is one accepted client. It is heap-allocated, owns its uv_tcp_t and frees itself
@@ -265,7 +306,9 @@ class Connection {
         }
         request.sequences.emplace_back(sequence.identifier, std::move(documents));
       }
-      Document reply = RunLogged(request, "OP_MSG");
+      Document reply = Standin::CommandName(request.body) == "replStats"
+                           ? ReplStatsReply()
+                           : RunLogged(request, "OP_MSG");
       if ((msg->flag_bits & protocol::kMsgMoreToCome) == 0) {
         Write(protocol::BuildOpMsg(server_->next_request_id++, header.request_id, reply));
       }
@@ -313,6 +356,24 @@ class Connection {
     Close();
   }
 
+  Document ReplStatsReply() {
+    const ReplStats& r = server_->repl;
+    protocol::BsonWriter writer;
+    writer.AppendInt64("peers", static_cast<int64_t>(server_->peers.size()))
+        .AppendInt64("connects", r.connects)
+        .AppendInt64("reconnects", r.reconnects)
+        .AppendInt64("hellosOk", r.hellos_ok)
+        .AppendInt64("insertsOk", r.inserts_ok)
+        .AppendInt64("connectFailures", r.connect_failures)
+        .AppendInt64("errors", r.errors)
+        .AppendInt64("timeouts", r.timeouts)
+        .AppendInt64("lost", r.lost)
+        .AppendInt64("retried", r.retried)
+        .AppendInt64("failures", r.failures())
+        .AppendDouble("ok", 1);
+    return writer.Finish();
+  }
+
   Document RunLogged(const CommandRequest& request, std::string_view opcode) {
     Document reply = server_->standin->Run(request);
     if (server_->options.verbose) {
@@ -345,6 +406,290 @@ class Connection {
   bool closing_ = false;
 };
 
+// --- replication traffic to peers (--peer) ------------------------------------------------
+
+constexpr uint64_t kPeerIntervalMs = 100;
+constexpr uint64_t kPeerRequestTimeoutMs = 3000;
+// More unanswered requests than this on one connection: wait instead of piling on.
+constexpr size_t kPeerMaxPending = 8;
+
+// PeerLink is the replication connection to one peer: a timer that every kPeerIntervalMs
+// connects when there is no connection, or sends a hello and an insert when there is. The
+// socket lives in a heap PeerSocket freed by its close callback; a closed socket's late
+// callbacks find `link` null and do nothing.
+class PeerLink {
+ public:
+  PeerLink(Server* server, std::string name, const sockaddr_storage& address)
+      : server_(server), name_(std::move(name)), address_(address) {}
+
+  void Start() {
+    uv_timer_init(server_->loop, &timer_);
+    timer_.data = this;
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { static_cast<PeerLink*>(t->data)->OnTick(); }, 0,
+        kPeerIntervalMs);
+  }
+
+  // Stop closes the timer and the connection; requests in flight are not counted.
+  void Stop() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+    pending_.clear();
+    retry_.clear();
+    CloseSocket();
+  }
+
+ private:
+  struct PeerSocket {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    PeerLink* link;
+    bool connected = false;
+    uint64_t started_ms = 0;
+    std::vector<uint8_t> read_buffer = std::vector<uint8_t>(64 << 10);
+    std::vector<uint8_t> input;
+  };
+  struct Request {
+    bool hello = false;
+    Document body;
+    bool retried = false;  // this is its second attempt
+    uint64_t sent_ms = 0;
+  };
+  struct WriteRequest {
+    uv_write_t request;
+    std::vector<uint8_t> bytes;
+    PeerSocket* socket;
+  };
+
+  uint64_t Now() const { return uv_now(server_->loop); }
+
+  void Log(std::string_view line) {
+    if (server_->options.verbose) {
+      std::fprintf(stderr, "[mongod_standin] peer %s: %.*s\n", name_.c_str(),
+                   static_cast<int>(line.size()), line.data());
+    }
+  }
+
+  void OnTick() {
+    if (socket_ == nullptr) {
+      Connect();
+      return;
+    }
+    if (!socket_->connected) {
+      if (Now() - socket_->started_ms > kPeerRequestTimeoutMs) {
+        ++server_->repl.connect_failures;
+        Log("connect timed out");
+        CloseSocket();
+      }
+      return;
+    }
+    for (const auto& [id, request] : pending_) {
+      if (Now() - request.sent_ms > kPeerRequestTimeoutMs) {
+        server_->repl.timeouts += static_cast<int64_t>(pending_.size());
+        Log("requests timed out: reconnecting");
+        pending_.clear();
+        Lost();
+        return;
+      }
+    }
+    while (!retry_.empty()) {
+      Request request = std::move(retry_.front());
+      retry_.pop_front();
+      Send(std::move(request));
+    }
+    if (pending_.size() < kPeerMaxPending) {
+      Send(Request{true, HelloBody()});
+      Send(Request{false, InsertBody()});
+    }
+  }
+
+  Document HelloBody() {
+    protocol::BsonWriter writer;
+    writer.AppendInt32("hello", 1)
+        .StartDocument("internalClient")
+        .AppendInt32("minWireVersion", 0)
+        .AppendInt32("maxWireVersion", 17)
+        .EndDocument()
+        .AppendString("$db", "admin");
+    return writer.Finish();
+  }
+
+  Document InsertBody() {
+    protocol::BsonWriter writer;
+    writer.AppendString("insert", "repl")
+        .StartArray("documents")
+        .StartDocument("0")
+        .AppendString("from", server_->standin_address)
+        .AppendString("to", name_)
+        .AppendInt64("seq", next_seq_++)
+        .EndDocument()
+        .EndArray()
+        .AppendBool("ordered", true)
+        .AppendString("$db", "repl");
+    return writer.Finish();
+  }
+
+  void Connect() {
+    auto* socket = new PeerSocket();
+    socket->link = this;
+    socket->tcp.data = socket;
+    socket->connect.data = socket;
+    socket->started_ms = Now();
+    uv_tcp_init(server_->loop, &socket->tcp);
+    socket_ = socket;
+    int rc =
+        uv_tcp_connect(&socket->connect, &socket->tcp, reinterpret_cast<const sockaddr*>(&address_),
+                       [](uv_connect_t* request, int status) {
+                         auto* socket = static_cast<PeerSocket*>(request->data);
+                         if (socket->link != nullptr) {
+                           socket->link->OnConnected(status);
+                         }
+                       });
+    if (rc != 0) {
+      ++server_->repl.connect_failures;
+      CloseSocket();
+    }
+  }
+
+  void OnConnected(int status) {
+    if (status != 0) {
+      ++server_->repl.connect_failures;
+      Log(Cat("connect failed: ", uv_strerror(status)));
+      CloseSocket();
+      return;
+    }
+    socket_->connected = true;
+    ++server_->repl.connects;
+    uv_tcp_nodelay(&socket_->tcp, 1);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&socket_->tcp),
+        [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
+          auto* socket = static_cast<PeerSocket*>(handle->data);
+          *buf = uv_buf_init(reinterpret_cast<char*>(socket->read_buffer.data()),
+                             socket->read_buffer.size());
+        },
+        [](uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+          auto* socket = static_cast<PeerSocket*>(stream->data);
+          if (socket->link != nullptr) {
+            socket->link->OnRead(nread);
+          }
+        });
+  }
+
+  void Send(Request request) {
+    int32_t id = server_->next_request_id++;
+    auto* write = new WriteRequest{{}, protocol::BuildOpMsg(id, 0, request.body), socket_};
+    request.sent_ms = Now();
+    pending_.emplace(id, std::move(request));
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(write->bytes.data()), write->bytes.size());
+    int rc = uv_write(&write->request, reinterpret_cast<uv_stream_t*>(&socket_->tcp), &buf, 1,
+                      [](uv_write_t* request, int status) {
+                        auto* write = reinterpret_cast<WriteRequest*>(request);
+                        PeerSocket* socket = write->socket;
+                        delete write;
+                        if (status < 0 && status != UV_ECANCELED && socket->link != nullptr) {
+                          socket->link->Lost();
+                        }
+                      });
+    if (rc != 0) {
+      delete write;
+      Lost();
+    }
+  }
+
+  void OnRead(ssize_t nread) {
+    if (nread < 0) {
+      Log(Cat("connection closed: ", uv_strerror(static_cast<int>(nread))));
+      Lost();
+      return;
+    }
+    PeerSocket* socket = socket_;
+    socket->input.insert(socket->input.end(), socket->read_buffer.begin(),
+                         socket->read_buffer.begin() + nread);
+    size_t offset = 0;
+    while (socket_ == socket) {
+      absl::Span<const uint8_t> rest = absl::MakeConstSpan(socket->input).subspan(offset);
+      protocol::Frame frame = protocol::FrameMessage(rest);
+      if (frame.status == protocol::ParseStatus::kNeedMore) {
+        break;
+      }
+      if (frame.status == protocol::ParseStatus::kError) {
+        ++server_->repl.errors;
+        Log(Cat("bad framing from the peer: ", frame.error));
+        Lost();
+        return;
+      }
+      OnReply(rest.first(frame.size), frame.header);
+      offset += frame.size;
+    }
+    if (socket_ == socket) {
+      socket->input.erase(socket->input.begin(), socket->input.begin() + offset);
+    }
+  }
+
+  void OnReply(absl::Span<const uint8_t> message, const protocol::MsgHeader& header) {
+    auto it = pending_.find(header.response_to);
+    if (it == pending_.end()) {
+      return;
+    }
+    Request request = std::move(it->second);
+    pending_.erase(it);
+    absl::StatusOr<protocol::OpMsg> msg = protocol::ParseOpMsg(message);
+    absl::StatusOr<protocol::BsonView> body =
+        msg.ok() ? protocol::BsonView::Parse(msg->body)
+                 : absl::StatusOr<protocol::BsonView>(msg.status());
+    std::optional<protocol::BsonElement> ok = body.ok() ? body->Find("ok") : std::nullopt;
+    if (!ok || ok->AsDouble().value_or(0) != 1) {
+      ++server_->repl.errors;
+      Log(Cat(request.hello ? "hello" : "insert", " failed"));
+      return;
+    }
+    ++(request.hello ? server_->repl.hellos_ok : server_->repl.inserts_ok);
+  }
+
+  // Lost handles a connection that closed or failed: what was in flight is retried once on
+  // the next connection (counted lost if it had been retried already).
+  void Lost() {
+    if (socket_ != nullptr && socket_->connected) {
+      ++server_->repl.reconnects;
+    }
+    for (auto& [id, request] : pending_) {
+      if (request.retried) {
+        ++server_->repl.lost;
+      } else {
+        ++server_->repl.retried;
+        request.retried = true;
+        retry_.push_back(std::move(request));
+      }
+    }
+    pending_.clear();
+    CloseSocket();
+  }
+
+  void CloseSocket() {
+    if (socket_ == nullptr) {
+      return;
+    }
+    socket_->link = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&socket_->tcp),
+             [](uv_handle_t* handle) { delete static_cast<PeerSocket*>(handle->data); });
+    socket_ = nullptr;
+  }
+
+  Server* server_;
+  std::string name_;
+  sockaddr_storage address_;
+  uv_timer_t timer_;
+  PeerSocket* socket_ = nullptr;
+  std::map<int32_t, Request> pending_;
+  std::deque<Request> retry_;
+  int64_t next_seq_ = 1;
+};
+
+void PrintReplStats(Server* server) {
+  std::printf("%s\n", server->repl.Json().c_str());
+  std::fflush(stdout);
+}
+
 void OnConnection(uv_stream_t* listener, int status) {
   auto* server = static_cast<Server*>(listener->data);
   if (status < 0 || server->stopping) {
@@ -368,6 +713,10 @@ void Stop(Server* server) {
   uv_close(reinterpret_cast<uv_handle_t*>(&server->listener), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&server->sigterm), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&server->sigint), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&server->sigusr1), nullptr);
+  for (auto& peer : server->peers) {
+    peer->Stop();
+  }
   std::set<Connection*> open = server->connections;
   for (Connection* connection : open) {
     connection->Close();
@@ -377,10 +726,12 @@ void Stop(Server* server) {
 [[noreturn]] void Usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
                "usage: mongod_standin [--bind ADDR] [--port N] [--replSet NAME] [--echo] "
-               "[--verbose]\n"
+               "[--peer HOST:PORT]... [--verbose]\n"
                "  A wire-protocol stand-in for mongod, for tests: in-memory CRUD for pymongo,\n"
                "  the Node.js driver and mongosh. --port 0 picks a free port. --echo echoes\n"
-               "  bytes instead of answering commands.\n");
+               "  bytes instead of answering commands. --peer keeps a replication connection\n"
+               "  to HOST:PORT (hello every 100 ms, inserts into `repl`) and counts failures:\n"
+               "  one JSON line on stdout on SIGUSR1 and at exit, or the replStats command.\n");
   std::exit(status);
 }
 
@@ -406,6 +757,8 @@ Options ParseOptions(int argc, char** argv) {
       options.bind = std::string(value());
     } else if (arg == "--replSet") {
       options.repl_set = std::string(value());
+    } else if (arg == "--peer") {
+      options.peers.push_back(std::string(value()));
     } else if (arg == "--echo") {
       options.echo = true;
     } else if (arg == "--verbose" || arg == "-v") {
@@ -469,10 +822,46 @@ int Main(int argc, char** argv) {
   uv_signal_start(&server.sigterm, on_signal, SIGTERM);
   uv_signal_start(&server.sigint, on_signal, SIGINT);
 
+  server.standin_address = Cat(host, ":", port);
+  for (const std::string& peer : server.options.peers) {
+    sockaddr_storage peer_address = {};
+    size_t colon = peer.rfind(':');
+    int peer_port = 0;
+    std::string peer_host = colon == std::string::npos ? "" : peer.substr(0, colon);
+    if (peer_host.size() > 2 && peer_host.front() == '[' && peer_host.back() == ']') {
+      peer_host = peer_host.substr(1, peer_host.size() - 2);
+    }
+    std::string port_text = colon == std::string::npos ? "" : peer.substr(colon + 1);
+    bool parsed =
+        absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &peer_port) &&
+        peer_port > 0 && peer_port < 65536 &&
+        (uv_ip4_addr(peer_host.c_str(), peer_port, reinterpret_cast<sockaddr_in*>(&peer_address)) ==
+             0 ||
+         uv_ip6_addr(peer_host.c_str(), peer_port,
+                     reinterpret_cast<sockaddr_in6*>(&peer_address)) == 0);
+    if (!parsed) {
+      std::fprintf(stderr, "mongod_standin: --peer %s: expected IP:PORT\n", peer.c_str());
+      return 2;
+    }
+    server.peers.push_back(std::make_unique<PeerLink>(&server, peer, peer_address));
+  }
+  uv_signal_init(server.loop, &server.sigusr1);
+  server.sigusr1.data = &server;
+  uv_signal_start(
+      &server.sigusr1,
+      [](uv_signal_t* signal, int) { PrintReplStats(static_cast<Server*>(signal->data)); },
+      SIGUSR1);
+
   std::printf("listening on %s:%d\n", host.c_str(), port);
   std::fflush(stdout);
+  for (auto& peer : server.peers) {
+    peer->Start();
+  }
   uv_run(server.loop, UV_RUN_DEFAULT);
   uv_loop_close(server.loop);
+  if (!server.peers.empty()) {
+    PrintReplStats(&server);
+  }
   return 0;
 }
 
