@@ -261,3 +261,62 @@ def test_preflight_checks_the_peer_hostname(procs, pki):
     lenient, _ = local(procs, pki, "allowTLS", f"127.0.0.2:{port}", name="lenient",
                        extra="allowInvalidHostnames = true")
     assert ask(lenient, cmd="preflight", mode="preferTLS")["ok"] is True
+
+
+# --- replication traffic of the stand-in through egress --------------------------------
+
+def repl_stats(standin):
+    client = pymongo.MongoClient("127.0.0.1", standin.port, directConnection=True,
+                                 serverSelectionTimeoutMS=5000)
+    try:
+        return client.admin.command("replStats")
+    finally:
+        client.close()
+
+
+def wait_for(predicate, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_member_traffic_moves_to_tls_after_prefer_tls_and_a_drain(procs, pki):
+    """The stand-in's replication connection goes through the local egress listener; after
+    preferTLS it stays plaintext (established connections are untouched) until the peer
+    drains its plaintext connections, then comes back over TLS, without a failed heartbeat."""
+    _, peer_sidecar = peer(procs, pki, "preferTLS")
+    egress_port = harness.free_port()
+    member = procs.standin("--peer", f"127.0.0.1:{egress_port}", name="member")
+    config = f"""
+[net.tls]
+mode = "allowTLS"
+certificateKeyFile = "{pki['server']}"
+CAFile = "{pki['ca']}"
+[[egress.peers]]
+listen = "127.0.0.1:{egress_port}"
+target = "127.0.0.1:{peer_sidecar.port}"
+"""
+    node = procs.sidecar(upstream=member.address, config=config, name="local")
+    wait_for(lambda: repl_stats(member)["hellosOk"] >= 5, "heartbeats through egress")
+    baseline = repl_stats(member)["failures"]  # connect failures before the sidecar listened
+    assert accepted(peer_sidecar)["plaintext"] >= 1
+    members = ask(peer_sidecar, cmd="clients")["clients"]
+    assert [c["kind"] for c in members if c["transport"] == "plaintext"] == ["member"], members
+
+    assert ask(node, cmd="preflight", mode="preferTLS")["ok"] is True
+    assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is True
+    tls_before = accepted(peer_sidecar)["tls"]  # the preflight's own handshake
+    time.sleep(0.5)
+    # The replication connection is still the old plaintext one.
+    assert accepted(peer_sidecar)["tls"] == tls_before
+
+    drained = ask(peer_sidecar, cmd="drainPlaintext", overSeconds=0)
+    assert drained["ok"] is True and drained["members"] == 1, drained
+    wait_for(lambda: accepted(peer_sidecar)["tls"] > tls_before, "the member reconnecting over TLS")
+    before = repl_stats(member)["hellosOk"]
+    wait_for(lambda: repl_stats(member)["hellosOk"] >= before + 5, "heartbeats over TLS")
+    stats = repl_stats(member)
+    assert stats["reconnects"] >= 1, stats
+    assert stats["failures"] == baseline, stats
+    assert ask(peer_sidecar, cmd="status")["active"] == {"tls": 1, "plaintext": 0}
