@@ -566,7 +566,7 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
     MaybeAnswerRejectedRequest();
     return;
   }
-  worker_->shared().metrics.Bytes(direction_, transport_,
+  worker_->CountBytes(direction_, transport_,
                                   client_to_server ? FlowDirection::kClientToServer
                                                    : FlowDirection::kServerToClient,
                                   plaintext.bytes());

@@ -100,6 +100,8 @@ void TlsSession::Feed(Chunk* chunk) { ciphertext_in_.Push(chunk); }
 
 bool TlsSession::handshake_done() const { return !SSL_in_init(ssl_.get()); }
 
+// The error queue is cleared here, after every failure, and is never filled on success, so
+// no call needs to clear it first: SSL_get_error then sees only the failure at hand.
 TlsSession::Status TlsSession::Classify(int ret) {
   int err = SSL_get_error(ssl_.get(), ret);
   switch (err) {
@@ -127,7 +129,6 @@ TlsSession::Status TlsSession::Classify(int ret) {
 }
 
 TlsSession::Status TlsSession::Handshake() {
-  ERR_clear_error();
   int ret = SSL_do_handshake(ssl_.get());
   if (ret == 1) {
     return Status::kOk;
@@ -142,7 +143,6 @@ TlsSession::Status TlsSession::ReadPlaintext(ChunkQueue& out, size_t limit) {
     // share a chunk.
     bool fresh = out.empty() || out.back()->space() == 0;
     Chunk* chunk = fresh ? out.pool()->Take() : out.back();
-    ERR_clear_error();
     int ret = SSL_read(ssl_.get(), chunk->tail(), static_cast<int>(chunk->space()));
     if (ret <= 0) {
       if (fresh) {
@@ -163,7 +163,6 @@ TlsSession::Status TlsSession::ReadPlaintext(ChunkQueue& out, size_t limit) {
 
 TlsSession::Status TlsSession::Write(const uint8_t* data, size_t size) {
   while (size > 0) {
-    ERR_clear_error();
     int n = size > (1u << 30) ? (1 << 30) : static_cast<int>(size);
     int ret = SSL_write(ssl_.get(), data, n);
     if (ret <= 0) {
@@ -176,7 +175,6 @@ TlsSession::Status TlsSession::Write(const uint8_t* data, size_t size) {
 }
 
 TlsSession::Status TlsSession::SendCloseNotify() {
-  ERR_clear_error();
   int ret = SSL_shutdown(ssl_.get());
   // 0: our close_notify is out, the peer's not yet seen; 1: both. Either is success here.
   if (ret >= 0) {

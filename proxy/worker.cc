@@ -37,6 +37,16 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int 
   }
   worker->async_ = *std::move(async);
   worker->async_.get()->data = worker.get();
+  auto timer = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&worker->loop_, t); });
+  if (!timer.ok()) {
+    return timer.status();
+  }
+  worker->publish_timer_ = *std::move(timer);
+  worker->publish_timer_.get()->data = worker.get();
+  uv_timer_start(worker->publish_timer_.get(), &Worker::OnPublishTimer, 1000, 1000);
+  // The timer alone must not keep the loop running once everything else is done.
+  uv_unref(worker->publish_timer_.base());
   for (sockaddr_storage& address : addresses) {
     if (absl::Status status = worker->Listen(address, nullptr); !status.ok()) {
       return status;
@@ -106,6 +116,7 @@ Worker::~Worker() {
     thread_.join();
   }
   listeners_.clear();
+  publish_timer_.Close();
   {
     std::lock_guard<std::mutex> lock(tasks_mutex_);
     finished_ = true;
@@ -195,6 +206,21 @@ void Worker::OnAccept(uv_stream_t* server, int status) {
   ++self->connection_count_;
 }
 
+void Worker::OnPublishTimer(uv_timer_t* timer) {
+  static_cast<Worker*>(timer->data)->PublishBytes();
+}
+
+void Worker::PublishBytes() {
+  for (int i = 0; i < 8; ++i) {
+    if (pending_bytes_[i] == 0) {
+      continue;
+    }
+    shared_.metrics.Bytes(static_cast<Direction>(i >> 2), static_cast<Transport>((i >> 1) & 1),
+                          static_cast<FlowDirection>(i & 1), pending_bytes_[i]);
+    pending_bytes_[i] = 0;
+  }
+}
+
 void Worker::Release(Connection* connection) {
   if (connection->prev != nullptr) {
     connection->prev->next = connection->next;
@@ -226,6 +252,8 @@ void Worker::CloseAll(CloseReason reason) {
 void Worker::MaybeFinish() {
   if (stopping_ && connection_count_ == 0) {
     // The async handle is the last thing keeping the loop alive.
+    PublishBytes();
+    publish_timer_.Close();
     std::lock_guard<std::mutex> lock(tasks_mutex_);
     finished_ = true;
     async_.Close();

@@ -19,6 +19,7 @@
 #include "proxy/chunk.h"
 #include "proxy/close_reason.h"
 #include "proxy/connection.h"
+#include "proxy/metrics.h"
 #include "proxy/shared_state.h"
 #include "proxy/uv_handle.h"
 
@@ -63,6 +64,14 @@ class Worker {
     }
   }
 
+  // CountBytes adds to this loop's byte counts, published to the shared counters once a
+  // second: no atomics shared between loops on the per-read path.
+  void CountBytes(Direction direction, Transport transport, FlowDirection flow, uint64_t n) {
+    pending_bytes_[(static_cast<int>(direction) << 2) | (static_cast<int>(transport) << 1) |
+                   static_cast<int>(flow)] += n;
+  }
+  void PublishBytes();
+
   // Called by connections on this loop.
   void OnConnectionClosing(const Connection& connection, CloseReason reason);
   void OnUndecodableRequest(const Connection& connection, std::string_view why);
@@ -76,6 +85,7 @@ class Worker {
   absl::Status Listen(sockaddr_storage& address, const EgressRoute* route);
   static void OnAccept(uv_stream_t* server, int status);
   static void OnAsync(uv_async_t* async);
+  static void OnPublishTimer(uv_timer_t* timer);
   void MaybeFinish();
 
   SharedState& shared_;
@@ -86,6 +96,8 @@ class Worker {
   std::vector<UvHandle<uv_tcp_t>> listeners_;
   std::vector<const EgressRoute*> listener_routes_;  // parallel to listeners_; null: ingress
   UvHandle<uv_async_t> async_;
+  UvHandle<uv_timer_t> publish_timer_;
+  uint64_t pending_bytes_[8] = {};
   std::mutex tasks_mutex_;
   std::vector<absl::AnyInvocable<void(Worker&)>> tasks_;
   bool finished_ = false;  // guarded by tasks_mutex_: async_ is closed
