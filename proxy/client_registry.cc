@@ -26,7 +26,8 @@ std::string AddressWithoutPort(std::string_view address) {
 
 ClientRegistry::Handle ClientRegistry::Opened(std::string_view peer_address, Transport transport,
                                               std::string_view application,
-                                              std::string_view driver, bool member) {
+                                              std::string_view driver, bool member,
+                                              std::string_view subject) {
   Key key{AddressWithoutPort(peer_address), std::string(application),
           static_cast<int>(transport)};
   std::lock_guard<std::mutex> lock(mutex_);
@@ -45,6 +46,7 @@ ClientRegistry::Handle ClientRegistry::Opened(std::string_view peer_address, Tra
     row->driver = std::string(driver);
     row->member = member;
   }
+  row->subject = std::string(subject);
   ++row->active;
   ++row->total;
   row->last_seen_unix_ms = NowUnixMs();

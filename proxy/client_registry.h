@@ -30,6 +30,9 @@ struct ClientRow {
   int64_t active = 0;
   int64_t total = 0;
   int64_t last_seen_unix_ms = 0;
+  // The verified client certificate subject of the row's latest TLS connection ("" when it
+  // presented none); not part of the row's identity.
+  std::string subject;
 };
 
 class ClientRegistry {
@@ -42,7 +45,7 @@ class ClientRegistry {
   explicit ClientRegistry(size_t max_rows = 4096) : max_rows_(max_rows) {}
 
   Handle Opened(std::string_view peer_address, Transport transport, std::string_view application,
-                std::string_view driver, bool member);
+                std::string_view driver, bool member, std::string_view subject = {});
   void Closed(Handle handle);
 
   // Snapshot copies the rows, optionally only those of one transport.

@@ -597,7 +597,7 @@ void Connection::Inspect(const ChunkQueue& plaintext) {
       if (admitted_) {
         client_row_ = worker_->shared().clients.Opened(peer_address_, transport_,
                                                        metadata_.application, metadata_.driver,
-                                                       metadata_.internal_client);
+                                                       metadata_.internal_client, client_subject_);
         if (transport_ == Transport::kPlaintext) {
           worker_->shared().metrics.PlaintextClient(metadata_.application, metadata_.driver,
                                                     metadata_.internal_client);

@@ -340,7 +340,8 @@ void Clients(ControlTarget& target, const Json& request, Reply reply) {
                            {"transport", row.transport == Transport::kTls ? "tls" : "plaintext"},
                            {"active", row.active},
                            {"total", row.total},
-                           {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)}});
+                           {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)},
+                           {"subject", row.subject}});
   }
   Json answer = Json::object();
   answer["ok"] = true;

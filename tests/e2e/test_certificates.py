@@ -6,6 +6,7 @@ certificate is generated at run time (certgen.py, or `tls-sidecar certs init`)."
 import datetime
 import json
 import ssl
+import subprocess
 
 import pymongo
 import pytest
@@ -115,14 +116,25 @@ def test_client_signed_by_another_ca_is_refused(procs, tmp_path):
     assert "UNKNOWN CA" in detail.upper().replace("_", " "), detail
 
 
-def test_verified_client_subject_is_in_the_rejection_log(procs, tmp_path):
+def test_verified_client_subject_is_in_the_clients_table_and_rejection_log(procs, tmp_path):
     ca, _ = write_pki(tmp_path, ("server",))
     ca.issue("reporting-client", organization="Example").write(tmp_path / "client.pem")
     standin = procs.standin()
     sidecar = procs.sidecar("--tlsMode", "requireTLS",
                             "--tlsCertificateKeyFile", tmp_path / "server.pem",
                             "--tlsCAFile", tmp_path / "ca.pem", upstream=standin.address)
-    assert attempt(sidecar.port, client_context(tmp_path / "ca.pem", tmp_path / "client.pem"))[0]
+    with tls_connect(sidecar.port,
+                     client_context(tmp_path / "ca.pem", tmp_path / "client.pem")) as sock:
+        assert hello_round_trip(sock)["ok"] == 1
+        # The clients table shows who the open TLS connection is.
+        clients = subprocess.run(
+            [str(harness.sidecar_binary()), "ctl", "--socket", str(tmp_path / "sidecar.sock"),
+             "--json", "clients", "--transport", "tls"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        assert clients.returncode == 0, clients.stderr
+        rows = json.loads(clients.stdout)["clients"]
+        assert [(r["subject"], r["active"]) for r in rows] == [
+            ("CN=reporting-client,O=Example", 1)], rows
     standin.stop()
     with tls_connect(sidecar.port,
                      client_context(tmp_path / "ca.pem", tmp_path / "client.pem")) as sock:

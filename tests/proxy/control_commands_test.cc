@@ -370,7 +370,8 @@ TEST_F(ControlCommandsTest, DrainAnswersHowManyItWillClose) {
 TEST_F(ControlCommandsTest, ClientsListsRowsFilteredByTransport) {
   target_.clients = {
       {"10.0.0.1", "app", "PyMongo 4", false, Transport::kPlaintext, 2, 5, 1700000000000},
-      {"10.0.0.2", "", "mongod 7", true, Transport::kTls, 0, 1, 1700000000000}};
+      {"10.0.0.2", "", "mongod 7", true, Transport::kTls, 0, 1, 1700000000000,
+       "CN=node2,O=Example"}};
   Json all = Ask("{\"cmd\":\"clients\"}");
   ASSERT_EQ(all["clients"].size(), 2u);
   Json plaintext = Ask("{\"cmd\":\"clients\",\"transport\":\"plaintext\"}");
@@ -378,9 +379,10 @@ TEST_F(ControlCommandsTest, ClientsListsRowsFilteredByTransport) {
   EXPECT_EQ(plaintext["clients"][0],
             Json::parse(R"({"address":"10.0.0.1","application":"app","driver":"PyMongo 4",
                             "kind":"client","transport":"plaintext","active":2,"total":5,
-                            "lastSeen":"2023-11-14T22:13:20Z"})"));
+                            "lastSeen":"2023-11-14T22:13:20Z","subject":""})"));
   Json tls = Ask("{\"cmd\":\"clients\",\"transport\":\"tls\"}");
   EXPECT_EQ(tls["clients"][0]["kind"], "member");
+  EXPECT_EQ(tls["clients"][0]["subject"], "CN=node2,O=Example");
 }
 
 TEST_F(ControlCommandsTest, InvalidUtf8FromPeersIsReplacedNotFatal) {
