@@ -32,6 +32,12 @@ void Append(std::string* out, const T& piece) {
 
 }  // namespace concat_internal
 
+// ConcatAppend appends the pieces to `out`.
+template <typename... Pieces>
+void ConcatAppend(std::string* out, const Pieces&... pieces) {
+  (concat_internal::Append(out, pieces), ...);
+}
+
 template <typename... Pieces>
 std::string Concat(const Pieces&... pieces) {
   std::string out;

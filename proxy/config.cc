@@ -1,3 +1,4 @@
+#include "proxy/concat.h"
 #include "proxy/config.h"
 
 #include <fcntl.h>
@@ -35,27 +36,6 @@
 namespace sidecar::proxy {
 namespace {
 
-// Debian's Abseil is built with its own absl::string_view (not std::string_view), so
-// absl::StrCat does not take std::string_view; these small helpers take both.
-void AppendPiece(std::string& out, std::string_view s) { out.append(s); }
-void AppendPiece(std::string& out, absl::string_view s) { out.append(s.data(), s.size()); }
-void AppendPiece(std::string& out, const char* s) { out.append(s); }
-void AppendPiece(std::string& out, const std::string& s) { out.append(s); }
-template <typename T>
-requires(std::is_integral_v<T> && !std::is_same_v<T, char> &&
-         !std::is_same_v<T, bool>) void AppendPiece(std::string& out, T value) {
-  out += std::to_string(value);
-}
-template <typename... Pieces>
-std::string Cat(const Pieces&... pieces) {
-  std::string out;
-  (AppendPiece(out, pieces), ...);
-  return out;
-}
-template <typename... Pieces>
-void Append(std::string* out, const Pieces&... pieces) {
-  (AppendPiece(*out, pieces), ...);
-}
 bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
   if (!s->starts_with(prefix)) {
     return false;
@@ -78,7 +58,7 @@ bool IsHostChar(char c) {
 absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_port_zero) {
   const std::string example = "e.g. 127.0.0.1:27018 or [::1]:27018";
   if (text.empty()) {
-    return absl::InvalidArgumentError(Cat("expected host:port (", example, "), got \"\""));
+    return absl::InvalidArgumentError(Concat("expected host:port (", example, "), got \"\""));
   }
   std::string_view host;
   std::string_view port_text;
@@ -86,33 +66,33 @@ absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_por
     size_t close = text.find(']');
     if (close == std::string_view::npos) {
       return absl::InvalidArgumentError(
-          Cat("missing ']' after the IPv6 address in \"", text, "\""));
+          Concat("missing ']' after the IPv6 address in \"", text, "\""));
     }
     host = text.substr(1, close - 1);
     std::string_view rest = text.substr(close + 1);
     if (!ConsumePrefix(&rest, ":")) {
       return absl::InvalidArgumentError(
-          Cat("expected host:port (", example, "), got \"", text, "\""));
+          Concat("expected host:port (", example, "), got \"", text, "\""));
     }
     port_text = rest;
   } else {
     size_t colon = text.rfind(':');
     if (colon == std::string_view::npos) {
       return absl::InvalidArgumentError(
-          Cat("expected host:port (", example, "), got \"", text, "\""));
+          Concat("expected host:port (", example, "), got \"", text, "\""));
     }
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
     if ((host.find(':') != std::string::npos)) {
       return absl::InvalidArgumentError(
-          Cat("IPv6 addresses need brackets (", example, "), got \"", text, "\""));
+          Concat("IPv6 addresses need brackets (", example, "), got \"", text, "\""));
     }
   }
   if (host.empty()) {
-    return absl::InvalidArgumentError(Cat("missing host in \"", text, "\""));
+    return absl::InvalidArgumentError(Concat("missing host in \"", text, "\""));
   }
   if (!std::all_of(host.begin(), host.end(), IsHostChar)) {
-    return absl::InvalidArgumentError(Cat("invalid host \"", host, "\""));
+    return absl::InvalidArgumentError(Concat("invalid host \"", host, "\""));
   }
   uint32_t port = 0;
   if (port_text.empty() ||
@@ -121,7 +101,7 @@ absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_por
       !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) ||
       port > 65535 || (port == 0 && !allow_port_zero)) {
     return absl::InvalidArgumentError(
-        Cat("invalid port \"", port_text, "\" in \"", text, "\"; expected 1 to 65535"));
+        Concat("invalid port \"", port_text, "\" in \"", text, "\"; expected 1 to 65535"));
   }
   return HostPort{std::string(host), static_cast<uint16_t>(port)};
 }
@@ -173,11 +153,11 @@ absl::Status SetSelector(std::string_view text, std::string* out) {
             return absl::ascii_isxdigit(static_cast<unsigned char>(c));
           })) {
         return absl::InvalidArgumentError(
-            Cat("\"", text, "\": a thumbprint is the SHA-1 of the certificate, 40 hex digits"));
+            Concat("\"", text, "\": a thumbprint is the SHA-1 of the certificate, 40 hex digits"));
       }
     } else {
       return absl::InvalidArgumentError(
-          Cat("\"", text, "\": expected \"subject=<CN or DN>\" or \"thumbprint=<SHA-1 hex>\""));
+          Concat("\"", text, "\": expected \"subject=<CN or DN>\" or \"thumbprint=<SHA-1 hex>\""));
     }
   }
   *out = std::string(text);
@@ -188,7 +168,7 @@ absl::Status SetListenAddress(std::string_view text, std::string* out) {
   if (!text.empty()) {
     absl::StatusOr<HostPort> hp = ParseHostPortBare(text, /*allow_port_zero=*/true);
     if (!hp.ok()) {
-      return absl::InvalidArgumentError(Cat(hp.status().message(), " (\"\" turns it off)"));
+      return absl::InvalidArgumentError(Concat(hp.status().message(), " (\"\" turns it off)"));
     }
   }
   *out = std::string(text);
@@ -214,7 +194,7 @@ absl::StatusOr<std::set<certs::TlsProtocol>> ParseProtocols(const std::vector<st
                            [&](const auto& entry) { return entry.first == name; });
     if (it == std::end(kNames)) {
       return absl::InvalidArgumentError(
-          Cat("unknown protocol \"", name,
+          Concat("unknown protocol \"", name,
               "\"; valid names are TLS1_0, TLS1_1, TLS1_2, TLS1_3, or \"none\""));
     }
     out.insert(it->second);
@@ -256,7 +236,7 @@ absl::Status SetBindIp(const Value& v, Config& c) {
   }
   for (const std::string& ip : v.list) {
     if (ip.empty() || !std::all_of(ip.begin(), ip.end(), IsHostChar)) {
-      return absl::InvalidArgumentError(Cat("invalid address \"", ip, "\""));
+      return absl::InvalidArgumentError(Concat("invalid address \"", ip, "\""));
     }
   }
   c.bind_ips = v.list;
@@ -329,7 +309,7 @@ absl::Status SetControlSocket(const Value& v, Config& c) {
   }
   if (v.str.size() >= kMaxPath) {
     return absl::InvalidArgumentError(
-        Cat("is ", v.str.size(), " bytes long; a UNIX socket path must be under ", kMaxPath));
+        Concat("is ", v.str.size(), " bytes long; a UNIX socket path must be under ", kMaxPath));
   }
   c.control_socket = v.str;
   return absl::OkStatus();
@@ -495,7 +475,7 @@ std::string Suggestion(std::string_view wrong, const std::vector<std::string>& c
   if (best.empty()) {
     return "";
   }
-  return Cat("; did you mean ", best, "?");
+  return Concat("; did you mean ", best, "?");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,8 +539,8 @@ std::string JoinKey(std::string_view parent, std::string_view segment) {
   bool bare = !segment.empty() && std::all_of(segment.begin(), segment.end(), [](char c) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
   });
-  std::string quoted = bare ? std::string(segment) : Cat("\"", segment, "\"");
-  return parent.empty() ? quoted : Cat(parent, ".", quoted);
+  std::string quoted = bare ? std::string(segment) : Concat("\"", segment, "\"");
+  return parent.empty() ? quoted : Concat(parent, ".", quoted);
 }
 
 std::vector<std::string> SplitList(std::string_view text) {
@@ -589,7 +569,7 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
   Value v;
   auto wrong_type = [&]() {
     return absl::InvalidArgumentError(
-        Cat("expected ", KindName(setting.kind), ", got ", TypeName(node.type())));
+        Concat("expected ", KindName(setting.kind), ", got ", TypeName(node.type())));
   };
   switch (setting.kind) {
     case Kind::kString:
@@ -611,7 +591,7 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
       v.integer = node.as_integer()->get();
       if (v.integer < setting.min || v.integer > setting.max) {
         return absl::InvalidArgumentError(
-            Cat("must be between ", setting.min, " and ", setting.max, ", got ", v.integer));
+            Concat("must be between ", setting.min, " and ", setting.max, ", got ", v.integer));
       }
       break;
     case Kind::kList:
@@ -621,7 +601,7 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
         for (const toml::node& element : *node.as_array()) {
           if (!element.is_string()) {
             return absl::InvalidArgumentError(
-                Cat("expected an array of strings, found ", TypeName(element.type()), " in it"));
+                Concat("expected an array of strings, found ", TypeName(element.type()), " in it"));
           }
           v.list.push_back(std::string(element.as_string()->get()));
         }
@@ -637,7 +617,7 @@ std::vector<std::string> KnownKeysUnder(std::string_view table) {
   std::vector<std::string> out;
   auto add_if_child = [&](std::string_view key) {
     std::string_view rest = key;
-    if (!table.empty() && !ConsumePrefix(&rest, Cat(table, "."))) {
+    if (!table.empty() && !ConsumePrefix(&rest, Concat(table, "."))) {
       return;
     }
     if (!(rest.find('.') != std::string::npos)) {
@@ -660,16 +640,16 @@ std::vector<std::string> KnownKeysUnder(std::string_view table) {
 absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loader& loader) {
   const std::string key = "egress.peers";
   auto error = [&](std::string_view k, std::string_view what) {
-    return absl::InvalidArgumentError(Cat(file, ": ", k, ": ", what));
+    return absl::InvalidArgumentError(Concat(file, ": ", k, ": ", what));
   };
   if (!node.is_array_of_tables() && !(node.is_array() && node.as_array()->empty())) {
     return error(
-        key, Cat("expected an array of tables ([[egress.peers]]), got ", TypeName(node.type())));
+        key, Concat("expected an array of tables ([[egress.peers]]), got ", TypeName(node.type())));
   }
   std::vector<EgressPeer> peers;
   size_t index = 0;
   for (const toml::node& element : *node.as_array()) {
-    const std::string prefix = Cat(key, "[", index, "]");
+    const std::string prefix = Concat(key, "[", index, "]");
     const toml::table& table = *element.as_table();
     EgressPeer peer;
     bool has_listen = false;
@@ -677,11 +657,11 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
     for (auto&& [k, v] : table) {
       const std::string full = JoinKey(prefix, k.str());
       if (k.str() != "listen" && k.str() != "target") {
-        return error(full, Cat("unknown key", Suggestion(k.str(), {"listen", "target"}),
+        return error(full, Concat("unknown key", Suggestion(k.str(), {"listen", "target"}),
                                " (a peer has listen and target)"));
       }
       if (!v.is_string()) {
-        return error(full, Cat("expected a string, got ", TypeName(v.type())));
+        return error(full, Concat("expected a string, got ", TypeName(v.type())));
       }
       bool listen = k.str() == "listen";
       absl::StatusOr<HostPort> hp =
@@ -698,7 +678,7 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
       }
     }
     if (!has_listen || !has_target) {
-      return error(prefix, Cat("needs both listen (where mongod dials) and target "
+      return error(prefix, Concat("needs both listen (where mongod dials) and target "
                                "(the peer's sidecar); ",
                                has_listen ? "target" : "listen", " is missing"));
     }
@@ -706,28 +686,28 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Loa
       if (peers[i].listen.port != 0 && peers[i].listen.host == peer.listen.host &&
           peers[i].listen.port == peer.listen.port) {
         return error(
-            Cat(prefix, ".listen"),
-            Cat(peer.listen.ToString(), " is already the listen address of ", key, "[", i, "]"));
+            Concat(prefix, ".listen"),
+            Concat(peer.listen.ToString(), " is already the listen address of ", key, "[", i, "]"));
       }
     }
     peers.push_back(std::move(peer));
     ++index;
   }
   loader.config.egress_peers = std::move(peers);
-  loader.origins[key] = Cat(file, ": ", key);
+  loader.origins[key] = Concat(file, ": ", key);
   return absl::OkStatus();
 }
 
 absl::Status ApplyTable(const toml::table& table, std::string_view path, std::string_view file,
                         Loader& loader, std::set<std::string, std::less<>>& seen) {
   auto error = [&](std::string_view key, std::string_view what) {
-    return absl::InvalidArgumentError(Cat(file, ": ", key, ": ", what));
+    return absl::InvalidArgumentError(Concat(file, ": ", key, ": ", what));
   };
   for (auto&& [k, node] : table) {
     const std::string full = JoinKey(path, k.str());
     if (IsTable(full)) {
       if (!node.is_table()) {
-        return error(full, Cat("expected a table, got ", TypeName(node.type())));
+        return error(full, Concat("expected a table, got ", TypeName(node.type())));
       }
       absl::Status status = ApplyTable(*node.as_table(), full, file, loader, seen);
       if (!status.ok()) {
@@ -746,10 +726,10 @@ absl::Status ApplyTable(const toml::table& table, std::string_view path, std::st
     const Setting* setting = FindSettingByKey(full, &via_alias);
     if (setting == nullptr) {
       std::string_view what = node.is_table() ? "unknown table" : "unknown key";
-      return error(full, Cat(what, Suggestion(full, KnownKeysUnder(path))));
+      return error(full, Concat(what, Suggestion(full, KnownKeysUnder(path))));
     }
     if (!seen.insert(std::string(setting->key)).second) {
-      return error(full, Cat("set twice (", setting->key, " and its alias ", setting->alias,
+      return error(full, Concat("set twice (", setting->key, " and its alias ", setting->alias,
                              " are the same setting)"));
     }
     absl::StatusOr<Value> value = ValueFromToml(node, *setting);
@@ -760,7 +740,7 @@ absl::Status ApplyTable(const toml::table& table, std::string_view path, std::st
     if (!status.ok()) {
       return error(full, std::string(status.message()));
     }
-    loader.origins[std::string(setting->key)] = Cat(file, ": ", full);
+    loader.origins[std::string(setting->key)] = Concat(file, ": ", full);
   }
   return absl::OkStatus();
 }
@@ -769,7 +749,7 @@ absl::StatusOr<toml::table> ParseToml(std::string_view text, std::string_view fi
   toml::parse_result result = toml::parse(text, std::string_view(file));
   if (!result) {
     const toml::parse_error& e = result.error();
-    return absl::InvalidArgumentError(Cat(file, ": line ", e.source().begin.line, ", column ",
+    return absl::InvalidArgumentError(Concat(file, ": line ", e.source().begin.line, ", column ",
                                           e.source().begin.column, ": ", e.description()));
   }
   return std::move(result).table();
@@ -787,7 +767,7 @@ absl::Status ApplyFileText(std::string_view text, std::string_view file, Loader&
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::InvalidArgumentError(Cat(path, ": cannot read: ", strerror(errno)));
+    return absl::InvalidArgumentError(Concat(path, ": cannot read: ", strerror(errno)));
   }
   std::string text;
   char buffer[16384];
@@ -799,7 +779,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
     if (n < 0) {
       int saved = errno;
       close(fd);
-      return absl::InvalidArgumentError(Cat(path, ": cannot read: ", strerror(saved)));
+      return absl::InvalidArgumentError(Concat(path, ": cannot read: ", strerror(saved)));
     }
     if (n == 0) {
       break;
@@ -808,7 +788,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
     if (static_cast<int64_t>(text.size()) > kMaxConfigFileBytes) {
       close(fd);
       return absl::InvalidArgumentError(
-          Cat(path, ": larger than ", kMaxConfigFileBytes, " bytes; is it the right file?"));
+          Concat(path, ": larger than ", kMaxConfigFileBytes, " bytes; is it the right file?"));
     }
   }
   close(fd);
@@ -966,10 +946,10 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
     }
     if (!arg.starts_with("--")) {
       if (arg.starts_with("-") && arg.size() > 1) {
-        return absl::InvalidArgumentError(Cat(arg, ": unknown flag; see tls-sidecar --help"));
+        return absl::InvalidArgumentError(Concat(arg, ": unknown flag; see tls-sidecar --help"));
       }
       return absl::InvalidArgumentError(
-          Cat("unexpected argument \"", arg, "\"; flags start with -- (see tls-sidecar --help)"));
+          Concat("unexpected argument \"", arg, "\"; flags start with -- (see tls-sidecar --help)"));
     }
     std::string_view name = arg;
     std::optional<std::string> value;
@@ -986,7 +966,7 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
         names.emplace_back(f.name);
       }
       std::string suggestion = Suggestion(name, names);
-      return absl::InvalidArgumentError(Cat(name, ": unknown flag", suggestion,
+      return absl::InvalidArgumentError(Concat(name, ": unknown flag", suggestion,
                                             suggestion.empty() ? "; " : " ",
                                             "see tls-sidecar --help"));
     }
@@ -996,11 +976,11 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
     if (TakesValue(*it)) {
       if (!value.has_value()) {
         if (i + 1 >= argc || argv[i + 1] == nullptr) {
-          return absl::InvalidArgumentError(Cat(name, ": needs a value"));
+          return absl::InvalidArgumentError(Concat(name, ": needs a value"));
         }
         std::string_view next = argv[i + 1];
         if (next.starts_with("--")) {
-          return absl::InvalidArgumentError(Cat(name, ": needs a value (write ", name,
+          return absl::InvalidArgumentError(Concat(name, ": needs a value (write ", name,
                                                 "=VALUE for a value that starts with --)"));
         }
         value = std::string(next);
@@ -1010,7 +990,7 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
       // Switches take no value, as in mongod; "=true"/"=false" is accepted for scripts.
       if (*value != "true" && *value != "false") {
         return absl::InvalidArgumentError(
-            Cat(name, ": is a switch and takes no value (got \"", *value, "\")"));
+            Concat(name, ": is a switch and takes no value (got \"", *value, "\")"));
       }
     }
     use.value = std::move(value);
@@ -1022,14 +1002,14 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
 absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
                        std::map<std::string, std::string, std::less<>>& given) {
   auto error = [&](std::string_view what) {
-    return absl::InvalidArgumentError(Cat(use.spelling, ": ", what));
+    return absl::InvalidArgumentError(Concat(use.spelling, ": ", what));
   };
   // Two flags for the same setting (e.g. --tlsMode and --sslMode) are a mistake, as in mongod.
   auto claim = [&](std::string_view key) -> absl::Status {
     auto [it, inserted] = given.emplace(std::string(key), use.spelling);
     if (!inserted) {
       return error(it->second == use.spelling ? "given more than once"
-                                              : Cat("conflicts with ", it->second));
+                                              : Concat("conflicts with ", it->second));
     }
     loader.origins[std::string(key)] = use.spelling;
     return absl::OkStatus();
@@ -1051,11 +1031,11 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
       if (use.value.has_value()) {
         // Notices are logged: never echo a password.
         bool secret = use.spelling.find("Password") != std::string::npos;
-        Append(&what, " ", secret ? "(value hidden)" : *use.value);
+        ConcatAppend(&what, " ", secret ? "(value hidden)" : *use.value);
       }
-      Append(&what, ": a mongod option, ignored by tls-sidecar");
+      ConcatAppend(&what, ": a mongod option, ignored by tls-sidecar");
       if (!flag.note.empty()) {
-        Append(&what, " (", flag.note, ")");
+        ConcatAppend(&what, " (", flag.note, ")");
       }
       loader.config.notices.push_back(std::move(what));
       return absl::OkStatus();
@@ -1077,7 +1057,7 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
       }
       if (use.value != "false") {
         loader.config.mode = Mode::kRequireTls;
-        loader.config.notices.push_back(Cat(use.spelling, ": ", flag.note));
+        loader.config.notices.push_back(Concat(use.spelling, ": ", flag.note));
       }
       return absl::OkStatus();
     }
@@ -1100,10 +1080,10 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
       break;
     case Kind::kInt:
       if (!absl::SimpleAtoi(absl::string_view(text), &v.integer)) {
-        return error(Cat("expected an integer, got \"", text, "\""));
+        return error(Concat("expected an integer, got \"", text, "\""));
       }
       if (v.integer < setting.min || v.integer > setting.max) {
-        return error(Cat("must be between ", setting.min, " and ", setting.max, ", got ", text));
+        return error(Concat("must be between ", setting.min, " and ", setting.max, ", got ", text));
       }
       break;
     case Kind::kList:
@@ -1123,20 +1103,20 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
 absl::Status Finish(Loader& loader) {
   Config& c = loader.config;
   if (c.control_socket.empty()) {
-    c.control_socket = Cat("/tmp/tls-sidecar-", c.port, ".sock");
+    c.control_socket = Concat("/tmp/tls-sidecar-", c.port, ".sock");
   }
   auto error = [&](std::string_view key, std::string_view what) {
-    return absl::InvalidArgumentError(Cat(loader.Origin(key), ": ", what));
+    return absl::InvalidArgumentError(Concat(loader.Origin(key), ": ", what));
   };
   const certs::TlsSettings& tls = c.tls;
   if (!tls.certificate_selector.empty() && !tls.certificate_key_file.empty()) {
     return error("net.tls.certificateSelector",
-                 Cat("cannot be used together with a certificate key file (",
+                 Concat("cannot be used together with a certificate key file (",
                      loader.Origin("net.tls.certificateKeyFile"), "); choose one"));
   }
   if (!tls.cluster_certificate_selector.empty() && !tls.cluster_file.empty()) {
     return error("net.tls.clusterCertificateSelector",
-                 Cat("cannot be used together with a cluster file (",
+                 Concat("cannot be used together with a cluster file (",
                      loader.Origin("net.tls.clusterFile"), "); choose one"));
   }
   for (std::string_view key :
@@ -1156,7 +1136,7 @@ absl::Status Finish(Loader& loader) {
                  "against the CA that issued the certificates");
   }
   if (c.mode != Mode::kDisabled && !tls.HasServerCertificate()) {
-    return error("net.tls.mode", Cat("mode ", ModeName(c.mode),
+    return error("net.tls.mode", Concat("mode ", ModeName(c.mode),
                                      " needs a certificate: set net.tls.certificateKeyFile "
                                      "(--tlsCertificateKeyFile) or net.tls.certificateSelector "
                                      "(--tlsCertificateSelector)"));
@@ -1208,15 +1188,15 @@ std::string HelpLine(std::string_view flags, std::string_view text) {
 
 std::string HostPort::ToString() const {
   if ((host.find(':') != std::string::npos)) {
-    return Cat("[", host, "]:", port);
+    return Concat("[", host, "]:", port);
   }
-  return Cat(host, ":", port);
+  return Concat(host, ":", port);
 }
 
 absl::StatusOr<HostPort> ParseHostPort(std::string_view text, std::string_view what) {
   absl::StatusOr<HostPort> hp = ParseHostPortBare(text, /*allow_port_zero=*/false);
   if (!hp.ok() && !what.empty()) {
-    return absl::InvalidArgumentError(Cat(what, ": ", hp.status().message()));
+    return absl::InvalidArgumentError(Concat(what, ": ", hp.status().message()));
   }
   return hp;
 }
@@ -1231,10 +1211,10 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   for (const FlagUse& use : *uses) {
     if (use.flag != nullptr && use.flag->action == FlagAction::kConfig) {
       if (config_flag != nullptr) {
-        return absl::InvalidArgumentError(Cat(use.spelling, ": given more than once"));
+        return absl::InvalidArgumentError(Concat(use.spelling, ": given more than once"));
       }
       if (use.value->empty()) {
-        return absl::InvalidArgumentError(Cat(use.spelling, ": needs a file name"));
+        return absl::InvalidArgumentError(Concat(use.spelling, ": needs a file name"));
       }
       config_flag = &use;
     }
@@ -1292,11 +1272,11 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
   }
   if (!node.is_string()) {
     return absl::InvalidArgumentError(
-        Cat(file_name, ": net.tls.mode: expected a string, got ", TypeName(node.type())));
+        Concat(file_name, ": net.tls.mode: expected a string, got ", TypeName(node.type())));
   }
   absl::StatusOr<Mode> mode = ParseMode(node.as_string()->get());
   if (!mode.ok()) {
-    return absl::InvalidArgumentError(Cat(file_name, ": net.tls.mode: ", mode.status().message()));
+    return absl::InvalidArgumentError(Concat(file_name, ": net.tls.mode: ", mode.status().message()));
   }
   return *mode;
 }
@@ -1319,13 +1299,13 @@ std::string HelpText() {
       "TLS and/or plaintext according to its mode, and forwards plaintext to the\n"
       "local mongod. Flags override the configuration file. TLS flags take mongod's\n"
       "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
-  Append(&out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
+  ConcatAppend(&out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
          HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
          HelpLine("-v, -vv, --verbose", "also log debug lines"));
   for (std::string_view group : {"Network", "TLS", "Control and metrics", "Limits"}) {
-    Append(&out, "\n", group, ":\n");
+    ConcatAppend(&out, "\n", group, ":\n");
     if (group == "Network") {
-      Append(&out, HelpLine("--bind_ip_all", "listen on all IPv4 addresses (0.0.0.0)"));
+      ConcatAppend(&out, HelpLine("--bind_ip_all", "listen on all IPv4 addresses (0.0.0.0)"));
     }
     for (const Setting& s : Settings()) {
       if (s.group != group || s.flags.empty()) {
@@ -1334,44 +1314,44 @@ std::string HelpText() {
       std::string flags;
       for (std::string_view name : s.flags) {
         if (!flags.empty()) {
-          Append(&flags, ", ");
+          ConcatAppend(&flags, ", ");
         }
-        Append(&flags, name);
+        ConcatAppend(&flags, name);
         if (!s.arg.empty()) {
-          Append(&flags, " ", s.arg);
+          ConcatAppend(&flags, " ", s.arg);
         }
       }
       std::string text(s.help);
       if (!s.default_text.empty()) {
-        Append(&text, " (default: ", s.default_text, ")");
+        ConcatAppend(&text, " (default: ", s.default_text, ")");
       }
       out += HelpLine(flags, text);
     }
     if (group == "Limits") {
-      Append(&out,
+      ConcatAppend(&out,
              "  limits.sniffTimeoutMs (10000), limits.handshakeTimeoutMs (10000) and\n"
              "  limits.drainSeconds (30) are set in the configuration file.\n");
     }
   }
-  Append(&out,
+  ConcatAppend(&out,
          "\nmongod options accepted and ignored (with a notice), so a pasted mongod\n"
          "command line works:\n ");
   size_t column = 1;
   auto add_ignored = [&](std::string_view name) {
     if (column + name.size() + 1 > 78) {
-      Append(&out, "\n ");
+      ConcatAppend(&out, "\n ");
       column = 1;
     }
-    Append(&out, " ", name);
+    ConcatAppend(&out, " ", name);
     column += name.size() + 1;
   };
   for (const auto& [name, note] : kIgnoredValueFlags) {
-    add_ignored(Cat(name, " X"));
+    add_ignored(Concat(name, " X"));
   }
   for (const auto& [name, note] : kIgnoredSwitchFlags) {
     add_ignored(name);
   }
-  Append(&out,
+  ConcatAppend(&out,
          "\n\nConfiguration file (TOML); every key is optional:\n"
          "  [net]      bindIp, port, upstream, threads, upstreamProxyProtocol\n"
          "  [net.tls]  mode, certificateKeyFile (PEMKeyFile), certificateKeyFilePassword\n"

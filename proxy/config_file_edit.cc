@@ -1,5 +1,7 @@
 #include "proxy/config_file_edit.h"
 
+#include "proxy/concat.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -29,26 +31,6 @@
 namespace sidecar::proxy {
 namespace {
 
-// Debian's Abseil is built with its own absl::string_view (not std::string_view), so
-// absl::StrCat does not take std::string_view; these small helpers take both.
-void AppendPiece(std::string& out, std::string_view s) { out.append(s); }
-void AppendPiece(std::string& out, const char* s) { out.append(s); }
-void AppendPiece(std::string& out, const std::string& s) { out.append(s); }
-template <typename T>
-requires(std::is_integral_v<T> && !std::is_same_v<T, char> &&
-         !std::is_same_v<T, bool>) void AppendPiece(std::string& out, T value) {
-  out += std::to_string(value);
-}
-template <typename... Pieces>
-std::string Cat(const Pieces&... pieces) {
-  std::string out;
-  (AppendPiece(out, pieces), ...);
-  return out;
-}
-template <typename... Pieces>
-void Append(std::string* out, const Pieces&... pieces) {
-  (AppendPiece(*out, pieces), ...);
-}
 
 using Path = std::vector<std::string>;
 
@@ -127,7 +109,7 @@ class Scanner {
           std::equal(section.begin(), section.end(), kNetTls.begin()) && !places_->after_dotted) {
         places_->after_dotted = NextLineStart(p_);
         places_->dotted_prefix =
-            Cat(absl::StrJoin(kNetTls.begin() + section.size(), kNetTls.end(), "."), ".");
+            Concat(absl::StrJoin(kNetTls.begin() + section.size(), kNetTls.end(), "."), ".");
       }
     }
   }
@@ -394,7 +376,7 @@ bool SetExpectedMode(toml::table& root, Mode mode) {
 absl::StatusOr<toml::table> Parse(std::string_view text, std::string_view what) {
   toml::parse_result result = toml::parse(text, std::string_view("config"));
   if (!result) {
-    return absl::FailedPreconditionError(Cat(what, " does not parse as TOML (line ",
+    return absl::FailedPreconditionError(Concat(what, " does not parse as TOML (line ",
                                              result.error().source().begin.line, ": ",
                                              result.error().description(), ")"));
   }
@@ -404,7 +386,7 @@ absl::StatusOr<toml::table> Parse(std::string_view text, std::string_view what) 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::FailedPreconditionError(Cat("cannot read: ", strerror(errno)));
+    return absl::FailedPreconditionError(Concat("cannot read: ", strerror(errno)));
   }
   std::string text;
   char buffer[16384];
@@ -416,7 +398,7 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     if (n < 0) {
       int saved = errno;
       close(fd);
-      return absl::FailedPreconditionError(Cat("cannot read: ", strerror(saved)));
+      return absl::FailedPreconditionError(Concat("cannot read: ", strerror(saved)));
     }
     if (n == 0) {
       break;
@@ -450,7 +432,7 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
   }
   const std::string_view name = ModeName(mode);
   const std::string_view nl = (text.find("\r\n") != std::string::npos) ? "\r\n" : "\n";
-  const std::string new_line = Cat("mode = \"", name, "\"");
+  const std::string new_line = Concat("mode = \"", name, "\"");
   Places places;
   Scanner scanner(text);
   if (!scanner.Run(&places)) {
@@ -459,32 +441,32 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
   }
   std::string out(text);
   if (places.mode_values == 1) {
-    std::string value = places.quote == '\'' ? Cat("'", name, "'") : Cat("\"", name, "\"");
+    std::string value = places.quote == '\'' ? Concat("'", name, "'") : Concat("\"", name, "\"");
     out.replace(places.value_begin, places.value_end - places.value_begin, value);
   } else if (places.mode_values > 1) {
     return absl::FailedPreconditionError("net.tls.mode is set more than once; edit it by hand");
   } else if (places.after_header) {
-    std::string insert = Cat(new_line, nl);
+    std::string insert = Concat(new_line, nl);
     if (*places.after_header == out.size() && !out.empty() && out.back() != '\n') {
-      insert = Cat(nl, insert);
+      insert = Concat(nl, insert);
     }
     out.insert(*places.after_header, insert);
   } else if (places.inline_open) {
-    out.insert(*places.inline_open, Cat(" ", new_line, places.inline_empty ? " " : ","));
+    out.insert(*places.inline_open, Concat(" ", new_line, places.inline_empty ? " " : ","));
   } else if (places.after_dotted) {
-    std::string insert = Cat(places.dotted_prefix, new_line, nl);
+    std::string insert = Concat(places.dotted_prefix, new_line, nl);
     if (*places.after_dotted == out.size() && !out.empty() && out.back() != '\n') {
-      insert = Cat(nl, insert);
+      insert = Concat(nl, insert);
     }
     out.insert(*places.after_dotted, insert);
   } else {
     if (!out.empty() && out.back() != '\n') {
-      Append(&out, nl);
+      ConcatAppend(&out, nl);
     }
     if (!out.empty()) {
-      Append(&out, nl);
+      ConcatAppend(&out, nl);
     }
-    Append(&out, "[net.tls]", nl, new_line, nl);
+    ConcatAppend(&out, "[net.tls]", nl, new_line, nl);
   }
 
   // The edit must change the mode and nothing else, whatever the document looked like.
@@ -503,17 +485,17 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
 absl::Status PersistMode(const std::string& config_file, Mode mode) {
   auto fail = [&](std::string_view what) {
     return absl::FailedPreconditionError(
-        Cat(config_file, ": ", what, "; the mode was not persisted"));
+        Concat(config_file, ": ", what, "; the mode was not persisted"));
   };
   // Edit the file a symlink points to, not the link (a rename would replace the link).
   char resolved[PATH_MAX];
   if (realpath(config_file.c_str(), resolved) == nullptr) {
-    return fail(Cat("cannot resolve the path: ", strerror(errno)));
+    return fail(Concat("cannot resolve the path: ", strerror(errno)));
   }
   const std::string target = resolved;
   struct stat st;
   if (stat(target.c_str(), &st) != 0) {
-    return fail(Cat("cannot stat: ", strerror(errno)));
+    return fail(Concat("cannot stat: ", strerror(errno)));
   }
   absl::StatusOr<std::string> text = ReadWholeFile(target);
   if (!text.ok()) {
@@ -530,10 +512,10 @@ absl::Status PersistMode(const std::string& config_file, Mode mode) {
   const size_t slash = target.rfind('/');
   const std::string dir = slash == 0 ? "/" : target.substr(0, slash);
   const std::string base = target.substr(slash + 1);
-  std::string temp = Cat(dir, "/.", base, ".tmp-XXXXXX");
+  std::string temp = Concat(dir, "/.", base, ".tmp-XXXXXX");
   int fd = mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) {
-    return fail(Cat("cannot create a temporary file in ", dir, ": ", strerror(errno)));
+    return fail(Concat("cannot create a temporary file in ", dir, ": ", strerror(errno)));
   }
   auto abandon = [&](std::string_view what) {
     int saved = errno;
@@ -541,10 +523,10 @@ absl::Status PersistMode(const std::string& config_file, Mode mode) {
       close(fd);
     }
     unlink(temp.c_str());
-    return fail(Cat(what, ": ", strerror(saved)));
+    return fail(Concat(what, ": ", strerror(saved)));
   };
   if (fchmod(fd, st.st_mode & 07777) != 0) {
-    return abandon(Cat("cannot set the permissions of ", temp));
+    return abandon(Concat("cannot set the permissions of ", temp));
   }
   if ((st.st_uid != geteuid() || st.st_gid != getegid()) && fchown(fd, st.st_uid, st.st_gid) != 0) {
     // Only root may give a file away; anyone else writes a file of their own, as an editor
@@ -552,18 +534,18 @@ absl::Status PersistMode(const std::string& config_file, Mode mode) {
     errno = 0;
   }
   if (!WriteAll(fd, *edited)) {
-    return abandon(Cat("cannot write ", temp));
+    return abandon(Concat("cannot write ", temp));
   }
   if (fsync(fd) != 0) {
-    return abandon(Cat("cannot sync ", temp));
+    return abandon(Concat("cannot sync ", temp));
   }
   int closing = fd;
   fd = -1;
   if (close(closing) != 0) {
-    return abandon(Cat("cannot write ", temp));
+    return abandon(Concat("cannot write ", temp));
   }
   if (rename(temp.c_str(), target.c_str()) != 0) {
-    return abandon(Cat("cannot replace ", target));
+    return abandon(Concat("cannot replace ", target));
   }
   // The rename is durable only once the directory entry is.
   int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
