@@ -1,4 +1,3 @@
-#include "proxy/concat.h"
 #include "proxy/config.h"
 
 #include <fcntl.h>
@@ -15,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "proxy/concat.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"

@@ -1,7 +1,5 @@
 #include "proxy/config_file_edit.h"
 
-#include "proxy/concat.h"
-
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -15,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "proxy/concat.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
