@@ -22,7 +22,8 @@ using Json = nlohmann::ordered_json;
 using Reply = absl::AnyInvocable<void(std::string)>;
 
 // Certificates that expire within this many days are warned about (mongod warns at 30).
-constexpr int kExpiryWarningDays = 30;
+// As the start-up log and the alert rule: three weeks ahead.
+constexpr int kExpiryWarningDays = 21;
 
 std::string Dump(const Json& answer) {
   // Peers' strings (application names) may hold invalid UTF-8: replace, never throw.
