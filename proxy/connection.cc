@@ -494,37 +494,44 @@ void Connection::PumpTls(Endpoint& from) {
     }
   }
   Endpoint& to = Other(from);
-  ChunkQueue plaintext(pool_);
-  size_t room = to.queued() < kHighWater ? kHighWater - to.queued() : 0;
-  TlsSession::Status status = tls.ReadPlaintext(plaintext, room);
-  Flush(from);  // reading can produce output too (key updates, session tickets)
-  if (!plaintext.empty()) {
-    DeliverPlaintext(from, plaintext);
+  while (state_ != State::kClosing) {
+    if (to.queued() >= kHighWater) {
+      Pause(from);  // resumed when the other side drains; ciphertext waits in the session
+      return;
+    }
+    ChunkQueue plaintext(pool_);
+    TlsSession::Status status = tls.ReadPlaintext(plaintext, kHighWater - to.queued());
+    Flush(from);  // reading can produce output too (key updates, session tickets)
+    if (!plaintext.empty()) {
+      DeliverPlaintext(from, plaintext);
+    }
+    switch (status) {
+      case TlsSession::Status::kOk:
+        continue;  // stopped at the limit: look at the other side again
+      case TlsSession::Status::kWantRead:
+        return;
+      case TlsSession::Status::kPeerClosed:
+        // close_notify: the peer is done sending; we still deliver the other way.
+        if (from.reading) {
+          uv_read_stop(from.socket.stream());
+          from.reading = false;
+        }
+        OnFinishedSending(from);
+        return;
+      case TlsSession::Status::kError:
+        worker_->LogConnection(*this, "TLS error", tls.error());
+        BeginClose(CloseReason::kTlsError);
+        return;
+    }
   }
-  switch (status) {
-    case TlsSession::Status::kOk:
-      // Stopped because the other side is full: DeliverPlaintext paused reading.
-      if (!from.paused && from.reading) {
-        uv_read_stop(from.socket.stream());
-        from.reading = false;
-        from.paused = true;
-      }
-      return;
-    case TlsSession::Status::kWantRead:
-      return;
-    case TlsSession::Status::kPeerClosed:
-      // close_notify: the peer is done sending; we still deliver the other way.
-      if (from.reading) {
-        uv_read_stop(from.socket.stream());
-        from.reading = false;
-      }
-      OnFinishedSending(from);
-      return;
-    case TlsSession::Status::kError:
-      worker_->LogConnection(*this, "TLS error", tls.error());
-      BeginClose(CloseReason::kTlsError);
-      return;
+}
+
+void Connection::Pause(Endpoint& source) {
+  if (source.reading) {
+    uv_read_stop(source.socket.stream());
+    source.reading = false;
   }
+  source.paused = true;
 }
 
 void Connection::OnHandshakeDone(Endpoint& side) {
@@ -550,6 +557,7 @@ void Connection::OnHandshakeDone(Endpoint& side) {
   } else {
     state_ = State::kProxying;
     Advance(side);  // what mongod sent while we shook hands
+    MaybeShutdown(side);  // mongod may have finished already
   }
 }
 
@@ -572,10 +580,8 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
                                   plaintext.bytes());
   plaintext.MoveAllTo(to.staged);
   Advance(to);
-  if (to.queued() >= kHighWater && from.reading) {
-    uv_read_stop(from.socket.stream());
-    from.reading = false;
-    from.paused = true;
+  if (to.queued() >= kHighWater) {
+    Pause(from);
   }
 }
 
@@ -654,6 +660,7 @@ void Connection::Flush(Endpoint& side) {
   }
   uv_buf_t bufs[kMaxWriteBuffers];
   size_t total = 0;
+  bool wrote = false;
   // Write directly while the socket takes everything: no request, no callback, and no
   // POLLOUT toggling (libuv 1.44 re-arms epoll after every queued write it completes).
   // A rejection's last words go through uv_write so its completion closes the connection.
@@ -667,26 +674,31 @@ void Connection::Flush(Endpoint& side) {
       OnSocketError(side, written);
       return;
     }
+    wrote = true;
     side.outgoing.Consume(static_cast<size_t>(written));
     if (static_cast<size_t>(written) < total) {
       break;  // the socket is full: queue the rest
     }
   }
-  if (side.outgoing.empty()) {
-    return;
+  if (!side.outgoing.empty()) {
+    int count = GatherWrite(side.outgoing, bufs, &total);
+    for (int i = 0; i < count; ++i) {
+      side.in_flight.Push(side.outgoing.Pop());
+    }
+    side.write_req.data = &side;
+    if (int rc =
+            uv_write(&side.write_req, side.socket.stream(), bufs, count, &Connection::OnWrite);
+        rc != 0) {
+      side.in_flight.Clear();
+      OnSocketError(side, rc);
+      return;
+    }
+    side.writing = true;
   }
-  int count = GatherWrite(side.outgoing, bufs, &total);
-  for (int i = 0; i < count; ++i) {
-    side.in_flight.Push(side.outgoing.Pop());
+  if (wrote) {
+    // The queue shrank without a write callback to say so: a source paused on it may go on.
+    MaybeResume(Other(side));
   }
-  side.write_req.data = &side;
-  if (int rc = uv_write(&side.write_req, side.socket.stream(), bufs, count, &Connection::OnWrite);
-      rc != 0) {
-    side.in_flight.Clear();
-    OnSocketError(side, rc);
-    return;
-  }
-  side.writing = true;
 }
 
 void Connection::OnWrite(uv_write_t* req, int status) {

@@ -156,6 +156,7 @@ class Connection {
   void OnFinishedSending(Endpoint& from);
   void MaybeShutdown(Endpoint& side);
   void MaybeResume(Endpoint& source);
+  void Pause(Endpoint& source);
   void OnHandshakeDone(Endpoint& side);
   void OnSocketError(Endpoint& side, int code);
   void UpdateHalfClosed();
