@@ -124,6 +124,9 @@ cmake --build "${BUILD_DIR}" -j "${JOBS}"
 # --- 4. Test ------------------------------------------------------------------------------
 
 if ((SANITIZE)); then
+  # Benchmarks of an instrumented binary measure the instrumentation; bench/ runs on the
+  # normal build only.
+  CTEST_ARGS+=(-LE bench)
   export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 fi

@@ -15,6 +15,10 @@ def procs(tmp_path):
     finally:
         print(group.describe())
         group.stop_all()
+    # A memory error or leak in a child fails the test that provoked it, even when the
+    # client side saw nothing wrong.
+    reports = group.sanitizer_reports()
+    assert not reports, "\n\n".join(reports)
 
 
 @pytest.fixture(scope="session")

@@ -208,6 +208,19 @@ class ProcessGroup:
         for child in reversed(self.children):
             child.stop()
 
+    def sanitizer_reports(self):
+        """The AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer reports that
+        the children wrote (in a `tests/run.sh --sanitize` build); empty otherwise."""
+        reports = []
+        for child in self.children:
+            text = child.stderr_text()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                at = text.find(marker)
+                if at >= 0:
+                    reports.append(f"{child.name}: {text[max(0, at - 200):at + 3000]}")
+                    break
+        return reports
+
 
 def make_pki(directory):
     """A CA and certificates for localhost and 127.0.0.1, made by `tls-sidecar certs init`.

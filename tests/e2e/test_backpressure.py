@@ -65,7 +65,8 @@ class _Writer:
 def test_memory_stays_bounded_when_clients_never_read(procs, pki, transport, monkeypatch):
     # In a sanitizer build, freed memory sits in AddressSanitizer's quarantine and would count
     # as growth; without a quarantine the allocator reuses it as the real one does.
-    monkeypatch.setenv("ASAN_OPTIONS", "quarantine_size_mb=0:thread_local_quarantine_size_kb=0")
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0")
     echo = procs.standin("--echo")
     sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
                             "--tlsCAFile", pki["ca"], upstream=echo.address)
