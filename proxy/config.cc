@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "certs/pem_file.h"
 #include "proxy/concat.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -764,36 +765,6 @@ absl::Status ApplyFileText(std::string_view text, std::string_view file, Loader&
   return ApplyTable(*table, "", file, loader, seen);
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InvalidArgumentError(Concat(path, ": cannot read: ", strerror(errno)));
-  }
-  std::string text;
-  char buffer[16384];
-  while (true) {
-    ssize_t n = read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int saved = errno;
-      close(fd);
-      return absl::InvalidArgumentError(Concat(path, ": cannot read: ", strerror(saved)));
-    }
-    if (n == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<size_t>(n));
-    if (static_cast<int64_t>(text.size()) > kMaxConfigFileBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          Concat(path, ": larger than ", kMaxConfigFileBytes, " bytes; is it the right file?"));
-    }
-  }
-  close(fd);
-  return text;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Flags.
@@ -1221,9 +1192,9 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   }
   if (config_flag != nullptr) {
     const std::string& file = *config_flag->value;
-    absl::StatusOr<std::string> text = ReadFile(file);
+    absl::StatusOr<std::string> text = certs::ReadFileToString(file);
     if (!text.ok()) {
-      return text.status();
+      return absl::InvalidArgumentError(text.status().message());  // a start-up error
     }
     absl::Status status = ApplyFileText(*text, file, loader);
     if (!status.ok()) {
@@ -1282,9 +1253,9 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
 }
 
 absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file) {
-  absl::StatusOr<std::string> text = ReadFile(config_file);
+  absl::StatusOr<std::string> text = certs::ReadFileToString(config_file);
   if (!text.ok()) {
-    return text.status();
+    return absl::InvalidArgumentError(text.status().message());
   }
   return ReadConfiguredModeFromString(*text, config_file);
 }

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "certs/pem_file.h"
 #include "proxy/concat.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -382,31 +383,6 @@ absl::StatusOr<toml::table> Parse(std::string_view text, std::string_view what) 
   return std::move(result).table();
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(Concat("cannot read: ", strerror(errno)));
-  }
-  std::string text;
-  char buffer[16384];
-  while (true) {
-    ssize_t n = read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int saved = errno;
-      close(fd);
-      return absl::FailedPreconditionError(Concat("cannot read: ", strerror(saved)));
-    }
-    if (n == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  return text;
-}
 
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -496,7 +472,7 @@ absl::Status PersistMode(const std::string& config_file, Mode mode) {
   if (stat(target.c_str(), &st) != 0) {
     return fail(Concat("cannot stat: ", strerror(errno)));
   }
-  absl::StatusOr<std::string> text = ReadWholeFile(target);
+  absl::StatusOr<std::string> text = certs::ReadFileToString(target);
   if (!text.ok()) {
     return fail(std::string(text.status().message()));
   }

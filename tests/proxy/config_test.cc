@@ -297,7 +297,7 @@ TEST(LoadConfigTest, FlagErrorsNameTheFlag) {
       {{"--control-socket", "/tmp/" + std::string(120, 'x')},
        "--control-socket: is 125 bytes long; a UNIX socket path must be under 108"},
       {{"--config", "/nonexistent/sidecar.toml"},
-       "/nonexistent/sidecar.toml: cannot read: No such file or directory"},
+       "/nonexistent/sidecar.toml: not found"},
       {{"--replSet"}, "--replSet: needs a value"},
   };
   for (const ErrorCase& test : cases) {
@@ -518,7 +518,7 @@ TEST(ReadConfiguredModeTest, ReadsOnlyTheMode) {
 
   mode = ReadConfiguredMode("/nonexistent.toml");
   ASSERT_FALSE(mode.ok());
-  EXPECT_EQ(Message(mode.status()), "/nonexistent.toml: cannot read: No such file or directory");
+  EXPECT_EQ(Message(mode.status()), "/nonexistent.toml: not found");
 }
 
 TEST(ParseHostPortTest, SplitsHostsAndBracketedIpv6) {
