@@ -1,0 +1,99 @@
+"""Limits of SPEC §10: limits.maxConnections is enforced with a counted rejection and frees
+up as connections close; a TLS client that stalls in its handshake is cut at
+limits.handshakeTimeoutMs, not left holding a slot."""
+
+import socket
+import ssl
+import time
+import urllib.request
+
+import harness
+
+PREFIX = harness.op_msg({"hello": 1, "$db": "admin"}, request_id=7)
+
+
+def _metric(port, name, labels):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _hello_round_trip(sock):
+    sock.sendall(PREFIX)
+    _, reply = harness.read_reply(sock)
+    return reply["ok"]
+
+
+def _closed_within(sock, seconds):
+    sock.settimeout(seconds)
+    start = time.monotonic()
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        return None
+    return time.monotonic() - start
+
+
+def test_max_connections_refuses_the_next_one_and_counts_it(procs, pki):
+    standin = procs.standin()
+    metrics_port = harness.free_port()
+    sidecar = procs.sidecar(upstream=standin.address, config="[limits]\nmaxConnections = 3\n",
+                            metrics=f"127.0.0.1:{metrics_port}")
+    held = [socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) for _ in range(3)]
+    try:
+        for sock in held:
+            assert _hello_round_trip(sock) == 1
+        extra = socket.create_connection(("127.0.0.1", sidecar.port), timeout=5)
+        with extra:
+            assert _closed_within(extra, 5) is not None, "the fourth connection was served"
+        assert _metric(metrics_port, "tls_sidecar_connections_rejected_total",
+                       {"reason": "max_connections"}) == 1
+        sidecar.wait_for_log("limits.maxConnections reached")
+        # A slot frees up when a connection closes, and the held ones still work.
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as again:
+                try:
+                    if _hello_round_trip(again) == 1:
+                        break
+                except (ConnectionError, OSError):
+                    pass
+            assert time.monotonic() < deadline, "no slot came free after a close"
+            time.sleep(0.1)
+        for sock in held:
+            assert _hello_round_trip(sock) == 1
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_stalled_tls_handshake_is_cut_at_the_handshake_timeout(procs, pki):
+    standin = procs.standin()
+    metrics_port = harness.free_port()
+    sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
+                            "--tlsCAFile", pki["ca"], upstream=standin.address,
+                            config="[limits]\nhandshakeTimeoutMs = 500\n",
+                            metrics=f"127.0.0.1:{metrics_port}")
+    # A real ClientHello, cut short: enough for the sniffer to say TLS, never enough to answer.
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
+        sock.sendall(hello[:len(hello) // 2])
+        elapsed = _closed_within(sock, 5)
+    assert elapsed is not None, "a stalled handshake was kept open"
+    assert elapsed < 3, f"closed after {elapsed:.1f}s, not at the 0.5 s handshake timeout"
+    sidecar.wait_for_log("handshake_timeout")
+    assert _metric(metrics_port, "tls_sidecar_connections_rejected_total",
+                   {"reason": "handshake_timeout"}) == 1
