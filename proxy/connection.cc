@@ -9,6 +9,7 @@
 #include "protocol/sniffer.h"
 #include "protocol/tls_alert.h"
 #include "protocol/wire.h"
+#include "proxy/concat.h"
 #include "proxy/socket_address.h"
 #include "proxy/worker.h"
 
@@ -60,7 +61,6 @@ Connection* Connection::StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
     connection->egress_address_ = *original;
     connection->egress_host_ = AddressWithoutPort(FormatAddress(*original));
   } else {
-    connection->egress_address_ = route.target_address;
     connection->egress_host_ = route.target.host;
   }
   // What travels to the peer is decided now, from the mode at accept (SPEC §2).
@@ -72,8 +72,51 @@ Connection* Connection::StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
   worker->shared().metrics.ConnectionOpened(Direction::kEgress, connection->transport_);
   // mongod may speak first; its bytes wait in upstream_.staged until the peer is ready.
   connection->StartReading(connection->downstream_);
-  connection->ConnectUpstream();
+  if (route.transparent) {
+    connection->ConnectUpstream();
+  } else if (route.target_address) {
+    connection->egress_address_ = *route.target_address;
+    connection->ConnectUpstream();
+  } else {
+    connection->ResolveEgressTarget(route.target);
+  }
   return connection;
+}
+
+void Connection::ResolveEgressTarget(const HostPort& target) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  resolve_req_.data = this;
+  std::string port = std::to_string(target.port);
+  if (int rc = uv_getaddrinfo(worker_->loop(), &resolve_req_, &Connection::OnEgressResolved,
+                              target.host.c_str(), port.c_str(), &hints);
+      rc != 0) {
+    OnUpstreamUnavailable(Concat("cannot resolve ", target.host, ": ", uv_strerror(rc)));
+    return;
+  }
+  // The request counts like a handle: the connection is not freed before its callback.
+  ++open_handles_;
+  resolving_ = true;
+}
+
+void Connection::OnEgressResolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
+  auto* self = static_cast<Connection*>(req->data);
+  self->resolving_ = false;
+  if (status == 0 && result != nullptr && self->state_ != State::kClosing) {
+    std::memcpy(&self->egress_address_, result->ai_addr, result->ai_addrlen);
+  }
+  uv_freeaddrinfo(result);
+  if (self->state_ != State::kClosing) {
+    if (status != 0) {
+      self->OnUpstreamUnavailable(
+          Concat("cannot resolve ", self->egress_host_, ": ", uv_strerror(status)));
+    } else {
+      self->ConnectUpstream();
+    }
+  }
+  OnHandleClosed(self);  // the request is done; frees the connection if it was the last
 }
 
 void Connection::Begin() {
@@ -834,6 +877,10 @@ void Connection::BeginClose(CloseReason reason) {
   }
   worker_->shared().clients.Closed(std::exchange(client_row_, {}));
   worker_->OnConnectionClosing(*this, reason);
+  if (resolving_) {
+    // Cancelled, its callback still runs (with UV_ECANCELED) and releases the connection.
+    uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  }
   downstream_.socket.Close(&Connection::OnHandleClosed, this);
   upstream_.socket.Close(&Connection::OnHandleClosed, this);
   timer_.Close(&Connection::OnHandleClosed, this);

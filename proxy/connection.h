@@ -143,6 +143,8 @@ class Connection {
   static void OnUpstreamConnected(uv_connect_t* req, int status);
   void OnUpstreamUnavailable(std::string reason);
   bool StartEgressTls();
+  void ResolveEgressTarget(const HostPort& target);
+  static void OnEgressResolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
   void MaybeAnswerRejectedRequest();
 
   // Data path.
@@ -192,6 +194,8 @@ class Connection {
   // an IP literal for transparent egress).
   std::string egress_host_;
   sockaddr_storage egress_address_{};
+  uv_getaddrinfo_t resolve_req_{};
+  bool resolving_ = false;
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
 
   // The first bytes, kept until the sniff decides.

@@ -224,13 +224,22 @@ PeerPreflight DialOne(const PreflightTarget& target, const certs::TlsSnapshot* s
   PeerPreflight row;
   row.target = target.name;
   Clock::time_point deadline = Clock::now() + timeout;
-  int fd = Connect(target, mark, deadline, row);
+  PreflightTarget resolved = target;
+  if (resolved.address.ss_family == AF_UNSPEC) {
+    auto addresses = Resolve(target.host, target.port);
+    if (!addresses.ok()) {
+      row.error = std::string(addresses.status().message());
+      return row;
+    }
+    resolved.address = addresses->front();
+  }
+  int fd = Connect(resolved, mark, deadline, row);
   if (fd < 0) {
     return row;
   }
   Fd owned(fd);
   if (tls) {
-    Handshake(fd, target, snapshot, deadline, row);
+    Handshake(fd, resolved, snapshot, deadline, row);
   }
   return row;
 }

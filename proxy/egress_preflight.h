@@ -27,6 +27,8 @@ namespace sidecar::proxy {
 struct PreflightTarget {
   std::string name;  // "host:port" as configured, for the report
   std::string host;  // checked against the peer's certificate
+  uint16_t port = 0;
+  // Left empty (AF_UNSPEC), the host is resolved when dialing, as egress does per connection.
   sockaddr_storage address{};
 };
 

@@ -126,12 +126,19 @@ absl::Status Server::Start() {
 
   for (const EgressPeer& peer : config_.egress_peers) {
     EgressRoute route{peer.listen, peer.target};
-    auto target = Resolve(peer.target.host, peer.target.port);
-    if (!target.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("egress.peers.target: ", target.status().message()));
+    if (IsIpLiteral(peer.target.host)) {
+      auto target = Resolve(peer.target.host, peer.target.port);
+      if (!target.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("egress.peers.target: ", target.status().message()));
+      }
+      route.target_address = target->front();
+    } else if (auto target = Resolve(peer.target.host, peer.target.port); !target.ok()) {
+      // Not fatal: names are resolved per connection, and a peer may not exist yet.
+      Log(Severity::kWarning, Component::kEgress,
+          "egress peer does not resolve now; it is looked up again for every connection",
+          {{"target", peer.target.ToString()}, {"error", std::string(target.status().message())}});
     }
-    route.target_address = target->front();
     shared_.egress_routes.push_back(std::move(route));
   }
 

@@ -266,7 +266,8 @@ void Server::ControlPlane::Preflight(
   std::vector<PreflightTarget> targets;
   for (const EgressRoute& route : server_.shared_.egress_routes) {
     if (!route.transparent) {
-      targets.push_back({route.target.ToString(), route.target.host, route.target_address});
+      // Resolved afresh on the preflight's thread: a peer's address may have changed.
+      targets.push_back({route.target.ToString(), route.target.host, route.target.port});
     }
   }
   preflight_running_ = true;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "certs/tls_snapshot.h"
@@ -25,7 +26,9 @@ namespace sidecar::proxy {
 struct EgressRoute {
   HostPort listen;
   HostPort target;                   // the name checked against the peer's certificate
-  sockaddr_storage target_address{};  // resolved at start
+  // Set when target.host is an IP literal; a name is resolved for every connection, as
+  // mongod does, so a peer that moves (a rescheduled pod) is followed.
+  std::optional<sockaddr_storage> target_address;
   bool transparent = false;
 };
 

@@ -40,6 +40,12 @@ absl::StatusOr<std::vector<sockaddr_storage>> Resolve(const std::string& host, u
   return addresses;
 }
 
+bool IsIpLiteral(const std::string& host) {
+  in6_addr v6;
+  in_addr v4;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
 std::string FormatAddress(const sockaddr_storage& address) {
   char text[INET6_ADDRSTRLEN] = {};
   if (address.ss_family == AF_INET) {

@@ -18,6 +18,9 @@ namespace sidecar::proxy {
 // so only for start-up and the control plane.
 absl::StatusOr<std::vector<sockaddr_storage>> Resolve(const std::string& host, uint16_t port);
 
+// IsIpLiteral: whether `host` is an IPv4 or IPv6 address rather than a name.
+bool IsIpLiteral(const std::string& host);
+
 // FormatAddress prints "1.2.3.4:5" or "[::1]:5".
 std::string FormatAddress(const sockaddr_storage& address);
 

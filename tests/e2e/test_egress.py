@@ -186,6 +186,28 @@ def test_unreachable_peer_is_counted(procs, pki):
     assert rejected(node, "egress_peer_unavailable") >= 1
 
 
+def test_a_named_peer_is_resolved_per_connection_and_verified_by_name(procs, pki):
+    # "localhost" is looked up for each connection (a peer that moves is followed), and in
+    # preferTLS the peer's certificate must carry that name.
+    peer_standin, peer_sidecar = peer(procs, pki, "allowTLS")
+    node, egress = local(procs, pki, "preferTLS", f"localhost:{peer_sidecar.port}")
+    before = accepted(peer_sidecar)
+    round_trip(egress)
+    after = accepted(peer_sidecar)
+    assert after["tls"] > before["tls"], (before, after)
+
+
+def test_a_peer_name_that_does_not_resolve_does_not_stop_start_up(procs, pki):
+    node, egress = local(procs, pki, "allowTLS", "no-such-peer.invalid:27017")
+    node.wait_for_log("egress peer does not resolve now")
+    client = through_egress(egress, timeout_ms=1500)
+    with pytest.raises(pymongo.errors.PyMongoError):
+        client.admin.command("ping")
+    client.close()
+    node.wait_for_log("cannot resolve no-such-peer.invalid")
+    assert rejected(node, "egress_peer_unavailable") >= 1
+
+
 # --- preflight -------------------------------------------------------------------------
 
 def test_preflight_passes_against_a_tls_peer(procs, pki):
