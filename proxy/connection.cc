@@ -136,7 +136,8 @@ Connection::Connection(Worker* worker, UvHandle<uv_tcp_t> client, Direction dire
       pool_(&worker->pool()),
       direction_(direction),
       downstream_(this, pool_),
-      upstream_(this, pool_) {
+      upstream_(this, pool_),
+      sniffed_(pool_) {
   downstream_.socket = std::move(client);
   downstream_.socket.get()->data = &downstream_;
   ++open_handles_;
@@ -171,7 +172,7 @@ void Connection::OnSniffBytes(Chunk* chunk) {
   size_t copy = std::min(sniff_bytes_.size() - sniff_size_, chunk->size());
   std::memcpy(sniff_bytes_.data() + sniff_size_, chunk->head(), copy);
   sniff_size_ += copy;
-  downstream_.staged.Push(chunk);  // kept until we know where the bytes go
+  sniffed_.Push(chunk);  // kept until we know where the bytes go
 
   auto verdict = protocol::Sniff(absl::MakeConstSpan(sniff_bytes_.data(), sniff_size_));
   if (verdict == protocol::SniffVerdict::kNeedMore) {
@@ -208,9 +209,7 @@ void Connection::OnSniffBytes(Chunk* chunk) {
       ArmTimer(worker_->shared().config.handshake_timeout_ms, CloseReason::kHandshakeTimeout);
       ConnectUpstream();  // in parallel with the handshake
       // The sniffed bytes are the start of the ClientHello: nothing is lost.
-      ChunkQueue sniffed(pool_);
-      downstream_.staged.MoveAllTo(sniffed);
-      while (Chunk* c = sniffed.Pop()) {
+      while (Chunk* c = sniffed_.Pop()) {
         downstream_.tls->Feed(c);
       }
       PumpTls(downstream_);
@@ -225,11 +224,7 @@ void Connection::OnSniffBytes(Chunk* chunk) {
       uv_timer_stop(timer_.get());
       Admit(Transport::kPlaintext);
       ConnectUpstream();
-      {
-        ChunkQueue sniffed(pool_);
-        downstream_.staged.MoveAllTo(sniffed);
-        DeliverPlaintext(downstream_, sniffed);
-      }
+      DeliverPlaintext(downstream_, sniffed_);
       return;
     case protocol::SniffVerdict::kHttp: {
       std::string_view answer = protocol::HttpOnNativePortResponse();
@@ -272,15 +267,14 @@ void Connection::RejectPlaintextInRequireTls() {
   reject_reason_ = CloseReason::kPlaintextInRequireTls;
   state_ = State::kRejecting;
   ArmTimer(worker_->shared().config.sniff_timeout_ms, CloseReason::kPlaintextInRequireTls);
-  ChunkQueue sniffed(pool_);
-  downstream_.staged.MoveAllTo(sniffed);
-  Inspect(sniffed);
+  Inspect(sniffed_);
+  sniffed_.Clear();
   MaybeAnswerRejectedRequest();
 }
 
 void Connection::RejectWithBytes(CloseReason reason, const uint8_t* data, size_t size) {
   state_ = State::kRejecting;
-  downstream_.staged.Clear();
+  sniffed_.Clear();
   downstream_.outgoing.Append(data, size);
   closing_after_flush_ = true;
   close_after_flush_ = reason;

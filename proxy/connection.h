@@ -198,7 +198,9 @@ class Connection {
   bool resolving_ = false;
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
 
-  // The first bytes, kept until the sniff decides.
+  // The first bytes, kept until the sniff decides: a copy of the first 16 to classify, and
+  // the chunks themselves to hand on whole.
+  ChunkQueue sniffed_;
   std::array<uint8_t, 16> sniff_bytes_{};
   size_t sniff_size_ = 0;
   std::chrono::steady_clock::time_point handshake_started_;
