@@ -277,18 +277,31 @@ void PrintPlaintextClients(const Json& clients) {
 
 void PrintClients(const Json& a) {
   std::vector<std::vector<std::string>> rows;
+  // The certificate subject column appears only when some TLS client presented one.
+  bool any_subject = false;
   for (const Json& c : a.value("clients", Json::array())) {
-    rows.push_back({Field(c, "address"), Field(c, "application"), Field(c, "driver"),
-                    Field(c, "kind"), Field(c, "transport"), Field(c, "active"), Field(c, "total"),
-                    Field(c, "lastSeen")});
+    any_subject = any_subject || !Field(c, "subject").empty();
+  }
+  for (const Json& c : a.value("clients", Json::array())) {
+    std::vector<std::string> row = {Field(c, "address"), Field(c, "application"),
+                                    Field(c, "driver"),  Field(c, "kind"),
+                                    Field(c, "transport"), Field(c, "active"),
+                                    Field(c, "total"),   Field(c, "lastSeen")};
+    if (any_subject) {
+      row.push_back(Field(c, "subject"));
+    }
+    rows.push_back(std::move(row));
   }
   if (rows.empty()) {
     std::printf("no clients seen\n");
     return;
   }
-  PrintTable(
-      {"ADDRESS", "APPLICATION", "DRIVER", "KIND", "TRANSPORT", "ACTIVE", "TOTAL", "LAST SEEN"},
-      rows);
+  std::vector<std::string> header = {"ADDRESS",   "APPLICATION", "DRIVER", "KIND",
+                                     "TRANSPORT", "ACTIVE",      "TOTAL",  "LAST SEEN"};
+  if (any_subject) {
+    header.push_back("CERTIFICATE SUBJECT");
+  }
+  PrintTable(header, rows);
 }
 
 void PrintSetMode(const Json& a) {

@@ -135,6 +135,13 @@ def test_verified_client_subject_is_in_the_clients_table_and_rejection_log(procs
         rows = json.loads(clients.stdout)["clients"]
         assert [(r["subject"], r["active"]) for r in rows] == [
             ("CN=reporting-client,O=Example", 1)], rows
+        table = subprocess.run(
+            [str(harness.sidecar_binary()), "ctl", "--socket", str(tmp_path / "sidecar.sock"),
+             "clients", "--transport", "tls"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        assert table.returncode == 0, table.stderr
+        assert "CERTIFICATE SUBJECT" in table.stdout, table.stdout
+        assert "CN=reporting-client,O=Example" in table.stdout, table.stdout
     standin.stop()
     with tls_connect(sidecar.port,
                      client_context(tmp_path / "ca.pem", tmp_path / "client.pem")) as sock:
