@@ -131,8 +131,18 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return text;
 }
 
+// ReadPemBlocks reads `path` and splits it into its PEM blocks; errors name the file.
+absl::StatusOr<std::vector<PemBlock>> ReadPemBlocks(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return text.status();
+  }
+  return SplitPem(*text, path);
+}
+
 absl::StatusOr<CertificateKeyPair> LoadCertificateKeyFile(const std::string& path,
                                                           const std::string& password) {
+  // The text is read once: the key is parsed from it in a second pass below.
   absl::StatusOr<std::string> text = ReadFileToString(path);
   if (!text.ok()) {
     return text.status();
@@ -215,11 +225,7 @@ absl::StatusOr<CertificateKeyPair> LoadCertificateKeyFile(const std::string& pat
 }
 
 absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> LoadCertificates(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) {
-    return text.status();
-  }
-  absl::StatusOr<std::vector<PemBlock>> blocks = SplitPem(*text, path);
+  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPemBlocks(path);
   if (!blocks.ok()) {
     return blocks.status();
   }
@@ -242,11 +248,7 @@ absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> LoadCertificates(const std::s
 }
 
 absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> LoadCrls(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) {
-    return text.status();
-  }
-  absl::StatusOr<std::vector<PemBlock>> blocks = SplitPem(*text, path);
+  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPemBlocks(path);
   if (!blocks.ok()) {
     return blocks.status();
   }
