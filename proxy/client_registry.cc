@@ -90,15 +90,4 @@ std::vector<ClientRow> ClientRegistry::Snapshot(const Transport* only) const {
   return copy;
 }
 
-std::vector<ClientRow> ClientRegistry::OpenRows(Transport transport, bool include_members) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<ClientRow> open;
-  for (const ClientRow& row : rows_) {
-    if (row.transport == transport && row.active > 0 && (include_members || !row.member)) {
-      open.push_back(row);
-    }
-  }
-  return open;
-}
-
 }  // namespace sidecar::proxy

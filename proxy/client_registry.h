@@ -51,9 +51,6 @@ class ClientRegistry {
   // Snapshot copies the rows, optionally only those of one transport.
   std::vector<ClientRow> Snapshot(const Transport* only = nullptr) const;
 
-  // OpenRows returns rows with open connections of `transport`, members included or not.
-  std::vector<ClientRow> OpenRows(Transport transport, bool include_members) const;
-
  private:
   using Key = std::tuple<std::string, std::string, int>;
   void EvictIdle();

@@ -68,9 +68,6 @@ class Metrics {
   double ActiveConnections(Direction direction, Transport transport) const {
     return active_[Index(direction, transport)]->Value();
   }
-  double RejectedCount(CloseReason reason) const {
-    return rejected_[static_cast<int>(reason)]->Value();
-  }
 
   // One completed handshake. `version` and `cipher` are BoringSSL's static strings.
   void Handshake(Direction direction, std::string_view version, std::string_view cipher,

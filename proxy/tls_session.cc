@@ -86,16 +86,6 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(SSL_CTX* ctx, Rol
   return session;
 }
 
-absl::Status TlsSession::SetPeerHostname(const std::string& name, bool verify) {
-  if (!SSL_set_tlsext_host_name(ssl_.get(), name.c_str())) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot send SNI ", name));
-  }
-  if (verify && !SSL_set1_host(ssl_.get(), name.c_str())) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot verify host name ", name));
-  }
-  return absl::OkStatus();
-}
-
 void TlsSession::Feed(Chunk* chunk) { ciphertext_in_.Push(chunk); }
 
 bool TlsSession::handshake_done() const { return !SSL_in_init(ssl_.get()); }

@@ -38,10 +38,6 @@ class TlsSession {
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
 
-  // For a client: the name sent as SNI and, when `verify` is true, required in the peer's
-  // certificate.
-  absl::Status SetPeerHostname(const std::string& name, bool verify);
-
   // Feed hands ciphertext received from the peer to the session, which owns the chunk now.
   void Feed(Chunk* chunk);
   size_t buffered_ciphertext() const { return ciphertext_in_.bytes(); }
