@@ -115,7 +115,13 @@ if [[ ! -f "${BUILD_DIR}/CMakeCache.txt" ]]; then
   else
     cmake_args+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
   fi
+  # ccache, when present, makes rebuilds in a second checkout or build directory cheap.
+  if command -v ccache >/dev/null 2>&1; then
+    cmake_args+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
 fi
+# Paths below the checkout's parent are hashed relative, so checkouts side by side share hits.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "${ROOT}")}"
 log "configuring ${BUILD_DIR}"
 cmake "${cmake_args[@]}" >/dev/null
 log "building with ${JOBS} jobs"
