@@ -1028,6 +1028,8 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
       }
       if (use.value != "false") {
         loader.config.mode = Mode::kRequireTls;
+        loader.config.mode_source = ModeSource::kFlag;
+        loader.config.mode_flag = use.spelling;
         loader.config.notices.push_back(Concat(use.spelling, ": ", flag.note));
       }
       return absl::OkStatus();
@@ -1065,7 +1067,19 @@ absl::Status ApplyFlag(const FlagUse& use, Loader& loader,
   if (!status.ok()) {
     return error(std::string(status.message()));
   }
+  if (setting.key == std::string_view("net.tls.mode")) {
+    loader.config.mode_source = ModeSource::kFlag;
+    loader.config.mode_flag = use.spelling;
+  }
   return absl::OkStatus();
+}
+
+// MarkModeFromFile records that the file set net.tls.mode, when it did; a flag read after it
+// takes the mode over (ApplyFlag).
+void MarkModeFromFile(Loader& loader) {
+  if (loader.origins.contains("net.tls.mode")) {
+    loader.config.mode_source = ModeSource::kFile;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1201,6 +1215,7 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
       return status;
     }
     loader.config.config_file = file;
+    MarkModeFromFile(loader);
   }
   std::map<std::string, std::string, std::less<>> given;
   for (const FlagUse& use : *uses) {
@@ -1224,6 +1239,7 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
     return status;
   }
   loader.config.config_file = std::string(file_name);
+  MarkModeFromFile(loader);
   status = Finish(loader);
   if (!status.ok()) {
     return status;

@@ -40,6 +40,11 @@ struct Config {
 
   // [net.tls]
   Mode mode = Mode::kDisabled;
+  // Where `mode` came from. A flag wins over the file at every start, so `persist` and
+  // `status` need to know (SPEC §5, §6). `mode_flag` is the flag as it was written
+  // ("--sslMode", "--sslOnNormalPorts") when the source is a flag, "" otherwise.
+  ModeSource mode_source = ModeSource::kDefault;
+  std::string mode_flag;
   certs::TlsSettings tls;
   // watchCertificates: reload when the certificate files change (proxy/certificate_watcher.h).
   bool watch_certificates = false;

@@ -117,20 +117,27 @@ Json CertificatesJson(const std::vector<certs::CertificateInfo>& certificates) {
   return rows;
 }
 
-// What a restart would run: the file's mode, or the start-up mode without a file.
-absl::StatusOr<Mode> ConfiguredMode(ControlTarget& target) {
+StartupMode Startup(const ControlTarget& target) {
+  return StartupMode{target.startup_mode(), target.mode_source(), target.mode_flag(),
+                     target.config_file()};
+}
+
+// FileMode rereads the configuration file's mode; nullopt without a configuration file.
+std::optional<absl::StatusOr<Mode>> FileMode(ControlTarget& target) {
   if (target.config_file().empty()) {
-    return target.startup_mode();
+    return std::nullopt;
   }
   return target.ReadConfiguredMode();
 }
 
-// RefreshPersisted sets tls_sidecar_mode_persisted from the file as it is now and returns
-// what the file says.
-absl::StatusOr<Mode> RefreshPersisted(ControlTarget& target) {
-  absl::StatusOr<Mode> configured = ConfiguredMode(target);
-  target.SetModePersisted(configured.ok() && *configured == target.mode());
-  return configured;
+// RefreshPersisted says what a restart would run now (the file as it is now, the flags the
+// sidecar was started with) and sets tls_sidecar_mode_persisted from it.
+RestartOutlook RefreshPersisted(ControlTarget& target,
+                                const std::optional<absl::StatusOr<Mode>>& file_mode) {
+  RestartOutlook outlook = PredictRestart(Startup(target), target.mode(),
+                                          file_mode.value_or(absl::StatusOr<Mode>(Mode::kDisabled)));
+  target.SetModePersisted(outlook.persisted);
+  return outlook;
 }
 
 // A setMode or setParameter request, parsed.
@@ -171,11 +178,17 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
 
   bool persisted = false;
   if (request.persist) {
-    if (target.config_file().empty()) {
-      reply(Dump(Refusal(
-          "Cannot persist: the sidecar was started without --config, so there is no "
-          "configuration file to write; the mode was not changed. Start it with --config FILE, "
-          "or leave out persist.")));
+    // Never claim a persist that the next start would undo (a mode flag wins over the file).
+    if (std::optional<std::string> refusal = PersistRefusal(Startup(target), request.to)) {
+      Log(Severity::kInfo, Component::kControl, "mode change refused",
+          {{"from", ModeName(from)},
+           {"to", ModeName(request.to)},
+           {"uid", static_cast<int64_t>(uid)},
+           {"error", *refusal}});
+      Json answer = Refusal(*refusal);
+      answer["from"] = ModeName(from);
+      answer["to"] = ModeName(request.to);
+      reply(Dump(answer));
       return;
     }
     if (absl::Status status = target.PersistMode(request.to); !status.ok()) {
@@ -213,16 +226,9 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
     }
   }
   answer["persisted"] = persisted;
-  absl::StatusOr<Mode> configured = RefreshPersisted(target);
-  if (!persisted && configured.ok() && *configured != request.to) {
-    answer["warnings"] =
-        Json::array({target.config_file().empty()
-                         ? Concat("Started without a configuration file: a restart goes back to ",
-                                  ModeName(*configured), ".")
-                         : Concat("The configuration file ", target.config_file(), " still says ",
-                                  ModeName(*configured),
-                                  ", so a restart would go back to it; use persist or edit the "
-                                  "file.")});
+  RestartOutlook outlook = RefreshPersisted(target, FileMode(target));
+  if (!outlook.warnings.empty()) {
+    answer["warnings"] = outlook.warnings;
   }
   reply(Dump(answer));
 }
@@ -241,16 +247,28 @@ void SetMode(ControlTarget& target, SetModeRequest request, uid_t uid, Reply rep
 
 void Status(ControlTarget& target, Reply reply) {
   StatusFacts facts = target.Facts();
-  absl::StatusOr<Mode> configured = RefreshPersisted(target);
+  std::optional<absl::StatusOr<Mode>> file_mode = FileMode(target);
+  RestartOutlook outlook = RefreshPersisted(target, file_mode);
   Json answer = Json::object();
   answer["ok"] = true;
   answer["mode"] = ModeName(target.mode());
-  if (configured.ok()) {
-    answer["configuredMode"] = ModeName(*configured);
+  // configuredMode is what a restart with the same command line would run: the flag's mode
+  // when a flag set it, else the file's as it is now.
+  if (outlook.restart_mode.ok()) {
+    answer["configuredMode"] = ModeName(*outlook.restart_mode);
   } else {
     answer["configuredMode"] = nullptr;
   }
+  answer["modeSource"] = ModeSourceName(target.mode_source());
+  if (target.mode_source() == ModeSource::kFlag) {
+    answer["modeFlag"] = target.mode_flag();
+  }
   answer["configFile"] = target.config_file();
+  if (file_mode.has_value() && file_mode->ok()) {
+    answer["fileMode"] = ModeName(**file_mode);
+  } else {
+    answer["fileMode"] = nullptr;
+  }
   answer["version"] = facts.version;
   answer["uptimeSeconds"] = facts.uptime_seconds;
   answer["active"] = Counts(facts.active);
@@ -261,8 +279,7 @@ void Status(ControlTarget& target, Reply reply) {
   }
   answer["rejected"] = rejected;
   answer["certificates"] = CertificatesJson(facts.certificates);
-  answer["warnings"] =
-      StatusWarnings(target.mode(), target.startup_mode(), target.config_file(), configured, facts);
+  answer["warnings"] = StatusWarnings(target.mode(), target.certificate_loaded(), outlook, facts);
   reply(Dump(answer));
 }
 
@@ -400,7 +417,7 @@ void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
           "Preflight for ", ModeName(mode), " failed: ",
           tls ? "not every egress peer completed a verified TLS handshake"
               : "not every egress peer could be reached",
-          " (see peers); fix the peers (their mode, certificates, CA) before changing the mode.");
+          " (see `peers`); fix the peers (their mode, certificates, CA) before changing the mode.");
     } else if (rows->empty()) {
       answer["warnings"] = Json::array(
           {"No [[egress.peers]] are configured, so there was nothing to dial; connections "
@@ -524,26 +541,23 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
   }
 }
 
-std::vector<std::string> StatusWarnings(Mode running, Mode startup, const std::string& config_file,
-                                        const absl::StatusOr<Mode>& configured,
-                                        const StatusFacts& facts) {
+std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
+                                        const RestartOutlook& outlook, const StatusFacts& facts) {
   std::vector<std::string> warnings;
-  if (config_file.empty()) {
-    if (running != startup) {
-      warnings.push_back(Concat("The running mode ", ModeName(running),
-                                " differs from the start-up mode ", ModeName(startup),
-                                " and there is no configuration file: a restart goes back to ",
-                                ModeName(startup), "."));
-    }
-  } else if (!configured.ok()) {
+  if (!CanServeAnyClient(running, certificate_loaded)) {
     warnings.push_back(Concat(
-        "Cannot read the mode from the configuration file: ", configured.status().message(), "."));
-  } else if (*configured != running) {
-    warnings.push_back(Concat("The running mode ", ModeName(running),
-                              " differs from the configuration file's ", ModeName(*configured),
-                              " (", config_file, "): a restart would go back to ",
-                              ModeName(*configured), ". Use set-mode --persist or edit the file."));
+        "No client can be served: ", ModeName(running),
+        " refuses plaintext and no server certificate is loaded, so every TLS handshake fails "
+        "(/ready answers 503). Configure net.tls.certificateKeyFile (or "
+        "net.tls.certificateSelector) and restart, or set a mode that accepts plaintext with "
+        "`force`."));
+  } else if (IngressAcceptsTls(running) && !certificate_loaded) {
+    warnings.push_back(Concat(ModeName(running),
+                              " accepts TLS but no server certificate is loaded, so every TLS "
+                              "client fails its handshake. Configure net.tls.certificateKeyFile "
+                              "(or net.tls.certificateSelector) and restart."));
   }
+  warnings.insert(warnings.end(), outlook.warnings.begin(), outlook.warnings.end());
   for (std::string& warning :
        certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
     warnings.push_back(std::move(warning));

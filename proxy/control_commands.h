@@ -32,6 +32,7 @@
 #include "certs/certificate_info.h"
 #include "proxy/client_registry.h"
 #include "proxy/mode.h"
+#include "proxy/mode_persistence.h"
 #include "proxy/mode_transition.h"
 
 namespace sidecar::proxy {
@@ -77,8 +78,11 @@ class ControlTarget {
   virtual ~ControlTarget() = default;
 
   virtual Mode mode() const = 0;
-  // startup_mode is the mode the sidecar was started with (flags and file).
+  // startup_mode is the mode the sidecar was started with (flags and file); mode_source says
+  // which of them set it, and mode_flag names the flag as written when one did.
   virtual Mode startup_mode() const = 0;
+  virtual ModeSource mode_source() const = 0;
+  virtual const std::string& mode_flag() const = 0;
   virtual bool certificate_loaded() const = 0;
   // config_file is the --config file, "" when started without one.
   virtual const std::string& config_file() const = 0;
@@ -139,11 +143,11 @@ class ControlCommands {
   ControlTarget& target_;
 };
 
-// Warnings that `status` carries, from its facts: running mode vs the file, certificates
-// close to expiry. Exposed for tests.
-std::vector<std::string> StatusWarnings(Mode running, Mode startup, const std::string& config_file,
-                                        const absl::StatusOr<Mode>& configured,
-                                        const StatusFacts& facts);
+// Warnings that `status` carries, from its facts: what a restart would run (see
+// proxy/mode_persistence.h), a running mode that cannot serve clients for want of a server
+// certificate, certificates close to expiry. Exposed for tests.
+std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
+                                        const RestartOutlook& outlook, const StatusFacts& facts);
 
 }  // namespace sidecar::proxy
 

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/concat.h"
@@ -160,6 +161,18 @@ std::optional<Answer> Ask(const std::string& path, const Json& request, std::str
 
 // --- printing for people -------------------------------------------------------------------
 
+// The protocol's words as the sidecar writes them in sentences, and ctl's. Longer phrases
+// first: they are tried in this order at each position.
+constexpr std::pair<std::string_view, std::string_view> kCliWords[] = {
+    {"set `force`", "add `--force`"},
+    {"`force`", "`--force`"},
+    {"`persist`", "`--persist`"},
+    {"`drainPlaintext`", "`tls-sidecar ctl drain-plaintext SECONDS`"},
+    {"(see `plaintextClients`)", "(listed below)"},
+    {"(see `peers`)", "(listed below)"},
+};
+
+
 std::string Text(const Json& value) {
   if (value.is_string()) {
     return value.get<std::string>();
@@ -225,7 +238,7 @@ void PrintWarnings(const Json& answer) {
     return;
   }
   for (const Json& warning : *it) {
-    std::printf("warning: %s\n", Text(warning).c_str());
+    std::printf("warning: %s\n", CliWording(Text(warning)).c_str());
   }
 }
 
@@ -245,9 +258,21 @@ void PrintCertificates(const Json& certificates) {
 void PrintStatus(const Json& a) {
   std::string configured = Field(a, "configuredMode");
   std::string file = Field(a, "configFile");
+  std::string source = Field(a, "modeSource");
+  // Where a restart takes the mode from: a flag overrides the file.
+  std::string from;
+  if (source == "flag") {
+    from = Concat("the flag ", Field(a, "modeFlag"));
+    if (!file.empty()) {
+      ConcatAppend(&from, ", which overrides ", file, " (it says ", Field(a, "fileMode"), ")");
+    }
+  } else if (!file.empty()) {
+    from = file;
+  } else {
+    from = "the default; no configuration file";
+  }
   std::printf("mode             %s\n", Field(a, "mode").c_str());
-  std::printf("configured mode  %s%s\n", configured.c_str(),
-              file.empty() ? " (no configuration file)" : Concat(" (", file, ")").c_str());
+  std::printf("configured mode  %s (from %s)\n", configured.c_str(), from.c_str());
   std::printf("version          %s\n", Field(a, "version").c_str());
   std::printf("uptime           %s\n",
               Duration(a.value("uptimeSeconds", static_cast<int64_t>(0))).c_str());
@@ -368,6 +393,28 @@ void PrintAnswer(const std::string& command, const Json& a) {
 }
 
 }  // namespace
+
+std::string CliWording(std::string_view sentence) {
+  std::string out;
+  out.reserve(sentence.size());
+  size_t i = 0;
+  while (i < sentence.size()) {
+    bool replaced = false;
+    for (const auto& [protocol, cli] : kCliWords) {
+      if (sentence.substr(i).starts_with(protocol)) {
+        out.append(cli);
+        i += protocol.size();
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) {
+      out.push_back(sentence[i]);
+      ++i;
+    }
+  }
+  return out;
+}
 
 int CtlMain(int argc, char** argv) {
   std::string socket_path = "/tmp/tls-sidecar-27017.sock";
@@ -493,7 +540,8 @@ int CtlMain(int argc, char** argv) {
     return ok ? kExitOk : kExitRefused;
   }
   if (!ok) {
-    std::fprintf(stderr, "tls-sidecar ctl: refused: %s\n", Field(answer->json, "error").c_str());
+    std::fprintf(stderr, "tls-sidecar ctl: refused: %s\n",
+                 CliWording(Field(answer->json, "error")).c_str());
     if (command == "preflight" && answer->json.contains("peers")) {
       PrintPreflight(answer->json);
     }

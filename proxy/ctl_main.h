@@ -5,7 +5,17 @@
 #ifndef SIDECAR_PROXY_CTL_MAIN_H_
 #define SIDECAR_PROXY_CTL_MAIN_H_
 
+#include <string>
+#include <string_view>
+
 namespace sidecar::proxy {
+
+// CliWording rewrites a sentence of the control protocol (an `error` or a warning) into the
+// words of `tls-sidecar ctl`. The sidecar writes the protocol's field and command names in
+// backquotes (`force`, `persist`, `drainPlaintext`, `plaintextClients`, `peers`), so they
+// are replaced exactly: "set `force`" becomes "add `--force`", `drainPlaintext` becomes
+// `tls-sidecar ctl drain-plaintext SECONDS`. The --json output keeps the sentence as sent.
+std::string CliWording(std::string_view sentence);
 
 // CtlMain takes the arguments after "ctl" (argv[0] is "ctl"). Writes to stdout and stderr.
 int CtlMain(int argc, char** argv);

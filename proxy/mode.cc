@@ -38,4 +38,16 @@ std::string_view ModeName(Mode mode) {
   return "disabled";
 }
 
+std::string_view ModeSourceName(ModeSource source) {
+  switch (source) {
+    case ModeSource::kDefault:
+      return "default";
+    case ModeSource::kFile:
+      return "file";
+    case ModeSource::kFlag:
+      return "flag";
+  }
+  return "default";
+}
+
 }  // namespace sidecar::proxy

@@ -21,10 +21,24 @@ absl::StatusOr<Mode> ParseMode(std::string_view name);
 // ModeName returns the TLS spelling ("allowTLS"), the one reports always use.
 std::string_view ModeName(Mode mode);
 
+// ModeSource is where the start-up mode came from (SPEC §5). A command-line flag overrides
+// the file at every start, so what a restart runs, and whether `persist` can keep a mode,
+// depends on it.
+enum class ModeSource { kDefault, kFile, kFlag };
+
+// ModeSourceName returns "default", "file" or "flag", as `status` reports modeSource.
+std::string_view ModeSourceName(ModeSource source);
+
 // Whether ingress accepts each transport, and whether egress originates TLS, in `mode`.
 inline bool IngressAcceptsTls(Mode mode) { return mode != Mode::kDisabled; }
 inline bool IngressAcceptsPlaintext(Mode mode) { return mode != Mode::kRequireTls; }
 inline bool EgressUsesTls(Mode mode) { return mode >= Mode::kPreferTls; }
+
+// CanServeAnyClient: some client can be served in `mode` with or without a server
+// certificate. requireTLS without one refuses plaintext and fails every TLS handshake.
+inline bool CanServeAnyClient(Mode mode, bool server_certificate) {
+  return IngressAcceptsPlaintext(mode) || server_certificate;
+}
 
 }  // namespace sidecar::proxy
 

@@ -22,17 +22,19 @@ std::string StepRuleSentence(Mode from, Mode to) {
   if (to > from) {
     return Concat(ModeName(from), " -> ", ModeName(to), " skips ", SkippedModes(from, to),
                   " (modes go up one step at a time: disabled, allowTLS, preferTLS, "
-                  "requireTLS); set force to skip.");
+                  "requireTLS); set `force` to skip.");
   }
   return Concat(ModeName(from), " -> ", ModeName(to),
-                " is a step down (a rollback); set force to go down.");
+                " is a step down (a rollback); set `force` to go down.");
 }
 
 std::string CertificateSentence(Mode to) {
   return Concat(ModeName(to),
-                " accepts TLS but no server certificate is loaded; configure "
-                "net.tls.certificateKeyFile (or certificateSelector) and restart, or set "
-                "force.");
+                " accepts TLS but no server certificate is loaded (net.tls.certificateKeyFile "
+                "or net.tls.certificateSelector), so every TLS client would fail its handshake",
+                to == Mode::kRequireTls ? " and no client at all could be served" : "",
+                ". Configure net.tls.certificateKeyFile (--tlsCertificateKeyFile) or "
+                "net.tls.certificateSelector and restart; `force` does not override this.");
 }
 
 std::string GateSentence(const std::vector<OpenPlaintextClient>& clients) {
@@ -43,9 +45,9 @@ std::string GateSentence(const std::vector<OpenPlaintextClient>& clients) {
   return Concat(
       connections,
       connections == 1 ? " plaintext client connection is" : " plaintext client connections are",
-      " open (see plaintextClients); requireTLS would refuse those clients when "
-      "they reconnect. Move them to TLS, close them with drainPlaintext, or set "
-      "force.");
+      " open (see `plaintextClients`); requireTLS would refuse those clients when "
+      "they reconnect. Move them to TLS, close them with `drainPlaintext`, or set "
+      "`force`.");
 }
 
 std::string PreflightSentence(Mode to, int peers, const std::optional<PreflightFacts>& last) {
@@ -60,7 +62,7 @@ std::string PreflightSentence(Mode to, int peers, const std::optional<PreflightF
   }
   return Concat(ModeName(to), " makes connections to the ", peers, " egress peer",
                 peers == 1 ? "" : "s", " use TLS, and ", when, ". Run `tls-sidecar ctl preflight ",
-                ModeName(to), "` until every peer passes, or set force.");
+                ModeName(to), "` until every peer passes, or set `force`.");
 }
 
 }  // namespace
@@ -84,7 +86,6 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
   if (IngressAcceptsTls(request.to) && !request.certificate_loaded) {
     decision.obstacles |= kNoCertificate;
     sentences.push_back(CertificateSentence(request.to));
-    overridden.push_back("the certificate requirement (no server certificate is loaded)");
   }
   if (request.to == Mode::kRequireTls && !request.open_plaintext.empty()) {
     decision.obstacles |= kPlaintextClients;
@@ -102,6 +103,14 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
   }
   if (decision.obstacles == 0) {
     decision.verdict = TransitionVerdict::kAllowed;
+    return decision;
+  }
+  if (request.force && (decision.obstacles & kNoCertificate) != 0) {
+    // The one rule force cannot lift: say only that, the others were overridable.
+    decision.verdict = TransitionVerdict::kRefused;
+    decision.error = Concat("Refused to change the mode from ", ModeName(request.from), " to ",
+                            ModeName(request.to), ", even with `force`: ",
+                            CertificateSentence(request.to));
     return decision;
   }
   if (request.force) {

@@ -10,7 +10,9 @@
 //   - turning egress TLS on (from disabled or allowTLS into preferTLS or requireTLS) with
 //     egress peers configured needs a TLS preflight that succeeded within the last
 //     kPreflightMaxAgeSeconds; preferTLS -> requireTLS does not change egress and needs none;
-//   - one `force` lifts every refusal; the decision then names what it overrode.
+//   - one `force` lifts every refusal but one, and the decision then names what it overrode;
+//     a mode that accepts TLS is refused while no server certificate is loaded, force or not
+//     (force is the rollback tool: it must never leave a sidecar that serves no client).
 //
 // Pure functions; any thread.
 #ifndef SIDECAR_PROXY_MODE_TRANSITION_H_
@@ -69,11 +71,12 @@ enum class TransitionVerdict {
   kRefused,    // answer ok:false with `error`
 };
 
-// Which rules stood in the way. With force they are overridden (and logged); without, they
-// are the reasons for the refusal.
+// Which rules stood in the way. With force they are overridden (and logged), except
+// kNoCertificate; without, they are the reasons for the refusal.
 enum TransitionObstacle : uint32_t {
   kNotOneStepUp = 1u << 0,      // a skip or a step down
-  kNoCertificate = 1u << 1,     // the target accepts TLS and no server certificate is loaded
+  kNoCertificate = 1u << 1,     // the target accepts TLS and no server certificate is loaded;
+                                // force does not lift it
   kPlaintextClients = 1u << 2,  // entering requireTLS with plaintext client connections open
   kNoPreflight = 1u << 3,       // egress TLS turns on without a recent successful preflight
 };

@@ -1,6 +1,7 @@
 #include "proxy/readiness.h"
 
 #include "absl/strings/str_cat.h"
+#include "proxy/concat.h"
 
 namespace sidecar::proxy {
 
@@ -27,6 +28,13 @@ void Readiness::SetUpstream(const absl::Status& status) {
   UpdateLocked();
 }
 
+void Readiness::SetServing(Mode mode, bool server_certificate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  mode_ = mode;
+  server_certificate_ = server_certificate;
+  UpdateLocked();
+}
+
 void Readiness::SetDraining() {
   std::lock_guard<std::mutex> lock(mu_);
   draining_ = true;
@@ -36,7 +44,7 @@ void Readiness::SetDraining() {
 Readiness::State Readiness::Get() const {
   State state;
   std::lock_guard<std::mutex> lock(mu_);
-  state.ready = !draining_ && listeners_bound_ && certificates_loaded_ && upstream_.ok();
+  state.ready = ReadyLocked();
   if (state.ready) {
     state.text = "ready\n";
     return state;
@@ -53,11 +61,19 @@ Readiness::State Readiness::Get() const {
   if (!upstream_.ok()) {
     absl::StrAppend(&state.text, "upstream mongod ", upstream_.message(), "\n");
   }
+  if (!CanServeAnyClient(mode_, server_certificate_)) {
+    ConcatAppend(&state.text, "no client can be served: ", ModeName(mode_),
+                    " refuses plaintext and no server certificate is loaded "
+                    "(net.tls.certificateKeyFile or net.tls.certificateSelector)\n");
+  }
   return state;
 }
 
-void Readiness::UpdateLocked() {
-  metrics_.SetReady(!draining_ && listeners_bound_ && certificates_loaded_ && upstream_.ok());
+bool Readiness::ReadyLocked() const {
+  return !draining_ && listeners_bound_ && certificates_loaded_ && upstream_.ok() &&
+         CanServeAnyClient(mode_, server_certificate_);
 }
+
+void Readiness::UpdateLocked() { metrics_.SetReady(ReadyLocked()); }
 
 }  // namespace sidecar::proxy

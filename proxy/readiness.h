@@ -1,5 +1,7 @@
 // Readiness says whether the sidecar can serve (SPEC §8): its listeners are bound, its
-// certificates are loaded and the upstream mongod answered hello. /ready and
+// certificates are loaded, the upstream mongod answered hello, and its mode lets some client
+// in with the certificates it has (requireTLS without a server certificate serves nobody,
+// SPEC §6; computed from the mode and the certificate, never assumed). /ready and
 // tls_sidecar_ready both read it. Owned by Server; the main loop writes it, the metrics
 // endpoint's threads read it. Thread-safe.
 #ifndef SIDECAR_PROXY_READINESS_H_
@@ -10,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "proxy/metrics.h"
+#include "proxy/mode.h"
 
 namespace sidecar::proxy {
 
@@ -26,6 +29,9 @@ class Readiness {
   // SetUpstream records the last hello probe: OK when the upstream answered, else why not
   // (the message is shown by /ready, e.g. "127.0.0.1:27018: connection refused").
   void SetUpstream(const absl::Status& status);
+  // SetServing records the running mode and whether a server certificate is loaded, after
+  // start, every mode change and every reload.
+  void SetServing(Mode mode, bool server_certificate);
   // SetDraining: SIGTERM closed the listeners; not ready from now on.
   void SetDraining();
 
@@ -37,13 +43,16 @@ class Readiness {
   State Get() const;
 
  private:
-  void UpdateLocked();  // needs mu_
+  void UpdateLocked();       // needs mu_
+  bool ReadyLocked() const;  // needs mu_
 
   Metrics& metrics_;
   mutable std::mutex mu_;
   bool listeners_bound_ = false;
   bool certificates_loaded_ = false;
   bool draining_ = false;
+  Mode mode_ = Mode::kDisabled;
+  bool server_certificate_ = false;
   absl::Status upstream_ = absl::UnavailableError("has not answered hello yet");
 };
 

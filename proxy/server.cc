@@ -107,6 +107,7 @@ absl::Status Server::Start() {
   }
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
+  readiness_.SetServing(config_.mode, (*snapshot)->server_context() != nullptr);
 
   // The control socket before any listener: a live sidecar on the same port owns the same
   // default socket path, and is reported here rather than sharing the port through
@@ -208,6 +209,7 @@ absl::Status Server::Start() {
       {{"addresses", absl::StrJoin(bound, ",")},
        {"upstream", config_.upstream.ToString()},
        {"mode", ModeName(config_.mode)},
+       {"modeSource", ModeSourceName(config_.mode_source)},
        {"threads", static_cast<int64_t>(threads)},
        {"version", kVersion},
        {"tlsLibrary", TlsLibraryName()}});
@@ -241,6 +243,7 @@ absl::Status Server::Reload() {
   }
   shared_.tls.store(*snapshot);
   metrics_.CertificateReload(true);
+  readiness_.SetServing(shared_.mode.load(), (*snapshot)->server_context() != nullptr);
   PublishCertificateExpiries();
   Log(Severity::kInfo, Component::kTls, "certificates reloaded", {});
   WarnAboutExpiringCertificates();

@@ -92,10 +92,18 @@ absl::StatusOr<std::unique_ptr<Server::ControlPlane>> Server::ControlPlane::Crea
     return socket.status();
   }
   plane->socket_ = *std::move(socket);
-  absl::StatusOr<Mode> configured = server.config_.config_file.empty()
-                                        ? absl::StatusOr<Mode>(server.config_.mode)
-                                        : plane->ReadConfiguredMode();
-  server.metrics_.SetModePersisted(configured.ok() && *configured == server.config_.mode);
+  absl::StatusOr<Mode> file_mode = server.config_.config_file.empty()
+                                       ? absl::StatusOr<Mode>(Mode::kDisabled)
+                                       : plane->ReadConfiguredMode();
+  RestartOutlook outlook =
+      PredictRestart(StartupMode{server.config_.mode, server.config_.mode_source,
+                                 server.config_.mode_flag, server.config_.config_file},
+                     server.config_.mode, file_mode);
+  server.metrics_.SetModePersisted(outlook.persisted);
+  for (const std::string& warning : outlook.warnings) {
+    Log(Severity::kWarning, Component::kControl, "a restart would not keep the mode as expected",
+        {{"warning", warning}});
+  }
   return plane;
 }
 
@@ -119,6 +127,10 @@ void Server::ControlPlane::Close() {
 }
 
 Mode Server::ControlPlane::mode() const { return server_.shared_.mode.load(); }
+
+ModeSource Server::ControlPlane::mode_source() const { return server_.config_.mode_source; }
+
+const std::string& Server::ControlPlane::mode_flag() const { return server_.config_.mode_flag; }
 
 bool Server::ControlPlane::certificate_loaded() const {
   std::shared_ptr<const certs::TlsSnapshot> snapshot = server_.shared_.tls.load();
@@ -144,6 +156,7 @@ void Server::ControlPlane::ApplyMode(Mode from, Mode to) {
   // next connection accepted anywhere; established ones keep the mode they were sniffed in.
   server_.shared_.mode.store(to);
   server_.metrics_.ModeTransition(from, to);
+  server_.readiness_.SetServing(to, certificate_loaded());
 }
 
 void Server::ControlPlane::SetModePersisted(bool persisted) {

@@ -34,8 +34,9 @@ struct PlaintextConnection {
 
 class Server::ControlPlane : public ControlTarget {
  public:
-  // Create binds the control socket (config.control_socket) on the server's main loop and
-  // sets tls_sidecar_mode_persisted from the configuration file.
+  // Create binds the control socket (config.control_socket) on the server's main loop, sets
+  // tls_sidecar_mode_persisted from what a restart would run (the mode flag, else the
+  // configuration file) and logs a warning when the flag and the file disagree.
   static absl::StatusOr<std::unique_ptr<ControlPlane>> Create(Server& server);
   ~ControlPlane() override;
 
@@ -46,6 +47,8 @@ class Server::ControlPlane : public ControlTarget {
   // ControlTarget.
   Mode mode() const override;
   Mode startup_mode() const override { return startup_mode_; }
+  ModeSource mode_source() const override;
+  const std::string& mode_flag() const override;
   bool certificate_loaded() const override;
   const std::string& config_file() const override;
   int egress_peer_count() const override;

@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "proxy/concat.h"
 #include "proxy/config.h"
 #include "proxy/config_file_edit.h"
+#include "proxy/mode_persistence.h"
 
 namespace sidecar::proxy {
 namespace {
@@ -27,6 +29,8 @@ class FakeTarget : public ControlTarget {
  public:
   Mode mode() const override { return mode_; }
   Mode startup_mode() const override { return startup_mode_; }
+  ModeSource mode_source() const override { return mode_source_; }
+  const std::string& mode_flag() const override { return mode_flag_; }
   bool certificate_loaded() const override { return certificate_loaded_; }
   const std::string& config_file() const override { return config_file_; }
   int egress_peer_count() const override { return egress_peers_; }
@@ -70,6 +74,8 @@ class FakeTarget : public ControlTarget {
 
   Mode mode_ = Mode::kAllowTls;
   Mode startup_mode_ = Mode::kAllowTls;
+  ModeSource mode_source_ = ModeSource::kDefault;
+  std::string mode_flag_;
   bool certificate_loaded_ = true;
   std::string config_file_;
   std::vector<std::pair<Mode, Mode>> transitions;
@@ -291,7 +297,8 @@ TEST_F(ControlCommandsTest, PersistRewritesOnlyTheModeAndTheGaugeFollows) {
   Json changed = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}");
   EXPECT_EQ(changed["ok"], true);
   EXPECT_EQ(target_.persisted_gauge, false);
-  EXPECT_THAT(changed["warnings"][0].get<std::string>(), HasSubstr("still says allowTLS"));
+  EXPECT_THAT(changed["warnings"][0].get<std::string>(),
+              HasSubstr("differs from the configuration file's allowTLS"));
   status = Ask("{\"cmd\":\"status\"}");
   EXPECT_EQ(status["mode"], "preferTLS");
   EXPECT_EQ(status["configuredMode"], "allowTLS");
@@ -474,6 +481,218 @@ TEST_F(ControlCommandsTest, ForceSkipsThePreflight) {
   Json answer = Ask("{\"cmd\":\"setMode\",\"mode\":\"preferTLS\",\"force\":true}");
   EXPECT_EQ(answer["ok"], true) << answer;
   EXPECT_THAT(answer["overridden"].get<std::string>(), HasSubstr("preflight"));
+}
+
+// --- force and the server certificate (issue 10 item 4) ------------------------------------
+
+TEST_F(ControlCommandsTest, ForceNeverEntersAModeThatNeedsACertificateWhileNoneIsLoaded) {
+  for (Mode from : {Mode::kDisabled, Mode::kAllowTls}) {
+    for (const char* to : {"allowTLS", "preferTLS", "requireTLS"}) {
+      if (ModeName(from) == to) {
+        continue;
+      }
+      target_.mode_ = from;
+      target_.certificate_loaded_ = false;
+      const std::string request =
+          Concat("{\"cmd\":\"setMode\",\"mode\":\"", to, "\",\"force\":true}");
+      // requireTLS asks the loops for their plaintext connections first: none are open.
+      std::optional<std::string> text;
+      commands_.Handle(request, 1000, [&](std::string t) { text = std::move(t); });
+      if (target_.pending_list) {
+        std::move(target_.pending_list)({});
+        target_.pending_list = nullptr;
+      }
+      ASSERT_TRUE(text.has_value()) << request;
+      Json answer = Json::parse(*text);
+      EXPECT_EQ(answer["ok"], false) << request << " from " << ModeName(from);
+      const std::string error = answer.value("error", "");
+      EXPECT_THAT(error, HasSubstr("no server certificate is loaded")) << request;
+      EXPECT_THAT(error, HasSubstr("net.tls.certificateKeyFile")) << request;
+      EXPECT_THAT(error, HasSubstr("net.tls.certificateSelector")) << request;
+      EXPECT_THAT(error, HasSubstr("`force` does not override this")) << request;
+      EXPECT_EQ(target_.mode_, from) << request;
+    }
+  }
+  EXPECT_TRUE(target_.transitions.empty());
+  // Going down to disabled needs no certificate, and force still takes it there.
+  target_.mode_ = Mode::kAllowTls;
+  EXPECT_EQ(Ask("{\"cmd\":\"setMode\",\"mode\":\"disabled\",\"force\":true}")["ok"], true);
+}
+
+TEST_F(ControlCommandsTest, StatusWarnsWhenNoClientCanBeServed) {
+  target_.mode_ = Mode::kRequireTls;
+  target_.startup_mode_ = Mode::kRequireTls;
+  target_.certificate_loaded_ = false;
+  Json status = Ask("{\"cmd\":\"status\"}");
+  ASSERT_EQ(status["warnings"].size(), 1u) << status;
+  EXPECT_THAT(status["warnings"][0].get<std::string>(), HasSubstr("No client can be served"));
+  EXPECT_THAT(status["warnings"][0].get<std::string>(), HasSubstr("/ready answers 503"));
+
+  target_.mode_ = Mode::kAllowTls;
+  target_.startup_mode_ = Mode::kAllowTls;
+  status = Ask("{\"cmd\":\"status\"}");
+  ASSERT_EQ(status["warnings"].size(), 1u) << status;
+  EXPECT_THAT(status["warnings"][0].get<std::string>(),
+              HasSubstr("every TLS client fails its handshake"));
+
+  target_.certificate_loaded_ = true;
+  EXPECT_TRUE(Ask("{\"cmd\":\"status\"}")["warnings"].empty());
+}
+
+// --- where the mode comes from, and what a restart runs (issue 10 item 1) -------------------
+
+// A start-up combination of mode flag and configuration file, as an operator writes it.
+struct StartCase {
+  std::string name;
+  std::vector<std::string> mode_flag;  // e.g. {"--sslMode", "allowSSL"}; empty: none
+  std::optional<std::string> file;     // the file's [net.tls] lines; nullopt: no --config
+  ModeSource source;                   // what status must report as modeSource
+  bool persist_refused;                // persist cannot keep a mode across a restart
+  std::string persist_error;           // what the refusal must name
+  bool warns_at_start;                 // the file and the flag disagree from the start
+};
+
+absl::StatusOr<Config> StartWith(const StartCase& c, const std::string& config_path) {
+  std::vector<std::string> args = {"tls-sidecar", "--tlsCertificateKeyFile", "/etc/s.pem"};
+  args.insert(args.end(), c.mode_flag.begin(), c.mode_flag.end());
+  if (c.file) {
+    args.push_back("--config");
+    args.push_back(config_path);
+  }
+  std::vector<const char*> argv;
+  for (const std::string& arg : args) {
+    argv.push_back(arg.c_str());
+  }
+  return LoadConfig(static_cast<int>(argv.size()), argv.data());
+}
+
+// Every combination of flag and file: status tells what a restart with the same command line
+// runs, persist never claims what that restart would undo, and the restart (LoadConfig with
+// the same argv, reading the file as persist left it) runs exactly what status said.
+TEST(ModeSourceTest, StatusAndPersistTellTheTruthAboutARestartInEveryCombination) {
+  const std::vector<StartCase> cases = {
+      {"flag only", {"--sslMode", "allowSSL"}, std::nullopt, ModeSource::kFlag, true,
+       "--sslMode", false},
+      {"file only", {}, "[net.tls]\nmode = \"allowTLS\"\n", ModeSource::kFile, false, "", false},
+      {"flag and file agreeing", {"--sslMode", "allowSSL"}, "[net.tls]\nmode = \"allowTLS\"\n",
+       ModeSource::kFlag, true, "--sslMode", false},
+      {"flag and file differing", {"--tlsMode", "allowTLS"},
+       "[net.tls]\nmode = \"requireTLS\"\n", ModeSource::kFlag, true, "--tlsMode", true},
+      {"old switch and file", {"--sslOnNormalPorts"}, "[net.tls]\nmode = \"allowTLS\"\n",
+       ModeSource::kFlag, true, "--sslOnNormalPorts", true},
+      {"neither, file without mode", {}, "[net]\nport = 27017\n", ModeSource::kDefault, false, "",
+       false},
+      {"neither, no file", {}, std::nullopt, ModeSource::kDefault, true, "without --config",
+       false},
+  };
+  for (const StartCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    TempFile file(c.file.value_or(""));
+    absl::StatusOr<Config> config = StartWith(c, file.path());
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->mode_source, c.source);
+
+    FakeTarget target;
+    target.mode_ = target.startup_mode_ = config->mode;
+    target.mode_source_ = config->mode_source;
+    target.mode_flag_ = config->mode_flag;
+    target.config_file_ = config->config_file;
+    ControlCommands commands(target);
+    auto ask = [&](const std::string& line) {
+      std::optional<std::string> answer;
+      commands.Handle(line, 1000, [&](std::string text) { answer = std::move(text); });
+      EXPECT_TRUE(answer.has_value()) << line;
+      return Json::parse(answer.value_or("{}"));
+    };
+
+    // At start.
+    Json status = ask("{\"cmd\":\"status\"}");
+    EXPECT_EQ(status["modeSource"], ModeSourceName(c.source)) << status;
+    EXPECT_EQ(status["configuredMode"], ModeName(config->mode)) << status;
+    EXPECT_EQ(target.persisted_gauge, true) << status;
+    EXPECT_EQ(!status["warnings"].empty(), c.warns_at_start) << status;
+    if (c.source == ModeSource::kFlag) {
+      EXPECT_EQ(status["modeFlag"], c.mode_flag[0]) << status;
+    }
+    if (c.warns_at_start) {
+      EXPECT_THAT(status["warnings"][0].get<std::string>(), HasSubstr(c.mode_flag[0]));
+      EXPECT_THAT(status["warnings"][0].get<std::string>(), HasSubstr("overrides the file"));
+    }
+
+    // The next mode, persisted: refused when a restart would undo it, the mode untouched.
+    const Mode running = config->mode;
+    const Mode next = running == Mode::kRequireTls ? Mode::kPreferTls
+                                                   : static_cast<Mode>(static_cast<int>(running) + 1);
+    const std::string before = file.Read();
+    Json persisted = ask(Concat("{\"cmd\":\"setMode\",\"mode\":\"", ModeName(next),
+                                "\",\"force\":true,\"persist\":true}"));
+    if (c.persist_refused) {
+      EXPECT_EQ(persisted["ok"], false) << persisted;
+      EXPECT_THAT(persisted.value("error", ""), HasSubstr(c.persist_error)) << persisted;
+      EXPECT_EQ(target.mode_, running);
+      EXPECT_EQ(file.Read(), before);
+      // Changing the mode without persist works, and status says a restart goes back.
+      Json changed = ask(Concat("{\"cmd\":\"setMode\",\"mode\":\"", ModeName(next),
+                                "\",\"force\":true}"));
+      EXPECT_EQ(changed["ok"], true) << changed;
+      ASSERT_FALSE(changed["warnings"].empty()) << changed;
+      EXPECT_EQ(target.persisted_gauge, false);
+    } else {
+      EXPECT_EQ(persisted["ok"], true) << persisted;
+      EXPECT_EQ(persisted["persisted"], true) << persisted;
+      EXPECT_FALSE(persisted.contains("warnings")) << persisted;
+      EXPECT_EQ(target.persisted_gauge, true);
+    }
+    EXPECT_EQ(target.mode_, next);
+    status = ask("{\"cmd\":\"status\"}");
+    EXPECT_EQ(!status["warnings"].empty(), c.persist_refused) << status;
+    EXPECT_EQ(target.persisted_gauge, !c.persist_refused) << status;
+
+    // The restart, with the same command line and the file as it is now.
+    absl::StatusOr<Config> restarted = StartWith(c, file.path());
+    ASSERT_TRUE(restarted.ok()) << restarted.status();
+    EXPECT_EQ(status["configuredMode"], ModeName(restarted->mode)) << status;
+    EXPECT_EQ(restarted->mode == next, !c.persist_refused) << status;
+  }
+}
+
+TEST(ModeSourceTest, PersistRefusalNamesTheFlagAndWhatToChange) {
+  StartupMode startup{Mode::kAllowTls, ModeSource::kFlag, "--sslMode", "/etc/tls-sidecar.toml"};
+  std::optional<std::string> refusal = PersistRefusal(startup, Mode::kRequireTls);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_THAT(*refusal, HasSubstr("--sslMode sets the mode (allowTLS)"));
+  EXPECT_THAT(*refusal, HasSubstr("overrides the configuration file /etc/tls-sidecar.toml"));
+  EXPECT_THAT(*refusal, HasSubstr("remove --sslMode from the command line"));
+  EXPECT_THAT(*refusal, HasSubstr("mode = \"requireTLS\" in /etc/tls-sidecar.toml"));
+  EXPECT_THAT(*refusal, HasSubstr("change the flag to --sslMode requireTLS"));
+
+  startup.source = ModeSource::kFile;
+  startup.flag.clear();
+  EXPECT_FALSE(PersistRefusal(startup, Mode::kRequireTls).has_value());
+  startup.config_file.clear();
+  EXPECT_THAT(PersistRefusal(startup, Mode::kRequireTls).value_or(""),
+              HasSubstr("without --config"));
+}
+
+TEST(ModeSourceTest, AFlagThatAgreesWithTheFileStillWinsWhenTheFileChanges) {
+  StartupMode startup{Mode::kAllowTls, ModeSource::kFlag, "--sslMode", "/etc/s.toml"};
+  // Someone edited the file to requireTLS: the restart still runs allowTLS, and says so.
+  RestartOutlook outlook = PredictRestart(startup, Mode::kRequireTls, Mode::kRequireTls);
+  ASSERT_TRUE(outlook.restart_mode.ok());
+  EXPECT_EQ(*outlook.restart_mode, Mode::kAllowTls);
+  EXPECT_FALSE(outlook.persisted);
+  ASSERT_EQ(outlook.warnings.size(), 2u);
+  EXPECT_THAT(outlook.warnings[0], HasSubstr("overrides the file at every start"));
+  EXPECT_THAT(outlook.warnings[1], HasSubstr("goes back to allowTLS"));
+  EXPECT_THAT(outlook.warnings[1], HasSubstr("--sslMode requireTLS"));
+
+  // A file that cannot be read makes the restart's mode unknown, and not persisted.
+  outlook = PredictRestart(startup, Mode::kAllowTls,
+                           absl::InvalidArgumentError("/etc/s.toml: cannot open"));
+  EXPECT_FALSE(outlook.restart_mode.ok());
+  EXPECT_FALSE(outlook.persisted);
+  ASSERT_EQ(outlook.warnings.size(), 1u);
+  EXPECT_THAT(outlook.warnings[0], HasSubstr("cannot open"));
 }
 
 }  // namespace

@@ -8,11 +8,13 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "protocol/bson.h"
 #include "protocol/wire.h"
 #include "proxy/metrics.h"
+#include "proxy/mode.h"
 #include "proxy/readiness.h"
 #include "proxy/upstream_probe.h"
 
@@ -112,6 +114,42 @@ TEST(MetricsEndpointTest, ServesMetricsAndReadinessThatFollowsTheUpstream) {
   body = Get(port, "/ready", &status);
   EXPECT_EQ(status, 503);
   EXPECT_EQ(metrics.ReadyValue(), 0);
+}
+
+// requireTLS without a server certificate serves nobody: readiness computes that from the mode
+// and the certificate instead of assuming that a loaded snapshot can serve.
+TEST(MetricsEndpointTest, ReadinessIs503WhenNoClientCanBeServed) {
+  Metrics metrics("test", "BoringSSL");
+  Readiness readiness(metrics);
+  auto endpoint = MetricsEndpoint::Create("127.0.0.1:0", metrics.registry(), &readiness);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  int port = (*endpoint)->port();
+  readiness.SetListenersBound(true);
+  readiness.SetCertificatesLoaded(true);
+  readiness.SetUpstream(absl::OkStatus());
+
+  struct Case {
+    Mode mode;
+    bool server_certificate;
+    bool ready;
+  };
+  for (const Case& c : std::vector<Case>{{Mode::kDisabled, false, true},
+                                         {Mode::kAllowTls, false, true},  // plaintext still in
+                                         {Mode::kPreferTls, false, true},
+                                         {Mode::kRequireTls, false, false},
+                                         {Mode::kRequireTls, true, true},
+                                         {Mode::kAllowTls, true, true}}) {
+    readiness.SetServing(c.mode, c.server_certificate);
+    int status = 0;
+    std::string body = Get(port, "/ready", &status);
+    EXPECT_EQ(status, c.ready ? 200 : 503) << ModeName(c.mode) << " " << c.server_certificate;
+    EXPECT_EQ(metrics.ReadyValue(), c.ready ? 1 : 0) << ModeName(c.mode);
+    if (!c.ready) {
+      EXPECT_EQ(body,
+                "no client can be served: requireTLS refuses plaintext and no server certificate "
+                "is loaded (net.tls.certificateKeyFile or net.tls.certificateSelector)\n");
+    }
+  }
 }
 
 TEST(MetricsEndpointTest, AnAddressInUseIsAnErrorNamingIt) {

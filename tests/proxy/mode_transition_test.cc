@@ -47,9 +47,13 @@ TEST(ModeTransitionTest, FollowsTheRulesOfSpecSection6) {
       {kD, kA, false, true, false, V::kAllowed, 0},
       {kA, kP, false, true, true, V::kAllowed, 0},
       {kP, kR, false, true, false, V::kAllowed, 0},
-      // disabled -> allowTLS needs a certificate; force lifts it.
+      // disabled -> allowTLS needs a certificate, force or not: without one every TLS client
+      // would fail, and force must never leave a sidecar that serves no client.
       {kD, kA, false, false, false, V::kRefused, kNoCertificate},
-      {kD, kA, true, false, false, V::kAllowed, kNoCertificate},
+      {kD, kA, true, false, false, V::kRefused, kNoCertificate},
+      {kA, kP, true, false, false, V::kRefused, kNoCertificate},
+      {kP, kR, true, false, false, V::kRefused, kNoCertificate},
+      {kA, kR, true, false, true, V::kRefused, kNotOneStepUp | kNoCertificate | kPlaintextClients},
       // Skips need force.
       {kD, kP, false, true, false, V::kRefused, kNotOneStepUp},
       {kA, kR, false, true, false, V::kRefused, kNotOneStepUp},
@@ -66,9 +70,10 @@ TEST(ModeTransitionTest, FollowsTheRulesOfSpecSection6) {
       // The requireTLS gate.
       {kP, kR, false, true, true, V::kRefused, kPlaintextClients},
       {kP, kR, true, true, true, V::kAllowed, kPlaintextClients},
-      // Everything at once, and one force lifts it all.
+      // Everything at once: one force lifts it all, except a missing certificate.
       {kD, kR, false, false, true, V::kRefused, kNotOneStepUp | kNoCertificate | kPlaintextClients},
-      {kD, kR, true, false, true, V::kAllowed, kNotOneStepUp | kNoCertificate | kPlaintextClients},
+      {kD, kR, true, false, true, V::kRefused, kNotOneStepUp | kNoCertificate | kPlaintextClients},
+      {kD, kR, true, true, true, V::kAllowed, kNotOneStepUp | kPlaintextClients},
       // Plaintext clients matter only when entering requireTLS.
       {kD, kA, false, true, true, V::kAllowed, 0},
   };
@@ -105,6 +110,16 @@ TEST(ModeTransitionTest, RefusalsSayWhatIsSkippedAndHowToProceed) {
   EXPECT_THAT(DecideTransition({kR, kP, false, true, {}}).error, HasSubstr("step down"));
   EXPECT_THAT(DecideTransition({kD, kA, false, false, {}}).error,
               HasSubstr("no server certificate is loaded"));
+}
+
+TEST(ModeTransitionTest, ForceIsRefusedWithoutACertificateAndNamesIt) {
+  TransitionDecision decision = DecideTransition({kD, kR, true, false, kOneClient});
+  EXPECT_EQ(decision.verdict, TransitionVerdict::kRefused);
+  EXPECT_THAT(decision.error, HasSubstr("even with `force`"));
+  EXPECT_THAT(decision.error, HasSubstr("net.tls.certificateKeyFile"));
+  EXPECT_THAT(decision.error, HasSubstr("net.tls.certificateSelector"));
+  EXPECT_THAT(decision.error, HasSubstr("no client at all could be served"));
+  EXPECT_TRUE(decision.overridden.empty());
 }
 
 TEST(ModeTransitionTest, ForceNamesWhatItOverrode) {
