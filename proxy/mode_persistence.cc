@@ -40,8 +40,9 @@ RestartOutlook PredictRestart(const StartupMode& startup, Mode running,
     outlook.restart_mode = startup.mode;
     if (has_file && *file_mode != startup.mode) {
       outlook.warnings.push_back(Concat(
-          "The configuration file ", startup.config_file, " says ", ModeName(*file_mode),
-          ", but the command-line flag ", startup.flag, " sets ", ModeName(startup.mode),
+          "The configuration file ", startup.config_file, " would start the sidecar in ",
+          ModeName(*file_mode), ", but the command-line flag ", startup.flag, " sets ",
+          ModeName(startup.mode),
           " and overrides the file at every start: a restart with the same command line runs ",
           ModeName(startup.mode), " whatever the file says. Remove ", startup.flag, " from ",
           kCommandLine, " to let the file decide, or change the flag."));
@@ -79,25 +80,27 @@ RestartOutlook PredictRestart(const StartupMode& startup, Mode running,
 }
 
 std::optional<std::string> PersistRefusal(const StartupMode& startup, Mode to) {
+  const bool has_file = !startup.config_file.empty();
   if (startup.source == ModeSource::kFlag) {
     std::string keep =
-        startup.config_file.empty()
-            ? Concat("To keep ", ModeName(to), " across restarts, change ", kCommandLine, " to ",
-                     FlagFor(startup, to))
-            : Concat("To keep ", ModeName(to), " across restarts, remove ", startup.flag,
-                     " from ", kCommandLine, " and set mode = \"", ModeName(to), "\" in ",
-                     startup.config_file, ", or change the flag to ", FlagFor(startup, to));
-    return Concat("Cannot persist: the command-line flag ", startup.flag, " sets the mode (",
+        has_file ? Concat("To keep ", ModeName(to), " across restarts, remove ", startup.flag,
+                          " from ", kCommandLine, " and set mode = \"", ModeName(to), "\" in ",
+                          startup.config_file, ", or change the flag to ", FlagFor(startup, to))
+                 : Concat("To keep ", ModeName(to), " across restarts, change ", kCommandLine,
+                          " to ", FlagFor(startup, to));
+    return Concat("Cannot persist: ",
+                  has_file ? ""
+                           : "the sidecar was started without --config, so there is no "
+                             "configuration file to write, and ",
+                  "the command-line flag ", startup.flag, " sets the mode (",
                   ModeName(startup.mode), ") at every start",
-                  startup.config_file.empty()
-                      ? ""
-                      : Concat(" and overrides the configuration file ", startup.config_file),
+                  has_file ? Concat(" and overrides the configuration file ", startup.config_file)
+                           : "",
                   ", so a restart with the same command line would come back in ",
-                  ModeName(startup.mode),
-                  " whatever the file says; the mode was not changed. ", keep,
+                  ModeName(startup.mode), "; the mode was not changed. ", keep,
                   "; meanwhile set the mode without `persist`.");
   }
-  if (startup.config_file.empty()) {
+  if (!has_file) {
     return std::string(
         "Cannot persist: the sidecar was started without --config, so there is no "
         "configuration file to write; the mode was not changed. Start it with --config FILE, "

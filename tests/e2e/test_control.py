@@ -177,8 +177,10 @@ def test_disabled_to_allow_needs_a_certificate(procs, pki):
     refused = ask(bare, cmd="setMode", mode="allowTLS")
     assert refused["ok"] is False and "no server certificate" in refused["error"], refused
     assert ask(bare, cmd="status")["mode"] == "disabled"
+    # Force does not lift it (SPEC §6): without a certificate every TLS client would fail.
     forced = ask(bare, cmd="setMode", mode="allowTLS", force=True)
-    assert forced["ok"] is True and "certificate" in forced["overridden"], forced
+    assert forced["ok"] is False and "net.tls.certificateKeyFile" in forced["error"], forced
+    assert ask(bare, cmd="status")["mode"] == "disabled"
 
     with_cert = start(procs, "disabled", pki, name="with-cert")
     assert ask(with_cert, cmd="setMode", mode="allowTLS")["ok"] is True
