@@ -134,8 +134,8 @@ std::optional<absl::StatusOr<Mode>> FileMode(ControlTarget& target) {
 // sidecar was started with) and sets tls_sidecar_mode_persisted from it.
 RestartOutlook RefreshPersisted(ControlTarget& target,
                                 const std::optional<absl::StatusOr<Mode>>& file_mode) {
-  RestartOutlook outlook = PredictRestart(Startup(target), target.mode(),
-                                          file_mode.value_or(absl::StatusOr<Mode>(Mode::kDisabled)));
+  RestartOutlook outlook = PredictRestart(
+      Startup(target), target.mode(), file_mode.value_or(absl::StatusOr<Mode>(Mode::kDisabled)));
   target.SetModePersisted(outlook.persisted);
   return outlook;
 }

@@ -175,7 +175,6 @@ constexpr std::pair<std::string_view, std::string_view> kCliWords[] = {
     {"(see `peers`)", "(listed below)"},
 };
 
-
 std::string Text(const Json& value) {
   if (value.is_string()) {
     return value.get<std::string>();

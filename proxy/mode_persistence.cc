@@ -31,8 +31,8 @@ RestartOutlook PredictRestart(const StartupMode& startup, Mode running,
   if (has_file && !file_mode.ok()) {
     // Whatever sets the mode, a start reads the whole file first.
     outlook.restart_mode = file_mode.status();
-    outlook.warnings.push_back(Concat("Cannot read the mode from the configuration file: ",
-                                      file_mode.status().message(), "."));
+    outlook.warnings.push_back(Concat(
+        "Cannot read the mode from the configuration file: ", file_mode.status().message(), "."));
     return outlook;
   }
 
@@ -52,27 +52,28 @@ RestartOutlook PredictRestart(const StartupMode& startup, Mode running,
           Concat("The running mode ", ModeName(running), " differs from ", ModeName(startup.mode),
                  ", which the command-line flag ", startup.flag,
                  " sets: a restart with the same command line goes back to ",
-                 ModeName(startup.mode), ". To keep ", ModeName(running), ", change ",
-                 kCommandLine, " to ", FlagFor(startup, running), "."));
+                 ModeName(startup.mode), ". To keep ", ModeName(running), ", change ", kCommandLine,
+                 " to ", FlagFor(startup, running), "."));
     }
   } else if (!has_file) {
     outlook.restart_mode = startup.mode;
     if (running != startup.mode) {
-      outlook.warnings.push_back(
-          Concat("The running mode ", ModeName(running), " differs from the start-up mode ",
-                 ModeName(startup.mode), " and there is no configuration file: a restart goes "
-                 "back to ", ModeName(startup.mode), ". To keep ", ModeName(running),
-                 ", start with --tlsMode ", ModeName(running),
-                 " or with a configuration file (--config) that sets it."));
+      outlook.warnings.push_back(Concat("The running mode ", ModeName(running),
+                                        " differs from the start-up mode ", ModeName(startup.mode),
+                                        " and there is no configuration file: a restart goes "
+                                        "back to ",
+                                        ModeName(startup.mode), ". To keep ", ModeName(running),
+                                        ", start with --tlsMode ", ModeName(running),
+                                        " or with a configuration file (--config) that sets it."));
     }
   } else {
     // The file decides (its mode, or disabled when it has none), as it is now.
     outlook.restart_mode = *file_mode;
     if (*file_mode != running) {
-      outlook.warnings.push_back(Concat(
-          "The running mode ", ModeName(running), " differs from the configuration file's ",
-          ModeName(*file_mode), " (", startup.config_file, "): a restart would go back to ",
-          ModeName(*file_mode), ". Set the mode again with `persist`, or edit the file."));
+      outlook.warnings.push_back(
+          Concat("The running mode ", ModeName(running), " differs from the configuration file's ",
+                 ModeName(*file_mode), " (", startup.config_file, "): a restart would go back to ",
+                 ModeName(*file_mode), ". Set the mode again with `persist`, or edit the file."));
     }
   }
   outlook.persisted = outlook.restart_mode.ok() && *outlook.restart_mode == running;
@@ -88,17 +89,16 @@ std::optional<std::string> PersistRefusal(const StartupMode& startup, Mode to) {
                           startup.config_file, ", or change the flag to ", FlagFor(startup, to))
                  : Concat("To keep ", ModeName(to), " across restarts, change ", kCommandLine,
                           " to ", FlagFor(startup, to));
-    return Concat("Cannot persist: ",
-                  has_file ? ""
-                           : "the sidecar was started without --config, so there is no "
-                             "configuration file to write, and ",
-                  "the command-line flag ", startup.flag, " sets the mode (",
-                  ModeName(startup.mode), ") at every start",
-                  has_file ? Concat(" and overrides the configuration file ", startup.config_file)
-                           : "",
-                  ", so a restart with the same command line would come back in ",
-                  ModeName(startup.mode), "; the mode was not changed. ", keep,
-                  "; meanwhile set the mode without `persist`.");
+    return Concat(
+        "Cannot persist: ",
+        has_file ? ""
+                 : "the sidecar was started without --config, so there is no "
+                   "configuration file to write, and ",
+        "the command-line flag ", startup.flag, " sets the mode (", ModeName(startup.mode),
+        ") at every start",
+        has_file ? Concat(" and overrides the configuration file ", startup.config_file) : "",
+        ", so a restart with the same command line would come back in ", ModeName(startup.mode),
+        "; the mode was not changed. ", keep, "; meanwhile set the mode without `persist`.");
   }
   if (!has_file) {
     return std::string(

@@ -108,9 +108,9 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
   if (request.force && (decision.obstacles & kNoCertificate) != 0) {
     // The one rule force cannot lift: say only that, the others were overridable.
     decision.verdict = TransitionVerdict::kRefused;
-    decision.error = Concat("Refused to change the mode from ", ModeName(request.from), " to ",
-                            ModeName(request.to), ", even with `force`: ",
-                            CertificateSentence(request.to));
+    decision.error =
+        Concat("Refused to change the mode from ", ModeName(request.from), " to ",
+               ModeName(request.to), ", even with `force`: ", CertificateSentence(request.to));
     return decision;
   }
   if (request.force) {

@@ -63,8 +63,8 @@ Readiness::State Readiness::Get() const {
   }
   if (!CanServeAnyClient(mode_, server_certificate_)) {
     ConcatAppend(&state.text, "no client can be served: ", ModeName(mode_),
-                    " refuses plaintext and no server certificate is loaded "
-                    "(net.tls.certificateKeyFile or net.tls.certificateSelector)\n");
+                 " refuses plaintext and no server certificate is loaded "
+                 "(net.tls.certificateKeyFile or net.tls.certificateSelector)\n");
   }
   return state;
 }

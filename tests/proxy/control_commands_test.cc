@@ -570,6 +570,7 @@ absl::StatusOr<Config> StartWith(const StartCase& c, const std::string& config_p
 // runs, persist never claims what that restart would undo, and the restart (LoadConfig with
 // the same argv, reading the file as persist left it) runs exactly what status said.
 TEST(ModeSourceTest, StatusAndPersistTellTheTruthAboutARestartInEveryCombination) {
+  // clang-format off
   const std::vector<StartCase> cases = {
       {"flag only", {"--sslMode", "allowSSL"}, std::nullopt, ModeSource::kFlag, true,
        "--sslMode", false},
@@ -585,6 +586,7 @@ TEST(ModeSourceTest, StatusAndPersistTellTheTruthAboutARestartInEveryCombination
       {"neither, no file", {}, std::nullopt, ModeSource::kDefault, true, "without --config",
        false},
   };
+  // clang-format on
   for (const StartCase& c : cases) {
     SCOPED_TRACE(c.name);
     TempFile file(c.file.value_or(""));
@@ -621,8 +623,9 @@ TEST(ModeSourceTest, StatusAndPersistTellTheTruthAboutARestartInEveryCombination
 
     // The next mode, persisted: refused when a restart would undo it, the mode untouched.
     const Mode running = config->mode;
-    const Mode next = running == Mode::kRequireTls ? Mode::kPreferTls
-                                                   : static_cast<Mode>(static_cast<int>(running) + 1);
+    const Mode next = running == Mode::kRequireTls
+                          ? Mode::kPreferTls
+                          : static_cast<Mode>(static_cast<int>(running) + 1);
     const std::string before = file.Read();
     Json persisted = ask(Concat("{\"cmd\":\"setMode\",\"mode\":\"", ModeName(next),
                                 "\",\"force\":true,\"persist\":true}"));
@@ -632,8 +635,8 @@ TEST(ModeSourceTest, StatusAndPersistTellTheTruthAboutARestartInEveryCombination
       EXPECT_EQ(target.mode_, running);
       EXPECT_EQ(file.Read(), before);
       // Changing the mode without persist works, and status says a restart goes back.
-      Json changed = ask(Concat("{\"cmd\":\"setMode\",\"mode\":\"", ModeName(next),
-                                "\",\"force\":true}"));
+      Json changed =
+          ask(Concat("{\"cmd\":\"setMode\",\"mode\":\"", ModeName(next), "\",\"force\":true}"));
       EXPECT_EQ(changed["ok"], true) << changed;
       ASSERT_FALSE(changed["warnings"].empty()) << changed;
       EXPECT_EQ(target.persisted_gauge, false);

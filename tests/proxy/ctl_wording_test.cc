@@ -22,7 +22,8 @@ using ::testing::Not;
 // Every refusal DecideTransition can give, and the sentences of persist and status.
 std::vector<std::string> EverySentence() {
   std::vector<std::string> sentences;
-  const std::vector<OpenPlaintextClient> open = {{"10.0.0.7", "inventory", "PyMongo 4.6", false, 1}};
+  const std::vector<OpenPlaintextClient> open = {
+      {"10.0.0.7", "inventory", "PyMongo 4.6", false, 1}};
   for (Mode from : kAllModes) {
     for (Mode to : kAllModes) {
       for (bool force : {false, true}) {
@@ -46,8 +47,8 @@ std::vector<std::string> EverySentence() {
   }
   for (ModeSource source : {ModeSource::kDefault, ModeSource::kFile, ModeSource::kFlag}) {
     for (const char* file : {"", "/etc/s.toml"}) {
-      StartupMode startup{Mode::kAllowTls, source,
-                          source == ModeSource::kFlag ? "--sslMode" : "", file};
+      StartupMode startup{Mode::kAllowTls, source, source == ModeSource::kFlag ? "--sslMode" : "",
+                          file};
       if (auto refusal = PersistRefusal(startup, Mode::kRequireTls)) {
         sentences.push_back(*refusal);
       }
@@ -76,7 +77,8 @@ TEST(CliWordingTest, ProtocolSentencesUseTheProtocolsWords) {
 
 TEST(CliWordingTest, CtlSentencesUseTheCommandLinesWords) {
   // What is left of a protocol word once the CLI's own spellings are taken out.
-  const std::regex protocol_word(R"(\bforce\b|\bpersist\b|drainPlaintext|plaintextClients|`peers`)");
+  const std::regex protocol_word(
+      R"(\bforce\b|\bpersist\b|drainPlaintext|plaintextClients|`peers`)");
   bool saw_force = false;
   bool saw_persist = false;
   bool saw_drain = false;
