@@ -266,7 +266,7 @@ void PrintStatus(const Json& a) {
   if (source == "flag") {
     from = Concat("the flag ", Field(a, "modeFlag"));
     if (!file.empty()) {
-      ConcatAppend(&from, ", which overrides ", file, " (it says ", Field(a, "fileMode"), ")");
+      ConcatAppend(&from, ", which overrides ", file, ": the file says ", Field(a, "fileMode"));
     }
   } else if (!file.empty()) {
     from = file;
