@@ -617,7 +617,16 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
                                   plaintext.bytes());
   plaintext.MoveAllTo(to.staged);
   Advance(to);
-  if (to.queued() >= kHighWater) {
+  // Queues grow only here, so this is where their peak is seen; the registry hears of it
+  // only when it rises (ctl clients shows what backpressure held, SPEC §10).
+  size_t queued = to.queued();
+  if (size_t& peak = queued_peak_[client_to_server ? 0 : 1]; queued > peak) {
+    peak = queued;
+    ClientRegistry::QueuedPeak(
+        client_row_,
+        client_to_server ? FlowDirection::kClientToServer : FlowDirection::kServerToClient, queued);
+  }
+  if (queued >= kHighWater) {
     Pause(from);
   }
 }

@@ -213,6 +213,8 @@ class Connection {
   protocol::RequestInfo request_;
   protocol::HelloMetadata metadata_;
   ClientRegistry::Handle client_row_;
+  // The most bytes queued so far towards upstream [0] and towards the client [1].
+  std::array<size_t, 2> queued_peak_{};
 
   // Set when the connection will be refused once the first request is known.
   bool rejecting_ = false;

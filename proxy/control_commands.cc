@@ -346,8 +346,8 @@ void Clients(ControlTarget& target, const Json& request, Reply reply) {
   }
   std::vector<ClientRow> rows = target.Clients(only);
   std::sort(rows.begin(), rows.end(), [](const ClientRow& a, const ClientRow& b) {
-    return std::tie(a.transport, a.address, a.application) <
-           std::tie(b.transport, b.address, b.application);
+    return std::tie(a.transport, a.state, a.address, a.application) <
+           std::tie(b.transport, b.state, b.address, b.application);
   });
   Json clients = Json::array();
   for (const ClientRow& row : rows) {
@@ -356,10 +356,13 @@ void Clients(ControlTarget& target, const Json& request, Reply reply) {
                            {"driver", row.driver},
                            {"kind", row.member ? "member" : "client"},
                            {"transport", row.transport == Transport::kTls ? "tls" : "plaintext"},
+                           {"state", ClientStateName(row.state)},
                            {"active", row.active},
                            {"total", row.total},
                            {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)},
-                           {"subject", row.subject}});
+                           {"subject", row.subject},
+                           {"maxQueuedToClient", row.max_queued_to_client},
+                           {"maxQueuedToUpstream", row.max_queued_to_upstream}});
   }
   Json answer = Json::object();
   answer["ok"] = true;

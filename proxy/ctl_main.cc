@@ -56,7 +56,8 @@ constexpr char kUsage[] =
     "                                   SECONDS, cluster members last\n"
     "  preflight MODE                   dial the egress peers as MODE would\n"
     "  clients [--transport tls|plaintext]\n"
-    "                                   clients by address and application\n"
+    "                                   clients by address and application; state refused:\n"
+    "                                   plaintext clients turned away by requireTLS\n"
     "\n"
     "options:\n"
     "  --socket PATH   the control socket (default /tmp/tls-sidecar-27017.sock)\n"
@@ -310,10 +311,10 @@ void PrintClients(const Json& a) {
     any_subject = any_subject || !Field(c, "subject").empty();
   }
   for (const Json& c : a.value("clients", Json::array())) {
-    std::vector<std::string> row = {Field(c, "address"), Field(c, "application"),
-                                    Field(c, "driver"),  Field(c, "kind"),
-                                    Field(c, "transport"), Field(c, "active"),
-                                    Field(c, "total"),   Field(c, "lastSeen")};
+    std::vector<std::string> row = {
+        Field(c, "address"), Field(c, "application"), Field(c, "driver"),
+        Field(c, "kind"),    Field(c, "transport"),   Field(c, "state"),
+        Field(c, "active"),  Field(c, "total"),       Field(c, "lastSeen")};
     if (any_subject) {
       row.push_back(Field(c, "subject"));
     }
@@ -323,8 +324,8 @@ void PrintClients(const Json& a) {
     std::printf("no clients seen\n");
     return;
   }
-  std::vector<std::string> header = {"ADDRESS",   "APPLICATION", "DRIVER", "KIND",
-                                     "TRANSPORT", "ACTIVE",      "TOTAL",  "LAST SEEN"};
+  std::vector<std::string> header = {"ADDRESS", "APPLICATION", "DRIVER", "KIND",     "TRANSPORT",
+                                     "STATE",   "ACTIVE",      "TOTAL",  "LAST SEEN"};
   if (any_subject) {
     header.push_back("CERTIFICATE SUBJECT");
   }

@@ -79,12 +79,19 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                      .Name("tls_sidecar_tls_handshakes_total")
                      .Help("Completed TLS handshakes, by direction, version, cipher, resumption.")
                      .Register(*registry_);
-  plaintext_clients_ =
+  plaintext_clients_.family =
       &BuildCounter()
            .Name("tls_sidecar_plaintext_client_connections_total")
            .Help(
                "Plaintext client connections by the application and driver "
                "their hello named (at most 256 application/driver pairs; the rest are \"other\").")
+           .Register(*registry_);
+  plaintext_refusals_.family =
+      &BuildCounter()
+           .Name("tls_sidecar_plaintext_client_refusals_total")
+           .Help(
+               "Plaintext clients refused in requireTLS by the application and driver their "
+               "hello named (at most 256 application/driver pairs; the rest are \"other\").")
            .Register(*registry_);
   auto& sni = BuildCounter()
                   .Name("tls_sidecar_tls_sni_total")
@@ -170,35 +177,56 @@ void Metrics::Handshake(Direction direction, std::string_view version, std::stri
   counter->Increment();
 }
 
+prometheus::Counter* Metrics::ClientCounter(ClientCounters& table, std::string_view application,
+                                            std::string_view driver, int kind) {
+  auto key = std::make_tuple(std::string(application), std::string(driver), kind);
+  auto it = table.counters.find(key);
+  if (it == table.counters.end() && table.named + 1 >= kMaxClientLabelSets) {
+    // Full: fold into the one "other" pair, so a client that invents names cannot grow the
+    // series (and the scrape) without bound.
+    key = std::make_tuple(std::string(kOtherLabel), std::string(kOtherLabel), kind);
+    it = table.counters.find(key);
+  } else if (it == table.counters.end()) {
+    ++table.named;
+  }
+  if (it != table.counters.end()) {
+    return it->second;
+  }
+  prometheus::Labels labels = {{"application", std::get<0>(key)}, {"driver", std::get<1>(key)}};
+  if (kind >= 0) {
+    labels["kind"] = kind == 1 ? "member" : "client";
+  }
+  prometheus::Counter* counter = &table.family->Add(labels);
+  table.counters.emplace(std::move(key), counter);
+  return counter;
+}
+
 void Metrics::PlaintextClient(std::string_view application, std::string_view driver, bool member) {
   prometheus::Counter* counter;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto key = std::make_tuple(std::string(application), std::string(driver), member);
-    auto it = client_counters_.find(key);
-    if (it == client_counters_.end() && named_client_sets_ + 1 >= kMaxClientLabelSets) {
-      // Full: fold into the one "other" pair, so a client that invents names cannot grow the
-      // series (and the scrape) without bound.
-      key = std::make_tuple(std::string(kOtherLabel), std::string(kOtherLabel), member);
-      it = client_counters_.find(key);
-    } else if (it == client_counters_.end()) {
-      ++named_client_sets_;
-    }
-    if (it != client_counters_.end()) {
-      counter = it->second;
-    } else {
-      counter = &plaintext_clients_->Add({{"application", std::get<0>(key)},
-                                          {"driver", std::get<1>(key)},
-                                          {"kind", member ? "member" : "client"}});
-      client_counters_.emplace(std::move(key), counter);
-    }
+    counter = ClientCounter(plaintext_clients_, application, driver, member ? 1 : 0);
   }
   counter->Increment();
 }
 
 size_t Metrics::PlaintextClientLabelSets() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return client_counters_.size();
+  return plaintext_clients_.counters.size();
+}
+
+void Metrics::PlaintextClientRefused(std::string_view application, std::string_view driver) {
+  prometheus::Counter* counter;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counter = ClientCounter(plaintext_refusals_, application, driver, -1);
+  }
+  counter->Increment();
+}
+
+size_t Metrics::PlaintextClientRefusalLabelSets() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return plaintext_refusals_.counters.size();
 }
 
 void Metrics::SetMode(Mode mode) {

@@ -39,7 +39,8 @@ std::string_view TransportName(Transport transport);
 class Metrics {
  public:
   // At most this many distinct application/driver pairs label
-  // tls_sidecar_plaintext_client_connections_total, "other"/"other" included (SPEC §7): the
+  // tls_sidecar_plaintext_client_connections_total, "other"/"other" included (SPEC §7), and
+  // as many, counted apart, label tls_sidecar_plaintext_client_refusals_total: the
   // first kMaxClientLabelSets - 1 pairs seen keep their names, later ones are folded into
   // application="other", driver="other". With the two kinds that is at most
   // kMaxClientLabelSets + 1 series whatever clients send.
@@ -80,6 +81,12 @@ class Metrics {
   void PlaintextClient(std::string_view application, std::string_view driver, bool member);
   // PlaintextClientLabelSets is how many label sets the family holds now (for tests).
   size_t PlaintextClientLabelSets() const;
+  // PlaintextClientRefused counts one plaintext client refused in requireTLS in
+  // tls_sidecar_plaintext_client_refusals_total{application,driver}, under the same cap and
+  // fold into "other" as PlaintextClient (sanitised labels; "" when the hello was not read).
+  // Takes a mutex once per refusal; any thread.
+  void PlaintextClientRefused(std::string_view application, std::string_view driver);
+  size_t PlaintextClientRefusalLabelSets() const;
 
   // SetMode sets tls_sidecar_mode to 1 for `mode` and 0 for the other three.
   void SetMode(Mode mode);
@@ -111,7 +118,6 @@ class Metrics {
   std::array<prometheus::Histogram*, 2> handshake_duration_{};
   std::array<prometheus::Gauge*, 4> mode_{};
   prometheus::Family<prometheus::Counter>* handshakes_ = nullptr;
-  prometheus::Family<prometheus::Counter>* plaintext_clients_ = nullptr;
   std::array<std::array<prometheus::Counter*, 4>, 4> mode_transitions_{};
   prometheus::Family<prometheus::Gauge>* certificate_expiry_ = nullptr;
   prometheus::Gauge* mode_persisted_ = nullptr;
@@ -125,8 +131,19 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::tuple<int, const char*, const char*, bool>, prometheus::Counter*>
       handshake_counters_;
-  std::map<std::tuple<std::string, std::string, bool>, prometheus::Counter*> client_counters_;
-  size_t named_client_sets_ = 0;  // entries of client_counters_ that are not the fold target
+  // One capped family labelled by what a client's hello names. `kind` is -1 for a family
+  // without the kind label, else 0 (client) or 1 (member).
+  struct ClientCounters {
+    prometheus::Family<prometheus::Counter>* family = nullptr;
+    std::map<std::tuple<std::string, std::string, int>, prometheus::Counter*> counters;
+    size_t named = 0;  // entries of `counters` that are not the fold target
+  };
+  // ClientCounter finds or adds the counter for the labels, folding past the cap; the
+  // caller holds mutex_.
+  static prometheus::Counter* ClientCounter(ClientCounters& table, std::string_view application,
+                                            std::string_view driver, int kind);
+  ClientCounters plaintext_clients_;
+  ClientCounters plaintext_refusals_;
   std::vector<prometheus::Gauge*> expiry_gauges_;
 };
 

@@ -265,6 +265,14 @@ void Worker::OnConnectionClosing(const Connection& connection, CloseReason reaso
     return;
   }
   shared_.metrics.Rejected(reason);
+  if (reason == CloseReason::kPlaintextInRequireTls) {
+    // After the switch the refused clients are the ones left to move: list them where the
+    // plaintext clients are listed (SPEC §6, §7), by the hello's names when it was read.
+    const protocol::HelloMetadata& hello = connection.metadata();
+    shared_.clients.Refused(connection.peer_address(), hello.application, hello.driver,
+                            hello.internal_client);
+    shared_.metrics.PlaintextClientRefused(hello.application, hello.driver);
+  }
   // Per-connection lines are rate-limited so a flood cannot fill a disk (SPEC §9).
   static LogRateLimiter limiter(20);
   limiter.Log(Severity::kInfo, Component::kNetwork, "connection rejected",

@@ -27,6 +27,7 @@ SPEC_METRICS = {
     "tls_sidecar_connections_active": "gauge",
     "tls_sidecar_connections_rejected_total": "counter",
     "tls_sidecar_plaintext_client_connections_total": "counter",
+    "tls_sidecar_plaintext_client_refusals_total": "counter",
     "tls_sidecar_tls_handshakes_total": "counter",
     "tls_sidecar_tls_handshake_duration_seconds": "histogram",
     "tls_sidecar_bytes_total": "counter",
@@ -136,6 +137,35 @@ def test_dashboard_shows_what_operators_need():
                for where, expr in queries), "mode transitions marked"
     assert panels_using(r"tls_sidecar_certificate_expiry_timestamp_seconds.*- time\(\)"), \
         "certificate days left"
+
+
+def test_who_is_left_table_lists_connected_and_refused_clients():
+    """After requireTLS the refused plaintext clients are the ones left to move: the same table
+    shows them beside the connected ones, one row per application and driver."""
+    tables = [p for p in all_panels(load_dashboard()["panels"])
+              if p.get("type") == "table" and "who is left" in p["title"]]
+    assert len(tables) == 1, [p["title"] for p in tables]
+    table = tables[0]
+    by_ref = {t["refId"]: t for t in table["targets"]}
+    assert re.search(r"by \(instance, application, driver, kind\) "
+                     r"\(increase\(tls_sidecar_plaintext_client_connections_total",
+                     by_ref["A"]["expr"]), by_ref["A"]["expr"]
+    assert re.search(r"by \(instance, application, driver\) "
+                     r"\(increase\(tls_sidecar_plaintext_client_refusals_total",
+                     by_ref["B"]["expr"]), by_ref["B"]["expr"]
+    for target in by_ref.values():
+        assert target["instant"] is True and target["format"] == "table", target
+    # Two instant table queries become one table only through a merge; their values are
+    # "Value #A" and "Value #B", each shown under a name an operator can read.
+    transformations = [t["id"] for t in table["transformations"]]
+    assert transformations and transformations[0] == "merge", transformations
+    names = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+             for o in table["fieldConfig"]["overrides"] if o["matcher"]["id"] == "byName"}
+    assert names["Value #A"]["displayName"] == "connections in range", names
+    assert names["Value #B"]["displayName"] == "refused in range", names
+    organize = [t for t in table["transformations"] if t["id"] == "organize"]
+    assert organize and {"Value #A", "Value #B"} <= set(organize[0]["options"]["indexByName"])
+    assert "ctl clients" in table["description"] and "refused" in table["description"]
 
 
 def test_alert_rules_use_only_spec_metrics():

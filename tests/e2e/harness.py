@@ -298,11 +298,12 @@ def _require_node_modules():
                            "(tests/run.sh does)")
 
 
-def node_crud(uri, marker, timeout=60):
-    """Runs tests/e2e/node/crud.js: insert {marker} and find it back with the Node.js driver.
-    Returns the CompletedProcess; stdout holds a JSON result, stderr the error on failure."""
+def node_crud(uri, marker, timeout=60, appname="e2e-node"):
+    """Runs tests/e2e/node/crud.js: insert {marker} and find it back with the Node.js driver
+    (its hello names `appname`). Returns the CompletedProcess; stdout holds a JSON result,
+    stderr the error on failure."""
     _require_node_modules()
-    return subprocess.run([node_binary(), str(NODE_DIR / "crud.js"), uri, marker],
+    return subprocess.run([node_binary(), str(NODE_DIR / "crud.js"), uri, marker, appname],
                           cwd=NODE_DIR, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout)
 

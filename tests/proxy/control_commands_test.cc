@@ -385,11 +385,34 @@ TEST_F(ControlCommandsTest, ClientsListsRowsFilteredByTransport) {
   ASSERT_EQ(plaintext["clients"].size(), 1u);
   EXPECT_EQ(plaintext["clients"][0],
             Json::parse(R"({"address":"10.0.0.1","application":"app","driver":"PyMongo 4",
-                            "kind":"client","transport":"plaintext","active":2,"total":5,
-                            "lastSeen":"2023-11-14T22:13:20Z","subject":""})"));
+                            "kind":"client","transport":"plaintext","state":"connected",
+                            "active":2,"total":5,"lastSeen":"2023-11-14T22:13:20Z",
+                            "subject":"","maxQueuedToClient":0,"maxQueuedToUpstream":0})"));
   Json tls = Ask("{\"cmd\":\"clients\",\"transport\":\"tls\"}");
   EXPECT_EQ(tls["clients"][0]["kind"], "member");
   EXPECT_EQ(tls["clients"][0]["subject"], "CN=node2,O=Example");
+}
+
+TEST_F(ControlCommandsTest, ClientsShowRefusedRowsAndQueuedMaxima) {
+  ClientRow connected{"10.0.0.1", "app", "PyMongo 4",  false, Transport::kPlaintext,
+                      1,          1,     1700000000000};
+  connected.max_queued_to_client = 294912;
+  connected.max_queued_to_upstream = 32768;
+  ClientRow refused{"10.0.0.1", "app", "PyMongo 4",  false, Transport::kPlaintext,
+                    0,          3,     1700000001000};
+  refused.state = ClientState::kRefused;
+  target_.clients = {refused, connected};
+  Json plaintext = Ask("{\"cmd\":\"clients\",\"transport\":\"plaintext\"}");
+  ASSERT_EQ(plaintext["clients"].size(), 2u);
+  // Connected rows first, then the refused ones.
+  EXPECT_EQ(plaintext["clients"][0]["state"], "connected");
+  EXPECT_EQ(plaintext["clients"][0]["maxQueuedToClient"], 294912);
+  EXPECT_EQ(plaintext["clients"][0]["maxQueuedToUpstream"], 32768);
+  EXPECT_EQ(plaintext["clients"][1],
+            Json::parse(R"({"address":"10.0.0.1","application":"app","driver":"PyMongo 4",
+                            "kind":"client","transport":"plaintext","state":"refused",
+                            "active":0,"total":3,"lastSeen":"2023-11-14T22:13:21Z",
+                            "subject":"","maxQueuedToClient":0,"maxQueuedToUpstream":0})"));
 }
 
 TEST_F(ControlCommandsTest, InvalidUtf8FromPeersIsReplacedNotFatal) {

@@ -1,4 +1,4 @@
-// crud.js URI MARKER: inserts {marker: MARKER} with the Node.js driver and finds it back.
+// crud.js URI MARKER [APPNAME]: inserts {marker: MARKER} with the Node.js driver and finds it back.
 // Prints {"ok":true,...} on success; on failure prints every error the driver recorded
 // (the top-level one and each server's) on stderr and exits 1, so that tests can look
 // for the reason a connection was refused.
@@ -23,8 +23,8 @@ function describe(err) {
 }
 
 async function main() {
-  const [uri, marker] = process.argv.slice(2);
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5000, appName: 'e2e-node' });
+  const [uri, marker, appName = 'e2e-node'] = process.argv.slice(2);
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5000, appName });
   try {
     await client.connect();
     const coll = client.db('e2e').collection('node');
