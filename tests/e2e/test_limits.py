@@ -2,6 +2,9 @@
 up as connections close; a TLS client that stalls in its handshake is cut at
 limits.handshakeTimeoutMs, not left holding a slot."""
 
+import json
+import pathlib
+import resource
 import socket
 import ssl
 import time
@@ -97,3 +100,26 @@ def test_a_stalled_tls_handshake_is_cut_at_the_handshake_timeout(procs, pki):
     sidecar.wait_for_log("handshake_timeout")
     assert _metric(metrics_port, "tls_sidecar_connections_rejected_total",
                    {"reason": "handshake_timeout"}) == 1
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit_at_start(procs):
+    standin = procs.standin()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    low = min(256, ceiling // 2)
+    # The sidecar inherits a low soft limit under a higher hard one, as from a default
+    # systemd or shell limit of 1024 under a hard limit of 524288.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        sidecar = procs.sidecar(upstream=standin.address, wait=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    sidecar.wait_listening()
+    limits = pathlib.Path(f"/proc/{sidecar.proc.pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    now_soft, now_hard = line.split()[3:5]
+    expected = str(hard) if hard != resource.RLIM_INFINITY else "unlimited"
+    assert (now_soft, now_hard) == (expected, expected), line
+    entry = json.loads(sidecar.wait_for_log('"open file limit"'))
+    assert entry["attr"]["before"] == low, entry
+    assert entry["attr"]["now"] == (hard if hard != resource.RLIM_INFINITY else entry["attr"]["now"])
