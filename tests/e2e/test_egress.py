@@ -395,8 +395,14 @@ target = "127.0.0.1:{peer_sidecar.port}"
     assert ask(node, cmd="preflight", mode="preferTLS")["ok"] is True
     assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is True
     tls_before = accepted(peer_sidecar)["tls"]  # the preflight's own handshake
-    time.sleep(0.5)
+    # The window is five heartbeats (one every 100 ms) answered after the change, on
+    # whatever connection the member uses: had preferTLS replaced it, they would have needed
+    # a new connection, and that one would be TLS.
+    stats = repl_stats(member)
+    wait_for(lambda: repl_stats(member)["hellosOk"] >= stats["hellosOk"] + 5,
+             "heartbeats after preferTLS")
     # The replication connection is still the old plaintext one.
+    assert repl_stats(member)["reconnects"] == stats["reconnects"]
     assert accepted(peer_sidecar)["tls"] == tls_before
 
     drained = ask(peer_sidecar, cmd="drainPlaintext", overSeconds=0)

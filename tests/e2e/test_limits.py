@@ -53,13 +53,13 @@ def test_max_connections_refuses_the_next_one_and_counts_it(procs, pki):
             assert _hello_round_trip(sock) == 1
         extra = socket.create_connection(("127.0.0.1", sidecar.port), timeout=5)
         with extra:
-            assert _closed_within(extra, 5) is not None, "the fourth connection was served"
+            assert _closed_within(extra, 15) is not None, "the fourth connection was served"
         assert _metric(metrics_port, "tls_sidecar_connections_rejected_total",
                        {"reason": "max_connections"}) == 1
         sidecar.wait_for_log("limits.maxConnections reached")
         # A slot frees up when a connection closes, and the held ones still work.
         held.pop().close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while True:
             with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as again:
                 try:
@@ -81,7 +81,7 @@ def test_a_stalled_tls_handshake_is_cut_at_the_handshake_timeout(procs, pki):
     metrics_port = harness.free_port()
     sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
                             "--tlsCAFile", pki["ca"], upstream=standin.address,
-                            config="[limits]\nhandshakeTimeoutMs = 500\n",
+                            config="[limits]\nhandshakeTimeoutMs = 1000\n",
                             metrics=f"127.0.0.1:{metrics_port}")
     # A real ClientHello, cut short: enough for the sniffer to say TLS, never enough to answer.
     context = ssl.create_default_context(cafile=str(pki["ca"]))
@@ -94,9 +94,11 @@ def test_a_stalled_tls_handshake_is_cut_at_the_handshake_timeout(procs, pki):
     hello = outgoing.read()
     with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
         sock.sendall(hello[:len(hello) // 2])
-        elapsed = _closed_within(sock, 5)
+        elapsed = _closed_within(sock, 20)
     assert elapsed is not None, "a stalled handshake was kept open"
-    assert elapsed < 3, f"closed after {elapsed:.1f}s, not at the 0.5 s handshake timeout"
+    # Not before the 1 s timeout, and well before the 10 s default that an ignored setting
+    # would give; the slack above it is for a loaded machine under `ctest -j2`.
+    assert 0.9 <= elapsed < 6, f"closed after {elapsed:.1f}s, not at the 1 s handshake timeout"
     sidecar.wait_for_log("handshake_timeout")
     assert _metric(metrics_port, "tls_sidecar_connections_rejected_total",
                    {"reason": "handshake_timeout"}) == 1
