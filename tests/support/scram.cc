@@ -162,8 +162,7 @@ ScramCredential ScramCredential::Derive(std::string_view user, std::string_view 
   credential.iterations = iterations;
   Key salted{};
   PKCS5_PBKDF2_HMAC(password.data(), password.size(), credential.salt.data(),
-                    credential.salt.size(), iterations, EVP_sha256(), salted.size(),
-                    salted.data());
+                    credential.salt.size(), iterations, EVP_sha256(), salted.size(), salted.data());
   credential.stored_key = Sha256(Hmac(salted, "Client Key"));
   credential.server_key = Hmac(salted, "Server Key");
   OPENSSL_cleanse(salted.data(), salted.size());
@@ -203,8 +202,8 @@ absl::StatusOr<std::string> ScramServerConversation::Start(std::string_view clie
     return absl::UnauthenticatedError("unknown user");
   }
   nonce_ = std::string(*nonce) + server_nonce_;
-  server_first_ = "r=" + nonce_ + ",s=" +
-                  Base64(credential_->salt.data(), credential_->salt.size()) +
+  server_first_ = "r=" + nonce_ +
+                  ",s=" + Base64(credential_->salt.data(), credential_->salt.size()) +
                   ",i=" + std::to_string(credential_->iterations);
   return server_first_;
 }
@@ -236,8 +235,8 @@ absl::StatusOr<std::string> ScramServerConversation::Finish(std::string_view cli
   if (!proof || proof->size() != SHA256_DIGEST_LENGTH) {
     return absl::InvalidArgumentError("malformed proof");
   }
-  std::string auth_message = client_first_bare_ + "," + server_first_ + "," +
-                             std::string(without_proof);
+  std::string auth_message =
+      client_first_bare_ + "," + server_first_ + "," + std::string(without_proof);
   // ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); it is right when its hash is
   // StoredKey (RFC 5802 §3).
   Key signature = Hmac(credential_->stored_key, auth_message);
@@ -376,8 +375,7 @@ std::vector<uint8_t> ScramAuthenticator::Run(int64_t connection, std::string_vie
       .Finish();
 }
 
-void ScramAuthenticator::AnswerHello(int64_t connection, const BsonView& body,
-                                     BsonWriter& reply) {
+void ScramAuthenticator::AnswerHello(int64_t connection, const BsonView& body, BsonWriter& reply) {
   std::optional<BsonElement> mechs = body.Find("saslSupportedMechs");
   std::optional<std::string_view> asked = mechs ? mechs->AsString() : std::nullopt;
   // As mongod: the list is given only for a user that exists ("db.user").

@@ -127,8 +127,8 @@ struct ScramClient {
                       EVP_sha256(), sizeof(salted), salted);
     uint8_t client_key[32];
     unsigned int length = 0;
-    HMAC(EVP_sha256(), salted, 32, reinterpret_cast<const uint8_t*>("Client Key"), 10,
-         client_key, &length);
+    HMAC(EVP_sha256(), salted, 32, reinterpret_cast<const uint8_t*>("Client Key"), 10, client_key,
+         &length);
     uint8_t stored_key[32];
     SHA256(client_key, 32, stored_key);
     std::string without_proof = "c=biws,r=" + combined_nonce;
@@ -176,7 +176,9 @@ class StandinAuthTest : public ::testing::Test {
   static double Ok(const BsonView& reply) { return *reply.Find("ok")->AsDouble(); }
   static int64_t Code(const BsonView& reply) { return reply.Find("code")->AsInt64().value_or(0); }
 
-  Document Find() { return BsonWriter().AppendString("find", "c").AppendString("$db", "t").Finish(); }
+  Document Find() {
+    return BsonWriter().AppendString("find", "c").AppendString("$db", "t").Finish();
+  }
 
   Standin standin_;
   std::vector<Document> commands_;
@@ -248,13 +250,13 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
   EXPECT_EQ(*mechs.Find("0")->AsString(), "SCRAM-SHA-256");
   BsonView speculative = *hello.Find("speculativeAuthenticate")->AsDocument();
   int32_t id = *speculative.Find("conversationId")->AsInt32();
-  BsonView refused = Run(BsonWriter()
-                             .AppendInt32("saslContinue", 1)
-                             .AppendInt32("conversationId", id)
-                             .AppendBinary("payload", 0,
-                                           Bytes(client.Final(PayloadOf(speculative))))
-                             .AppendString("$db", "admin")
-                             .Finish());
+  BsonView refused =
+      Run(BsonWriter()
+              .AppendInt32("saslContinue", 1)
+              .AppendInt32("conversationId", id)
+              .AppendBinary("payload", 0, Bytes(client.Final(PayloadOf(speculative))))
+              .AppendString("$db", "admin")
+              .Finish());
   EXPECT_EQ(Ok(refused), 0.0);
   EXPECT_EQ(Code(refused), 18);  // AuthenticationFailed
   EXPECT_EQ(*refused.Find("errmsg")->AsString(), "Authentication failed.");
@@ -276,12 +278,13 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
                            .AppendString("$db", "admin")
                            .Finish());
   BsonView first = *again.Find("speculativeAuthenticate")->AsDocument();
-  BsonView finished = Run(BsonWriter()
-                              .AppendInt32("saslContinue", 1)
-                              .AppendInt32("conversationId", *first.Find("conversationId")->AsInt32())
-                              .AppendBinary("payload", 0, Bytes(right.Final(PayloadOf(first))))
-                              .AppendString("$db", "admin")
-                              .Finish());
+  BsonView finished =
+      Run(BsonWriter()
+              .AppendInt32("saslContinue", 1)
+              .AppendInt32("conversationId", *first.Find("conversationId")->AsInt32())
+              .AppendBinary("payload", 0, Bytes(right.Final(PayloadOf(first))))
+              .AppendString("$db", "admin")
+              .Finish());
   ASSERT_EQ(Ok(finished), 1.0);
   EXPECT_TRUE(*finished.Find("done")->AsBool());
   EXPECT_EQ(Ok(Run(Find())), 1.0);
