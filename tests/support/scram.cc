@@ -8,6 +8,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -33,6 +35,15 @@ constexpr size_t kSaltBytes = 28;
 constexpr size_t kNonceBytes = 24;
 
 using Key = std::array<uint8_t, SHA256_DIGEST_LENGTH>;
+
+// Check aborts when a libcrypto call failed: they fail only when memory runs out, and a
+// stand-in that cannot compute a key cannot answer anything right.
+void Check(int rc, const char* what) {
+  if (rc != 1) {
+    std::fprintf(stderr, "mongod_standin: %s failed\n", what);
+    std::abort();
+  }
+}
 
 std::string Base64(const uint8_t* data, size_t size) {
   size_t encoded = 0;
@@ -61,8 +72,11 @@ std::optional<std::vector<uint8_t>> Unbase64(std::string_view text) {
 Key Hmac(const Key& key, std::string_view message) {
   Key out{};
   unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), key.size(), reinterpret_cast<const uint8_t*>(message.data()),
-       message.size(), out.data(), &length);
+  Check(HMAC(EVP_sha256(), key.data(), key.size(), reinterpret_cast<const uint8_t*>(message.data()),
+             message.size(), out.data(), &length) != nullptr
+            ? 1
+            : 0,
+        "HMAC");
   return out;
 }
 
@@ -117,7 +131,7 @@ std::optional<std::string> Unescape(std::string_view name) {
 
 std::string RandomBase64(size_t bytes) {
   std::vector<uint8_t> random(bytes);
-  RAND_bytes(random.data(), random.size());
+  Check(RAND_bytes(random.data(), random.size()), "RAND_bytes");
   return Base64(random.data(), random.size());
 }
 
@@ -161,8 +175,10 @@ ScramCredential ScramCredential::Derive(std::string_view user, std::string_view 
   credential.salt = std::move(salt);
   credential.iterations = iterations;
   Key salted{};
-  PKCS5_PBKDF2_HMAC(password.data(), password.size(), credential.salt.data(),
-                    credential.salt.size(), iterations, EVP_sha256(), salted.size(), salted.data());
+  Check(PKCS5_PBKDF2_HMAC(password.data(), password.size(), credential.salt.data(),
+                          credential.salt.size(), iterations, EVP_sha256(), salted.size(),
+                          salted.data()),
+        "PKCS5_PBKDF2_HMAC");
   credential.stored_key = Sha256(Hmac(salted, "Client Key"));
   credential.server_key = Hmac(salted, "Server Key");
   OPENSSL_cleanse(salted.data(), salted.size());
@@ -254,7 +270,7 @@ absl::StatusOr<std::string> ScramServerConversation::Finish(std::string_view cli
 
 ScramAuthenticator::ScramAuthenticator(std::string_view user, std::string_view password) {
   std::vector<uint8_t> salt(kSaltBytes);
-  RAND_bytes(salt.data(), salt.size());
+  Check(RAND_bytes(salt.data(), salt.size()), "RAND_bytes");
   credential_ = ScramCredential::Derive(user, password, std::move(salt), kIterations);
 }
 
