@@ -193,3 +193,21 @@ target = "127.0.0.1:{peer.port}"
             client.close()
     # Both went to the peer over TLS: its requireTLS would have refused plaintext.
     assert _accepted(peer)["tls"] >= before + 2
+
+
+def test_drivers_authenticate_speculatively_in_the_hello_through_the_sidecar(procs, pki):
+    """Both drivers put their first SCRAM step in the hello (speculativeAuthenticate, MongoDB
+    4.4+), which the sidecar's sniffing and hello inspection see first: the stand-in's log
+    (--verbose) shows every exchange finished by saslContinue with no saslStart."""
+    standin = procs.standin("--auth", f"{USER}:{PASSWORD}", "--verbose")
+    sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
+                            upstream=standin.address)
+    for client in CLIENTS:
+        for transport in ("plaintext", "tls"):
+            ok, text = _crud(client, sidecar.port, transport, pki["ca"],
+                             f"speculative-{client}-{transport}-{uuid.uuid4().hex[:8]}")
+            assert ok, text
+    log = standin.stderr_text()
+    finished = log.count("saslContinue -> ok 1")
+    assert finished >= 4, log
+    assert "saslStart" not in log, log
