@@ -36,6 +36,9 @@ import pymongo
 
 CONTROL = pathlib.Path(sys.argv[1])
 CA = sys.argv[2]
+# The client certificate `tls-sidecar certs init` wrote beside the CA: with a CAFile, the
+# sidecar (as mongod) may require one from TLS clients.
+CLIENT_CERTIFICATE = str(pathlib.Path(CA).parent / "client.pem")
 HOSTS = sys.argv[3:]
 
 lock = threading.Lock()
@@ -62,7 +65,7 @@ def connect(host, tls, name):
                    connectTimeoutMS=10000, socketTimeoutMS=15000, retryReads=False,
                    retryWrites=False)
     if tls:
-        options.update(tls=True, tlsCAFile=CA)
+        options.update(tls=True, tlsCAFile=CA, tlsCertificateKeyFile=CLIENT_CERTIFICATE)
     return pymongo.MongoClient(host, 27017, **options)
 
 

@@ -246,7 +246,9 @@ class Cluster:
         self.standins[k].send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            lines = path.read_text().splitlines()
+            # Only whole lines: the stand-in's write of a line may be read half done.
+            text = path.read_text()
+            lines = text[:text.rfind("\n") + 1].splitlines()
             if len(lines) > before and lines[-1].startswith("{"):
                 return json.loads(lines[-1])
             time.sleep(0.05)
@@ -582,7 +584,8 @@ def run(binary_dir):
                 if j == k:
                     continue
                 result = sh("openssl", "s_client", "-connect", f"{address(j)}:27017",
-                            "-CAfile", pki / "ca.pem", "-verify_return_error",
+                            "-CAfile", pki / "ca.pem", "-cert", pki / "cluster.pem",
+                            "-verify_return_error",
                             "-verify_ip", address(j), ns=node_ns(k), check=False, timeout=30)
                 if "Verify return code: 0 (ok)" not in result.stdout:
                     raise RuntimeError(f"openssl s_client from node {k} to node {j}:\n"
