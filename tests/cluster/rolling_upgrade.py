@@ -552,8 +552,14 @@ def run(binary_dir):
                     if min(counts.get("insert", 0), counts.get("find", 0)) < minimum:
                         return False
                 return True
-            wait_until(enough, f"client operations in stage {name} ({', '.join(clients)})",
-                       timeout=60)
+            try:
+                wait_until(enough, f"client operations in stage {name} ({', '.join(clients)})",
+                           timeout=60)
+            except RuntimeError as error:
+                state = progress() or {"clients": {}}
+                died = {client: state["clients"][client]["died"] for client in clients
+                        if state["clients"].get(client, {}).get("died")}
+                raise RuntimeError(f"{error}; client threads that died: {died or 'none'}")
 
         def heartbeats(minimum=3):
             """Waits until every node's stand-in had `minimum` more heartbeats answered:
