@@ -5,23 +5,36 @@ client load and inter-node replication traffic.
     rolling_upgrade.py BINARY_DIR
 
 Topology, all inside network namespaces this script creates and removes (nothing is sent
-to any address outside them):
+to any address outside them), named tlsc-PID-* after this process:
 
-    tlsc-sw      a bridge tlsc-br0 joining one veth per host (tcpdump captures here)
-    tlsc-n1..3   10.77.0.1..3: stand-in mongod on 127.0.0.1:27018 with --peer to the two
+    tlsc-PID-sw      a bridge tlsc-br0 joining one veth per host (tcpdump captures here)
+    tlsc-PID-n1..3   10.77.0.1..3: stand-in mongod on 127.0.0.1:27018 with --peer to the two
                  others; tls-sidecar on 10.77.0.K:27017 upstream of it. Nodes 1 and 2 reach
                  their peers through [[egress.peers]] listeners (peer J at 127.0.1.J:27017);
                  node 3 dials its peers' real addresses and deploy/egress-iptables.sh
                  redirects that into the sidecar's transparent egress listener.
-    tlsc-client  10.77.0.100: load.py, plaintext and TLS pymongo clients against all nodes
+    tlsc-PID-client  10.77.0.100: load.py, plaintext and TLS pymongo clients against all nodes
 
-The walk: all disabled -> allowTLS one node at a time -> clients switch to TLS -> preflight
-and preferTLS one node at a time -> drain-plaintext on each -> requireTLS one node at a
-time -> forced rollback of node 1 to allowTLS and back up. It asserts 0 failed client
-operations, 0 failed peer heartbeats, and no plaintext MongoDB message between the nodes on
-the bridge once every node is in preferTLS and the old connections are drained (checked on
-a capture; a capture taken while the nodes still talk plaintext must show such messages, so
-the check itself is shown to work).
+The walk follows deploy/ROLLING-UPGRADE.md (which lists what differs): every sidecar starts
+from a configuration file carrying the mode (no mode flag, so step 5's persist can work) in
+disabled -> allowTLS one node at a time -> clients switch to TLS -> a real preflight (the
+sidecar's, or openssl s_client from the node with transparent egress only) and preferTLS one
+node at a time -> drain-plaintext on each -> requireTLS one node at a time -> persist -> a
+forced rollback of node 1 to allowTLS, during which a new plaintext client works against it,
+and back up. Each step waits for conditions with deadlines, never for a fixed time: every
+member's heartbeats go on after each change, and every client working in a stage inserts
+and reads back documents in it.
+
+It asserts: no failed client operation (the drivers' own retries are off), progress of every
+client in every stage, every moving client switched to TLS, no client thread that died, no
+failed heartbeat, no more replication reconnects than the drain closed and no more resent
+requests than those can explain; that between the nodes every connection opened from
+preferTLS on carries TLS records from its first byte (content type, version, length), that
+the member connections made in plaintext before carried OP_MSG and were closed by the drain
+(a capture that covers preferTLS, and shows the detector sees plaintext), with at least
+10,000 TLS bytes checked (bytes after a hole in the capture are not counted) and no packet
+dropped by the kernel; that the allowTLS capture shows plaintext OP_MSG; and that the
+rollback's plaintext client connection was captured.
 
 Exit status: 0 passed, 1 failed, 77 skipped (not root, or no network namespaces).
 """
@@ -29,6 +42,7 @@ Exit status: 0 passed, 1 failed, 77 skipped (not root, or no network namespaces)
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import struct
@@ -38,15 +52,24 @@ import tempfile
 import time
 
 SKIP = 77
+# Interface names live inside this run's own namespaces (and must fit in 15 characters);
+# namespace names are global, so they carry this process's id: two checkouts on one machine
+# can walk at the same time without removing each other's namespaces.
 PREFIX = "tlsc"
-SWITCH = f"{PREFIX}-sw"
+NS_PREFIX = f"tlsc-{os.getpid()}"
+SWITCH = f"{NS_PREFIX}-sw"
 BRIDGE = f"{PREFIX}-br0"
 NODES = (1, 2, 3)
-CLIENT = f"{PREFIX}-client"
-NAMESPACES = [SWITCH, CLIENT] + [f"{PREFIX}-n{k}" for k in NODES]
+CLIENT = f"{NS_PREFIX}-client"
+NAMESPACES = [SWITCH, CLIENT] + [f"{NS_PREFIX}-n{k}" for k in NODES]
 SUBNET = "10.77.0"
 TRANSPARENT_NODE = 3
 SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2]
+# drain-plaintext's window: the procedure says 60 s on a real cluster; 5 s here spreads the
+# six member connections' closes over a window that is still short for a test.
+DRAIN_SECONDS = 5
+# A closed port on node 2 that node 1 dials to mark the end of a capture (Capture.stop).
+MARKER_PORT = 9
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
@@ -67,7 +90,7 @@ def sh(*args, check=True, ns=None, capture=True, timeout=60):
 
 
 def node_ns(k):
-    return f"{PREFIX}-n{k}"
+    return f"{NS_PREFIX}-n{k}"
 
 
 def address(k):
@@ -76,12 +99,26 @@ def address(k):
 
 # --- namespaces ----------------------------------------------------------------------------
 
+def leftover(name):
+    """Whether `name` is a namespace of a walk whose process is gone (one that crashed)."""
+    match = re.fullmatch(r"tlsc-(\d+)-\w+", name)
+    if match is None:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def cleanup():
-    """Removes every namespace of ours, killing what runs in it first (also the leftovers of
-    a run that crashed)."""
+    """Removes every namespace of this run, killing what runs in it first, and those of runs
+    that crashed; never those of another walk that is running."""
     existing = sh("ip", "netns", "list", check=False).stdout.split()
-    for name in NAMESPACES + [f"{PREFIX}-probe"]:
-        if name not in existing:
+    for name in existing:
+        if name not in NAMESPACES + [f"{NS_PREFIX}-probe"] and not leftover(name):
             continue
         pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
         for pid in pids:
@@ -95,7 +132,7 @@ def cleanup():
 def can_run():
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return False
-    probe = f"{PREFIX}-probe"
+    probe = f"{NS_PREFIX}-probe"
     sh("ip", "netns", "del", probe, check=False)
     if sh("ip", "netns", "add", probe, check=False).returncode != 0:
         return False
@@ -209,7 +246,9 @@ class Cluster:
         self.standins[k].send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            lines = path.read_text().splitlines()
+            # Only whole lines: the stand-in's write of a line may be read half done.
+            text = path.read_text()
+            lines = text[:text.rfind("\n") + 1].splitlines()
             if len(lines) > before and lines[-1].startswith("{"):
                 return json.loads(lines[-1])
             time.sleep(0.05)
@@ -239,46 +278,100 @@ class Cluster:
 
 # --- capture -------------------------------------------------------------------------------
 
-class Capture:
-    """tcpdump on the bridge, inter-node TCP only."""
+def inter_node(flow):
+    """Whether a flow ((src ip, sport), (dst ip, dport)) joins two nodes."""
+    nodes = {socket_ip(address(k)) for k in NODES}
+    return flow[0][0] in nodes and flow[1][0] in nodes
 
-    def __init__(self, work, name):
+
+def socket_ip(text):
+    return bytes(int(part) for part in text.split("."))
+
+
+class Capture:
+    """tcpdump on the bridge. It is started with a condition (tcpdump says it is listening),
+    and stop() reads tcpdump's own counts: packets the kernel dropped make the capture
+    incomplete, which fails the walk rather than weakening its checks."""
+
+    def __init__(self, work, name, node_filter=None):
         self.path = pathlib.Path(work) / f"{name}.pcap"
-        node_filter = f"tcp and src net {SUBNET}.0/30 and dst net {SUBNET}.0/30"
-        self.err = open(pathlib.Path(work) / f"{name}.tcpdump", "wb")
+        if node_filter is None:
+            node_filter = f"tcp and src net {SUBNET}.0/30 and dst net {SUBNET}.0/30"
+        self.err_path = pathlib.Path(work) / f"{name}.tcpdump"
+        self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", SWITCH, "tcpdump", "-i", BRIDGE, "-U", "-s", "0", "-n",
-             "-w", str(self.path), node_filter], stdin=subprocess.DEVNULL,
+             "-B", "8192", "-w", str(self.path), node_filter], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=self.err)
         deadline = time.monotonic() + 10
-        while b"listening on" not in pathlib.Path(self.err.name).read_bytes():
+        while b"listening on" not in self.err_path.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("tcpdump did not start: " +
-                                   pathlib.Path(self.err.name).read_text(errors="replace"))
+                                   self.err_path.read_text(errors="replace"))
             time.sleep(0.05)
 
     def stop(self):
+        """Stops tcpdump once it has written everything up to now; returns the flows (see
+        tcp_flows). Raises when the kernel dropped packets."""
+        # tcpdump reads the kernel's buffer at its own pace, and what it has not read at
+        # SIGINT is never written ("received by filter" but not "captured"). So a marker
+        # connection attempt is made between two nodes (to a closed port: a SYN and a RST),
+        # and tcpdump is stopped only once the marker is in the file, and so is everything
+        # before it.
+        deadline = time.monotonic() + 30
+        while True:
+            sh("bash", "-c", f"exec 3<>/dev/tcp/{address(2)}/{MARKER_PORT}", ns=node_ns(1),
+               check=False, timeout=10)
+            if any(key[1][1] == MARKER_PORT for key in tcp_flows(self.path)):
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tcpdump did not write the marker packet: " +
+                                   self.err_path.read_text(errors="replace"))
+            time.sleep(0.2)
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.err.close()
-        return scan_pcap(self.path)
+        report = self.err_path.read_text(errors="replace")
+        dropped = [int(n) for n in re.findall(r"(\d+) packets? dropped by (?:kernel|interface)",
+                                              report)]
+        if not re.search(r"packets? dropped by kernel", report):
+            raise RuntimeError(f"tcpdump did not report its dropped-packet count:\n{report}")
+        if any(dropped):
+            raise RuntimeError(f"tcpdump lost packets, the capture is incomplete:\n{report}")
+        return tcp_flows(self.path)
 
 
-def tcp_streams(path):
-    """Reassembles the TCP payload of each direction of each flow in a pcap (Ethernet,
-    IPv4) by sequence number, dropping retransmitted bytes."""
+class Flow:
+    """One direction of one TCP connection in a capture."""
+
+    def __init__(self):
+        self.segments = {}
+        self.syn = False      # the connection's SYN is in the capture: it opened during it
+        self.closed = False   # a FIN or RST of this direction is in the capture
+        self.stream = b""     # payload by sequence number, up to the first missing byte
+        self.gap_bytes = 0    # bytes missing in the capture inside the stream, not in it
+        self.first_ts = None
+
+
+def tcp_flows(path):
+    """Reassembles each direction of each flow of a pcap (Ethernet, IPv4) by sequence number,
+    dropping retransmitted bytes. A stream ends at its first missing segment: nothing after
+    a hole is counted or parsed (zeros would pass for data). Returns {(src, dst): Flow}
+    with src and dst (ip bytes, port)."""
     data = pathlib.Path(path).read_bytes()
+    flows = {}
     if len(data) < 24:
-        return {}
+        return flows
     magic = struct.unpack("<I", data[:4])[0]
     endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
     linktype = struct.unpack(endian + "I", data[20:24])[0]
     if linktype != 1:
         raise RuntimeError(f"unexpected pcap link type {linktype}")
-    segments = {}
     offset = 24
     while offset + 16 <= len(data):
-        _, _, caplen, _ = struct.unpack(endian + "IIII", data[offset:offset + 16])
+        ts_sec, ts_frac, caplen, _ = struct.unpack(endian + "IIII", data[offset:offset + 16])
+        if offset + 16 + caplen > len(data):
+            break  # a packet tcpdump is still writing
         frame = data[offset + 16:offset + 16 + caplen]
         offset += 16 + caplen
         if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00":
@@ -292,54 +385,129 @@ def tcp_streams(path):
         if len(tcp) < 20:
             continue
         sport, dport, seq = struct.unpack("!HHI", tcp[:8])
+        flags = tcp[13]
+        flow = flows.setdefault(((ip[12:16], sport), (ip[16:20], dport)), Flow())
+        if flags & 0x02:
+            flow.syn = True
+            flow.isn = seq
+        if flags & 0x05:
+            flow.closed = True
         payload = tcp[(tcp[12] >> 4) * 4:]
-        if not payload:
+        if payload:
+            if flow.first_ts is None:
+                flow.first_ts = ts_sec
+            flow.segments.setdefault(seq, payload)
+    for flow in flows.values():
+        if not flow.segments:
             continue
-        key = (ip[12:16], sport, ip[16:20], dport)
-        segments.setdefault(key, {})[seq] = payload
-    streams = {}
-    for key, by_seq in segments.items():
-        ordered = sorted(by_seq.items())
-        base = ordered[0][0]
+        ordered = sorted(flow.segments.items())
+        base = (flow.isn + 1) if flow.syn else ordered[0][0]
         stream = bytearray()
         for seq, payload in ordered:
             start = (seq - base) % (1 << 32)
             if start + len(payload) <= len(stream):
                 continue
             if start > len(stream):
-                stream += b"\x00" * (start - len(stream))  # a segment the capture missed
+                flow.gap_bytes += start - len(stream)
+                break
             stream += payload[len(stream) - start:]
-        streams[key] = bytes(stream)
-    return streams
+        flow.stream = bytes(stream)
+    return flows
 
 
-def scan_pcap(path):
-    """Returns (bytes checked, OP_MSG headers found): a header is a 16-byte MongoDB message
-    header with opcode 2013 at offset 12, a length of 21 bytes to 48 MiB and responseTo
-    plausible, at any offset of a reassembled stream."""
-    checked = 0
+def op_msg_headers(stream):
+    """OP_MSG headers in a stream: a 16-byte MongoDB message header with opcode 2013 at
+    offset 12 and a length of 21 bytes to 48 MiB, at any offset."""
     found = 0
     opcode = struct.pack("<i", 2013)
-    for stream in tcp_streams(path).values():
-        checked += len(stream)
-        position = stream.find(opcode, 12)
-        while position != -1:
-            start = position - 12
-            length = struct.unpack("<i", stream[start:start + 4])[0]
-            if 21 <= length <= 48 * 1024 * 1024:
-                found += 1
-            position = stream.find(opcode, position + 1)
-    return checked, found
+    position = stream.find(opcode, 12)
+    while position != -1:
+        start = position - 12
+        length = struct.unpack("<i", stream[start:start + 4])[0]
+        if 21 <= length <= 48 * 1024 * 1024:
+            found += 1
+        position = stream.find(opcode, position + 1)
+    return found
+
+
+def tls_records(stream):
+    """Parses a stream from its first byte as TLS records (RFC 8446 §5.1): content type
+    20-23, legacy version 0x0303 (0x0301 allowed for the first record, the ClientHello's),
+    length 1..2^14+2048. Returns (records, None) or (records, why it is not TLS). A record
+    cut by the end of the capture is fine."""
+    offset = 0
+    records = 0
+    while offset + 5 <= len(stream):
+        content_type = stream[offset]
+        version = struct.unpack("!H", stream[offset + 1:offset + 3])[0]
+        length = struct.unpack("!H", stream[offset + 3:offset + 5])[0]
+        if content_type not in (20, 21, 22, 23):
+            return records, f"content type {content_type} at byte {offset}"
+        if version != 0x0303 and not (records == 0 and version == 0x0301):
+            return records, f"version {version:#06x} at byte {offset}"
+        if not 1 <= length <= 16384 + 2048:
+            return records, f"record length {length} at byte {offset}"
+        offset += 5 + length
+        records += 1
+    return records, None
+
+
+def describe_flow(key):
+    (src, sport), (dst, dport) = key
+    return f"{'.'.join(map(str, src))}:{sport} -> {'.'.join(map(str, dst))}:{dport}"
+
+
+def check_tls_capture(flows, failures, figures, label, opened_before_allowed):
+    """After preferTLS: every flow between nodes that opened during the capture carries TLS
+    records from its first byte; a flow already open when the capture started (the member
+    connections made in plaintext before preferTLS) may carry plaintext only if the capture
+    also shows it closed (the drain). Returns the TLS bytes checked (no bytes after a hole)."""
+    tls_bytes = 0
+    tls_flows = 0
+    plaintext_before = 0
+    for key, flow in flows.items():
+        if not inter_node(key) or not flow.stream:
+            continue
+        if flow.syn:
+            records, problem = tls_records(flow.stream)
+            if problem is not None or flow.gap_bytes:
+                failures.append(f"{label}: {describe_flow(key)} opened after preferTLS is not "
+                                f"TLS: {problem or 'a hole in the capture'} after {records} "
+                                f"records; {op_msg_headers(flow.stream)} OP_MSG headers")
+                continue
+            tls_bytes += len(flow.stream)
+            tls_flows += 1
+            continue
+        headers = op_msg_headers(flow.stream)
+        if headers == 0:
+            continue
+        plaintext_before += headers
+        reverse = flows.get((key[1], key[0]))
+        if not opened_before_allowed:
+            failures.append(f"{label}: {headers} plaintext OP_MSG on {describe_flow(key)}")
+        elif not (flow.closed or (reverse is not None and reverse.closed)):
+            failures.append(f"{label}: {describe_flow(key)} carried {headers} plaintext "
+                            f"OP_MSG and was not closed by the drain")
+    figures[f"{label}_tls_flows_opened"] = tls_flows
+    figures[f"{label}_tls_bytes_checked"] = tls_bytes
+    figures[f"{label}_plaintext_op_msg_on_drained_flows"] = plaintext_before
+    return tls_bytes
 
 
 # --- the walk ------------------------------------------------------------------------------
 
-def wait_until(predicate, what, timeout=20):
+def wait_until(predicate, what, timeout=30):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+# The clients that work in each stage of the walk (load.py's names).
+MOVING = [f"node{k}-moving" for k in NODES]
+TLS_CLIENTS = [f"node{k}-tls" for k in NODES]
+ROLLBACK_CLIENT = "node1-rollback"
 
 
 def run(binary_dir):
@@ -348,6 +516,7 @@ def run(binary_dir):
     load = None
     failures = []
     figures = {}
+    stages = []  # (stage, clients expected to make progress in it)
     try:
         log(f"workdir {work}; building 3 hosts and a client in network namespaces")
         build_network()
@@ -359,10 +528,82 @@ def run(binary_dir):
         def set_phase(value):
             (work / "phase").write_text(value)
 
+        def progress():
+            try:
+                return json.loads((work / "progress.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+
+        def begin_stage(name, clients):
+            (work / "stage").write_text(name)
+            stages.append((name, clients))
+
+        def load_progress(minimum=3):
+            """Waits until every client of the current stage inserted and found at least
+            `minimum` documents in it: the stage is shown to serve clients, not assumed."""
+            name, clients = stages[-1]
+
+            def enough():
+                state = progress()
+                if state is None:
+                    return False
+                for client in clients:
+                    counts = state["clients"][client]["stages"].get(name, {})
+                    if min(counts.get("insert", 0), counts.get("find", 0)) < minimum:
+                        return False
+                return True
+            try:
+                wait_until(enough, f"client operations in stage {name} ({', '.join(clients)})",
+                           timeout=60)
+            except RuntimeError as error:
+                state = progress() or {"clients": {}}
+                died = {client: state["clients"][client]["died"] for client in clients
+                        if state["clients"].get(client, {}).get("died")}
+                raise RuntimeError(f"{error}; client threads that died: {died or 'none'}")
+
+        def heartbeats(minimum=3):
+            """Waits until every node's stand-in had `minimum` more heartbeats answered:
+            the members are healthy (the procedure's rs.status() check)."""
+            before = {k: cluster.repl_stats(k)["hellosOk"] for k in NODES}
+            wait_until(lambda: all(cluster.repl_stats(k)["hellosOk"] >= before[k] + minimum
+                                   for k in NODES), "heartbeats between all members")
+
+        def step(k, *args):
+            result = cluster.ctl(k, *args)
+            log(f"node {k}: ctl {' '.join(args)}: {result.stdout.strip().splitlines()[0]}")
+            heartbeats()
+            return result
+
+        def preflight(k, mode):
+            """A real preflight: the sidecar's own for the peers it knows, and the
+            procedure's openssl s_client check from a node with transparent egress only."""
+            if k != TRANSPARENT_NODE:
+                answer = cluster.ask(k, "preflight", mode)
+                peers = answer.get("peers", [])
+                bad = [row for row in peers
+                       if not row.get("handshake") or row.get("verification") != "ok"]
+                if answer.get("ok") is not True or len(peers) != len(NODES) - 1 or bad:
+                    raise RuntimeError(f"preflight {mode} on node {k}: {answer}")
+                log(f"node {k}: preflight {mode}: {len(peers)} peers verified")
+                return
+            for j in NODES:
+                if j == k:
+                    continue
+                result = sh("openssl", "s_client", "-connect", f"{address(j)}:27017",
+                            "-CAfile", pki / "ca.pem", "-cert", pki / "cluster.pem",
+                            "-verify_return_error",
+                            "-verify_ip", address(j), ns=node_ns(k), check=False, timeout=30)
+                if "Verify return code: 0 (ok)" not in result.stdout:
+                    raise RuntimeError(f"openssl s_client from node {k} to node {j}:\n"
+                                       f"{result.stdout[-1500:]}{result.stderr[-500:]}")
+            log(f"node {k}: peers verified with openssl s_client (transparent egress)")
+
         set_phase("plaintext")
+        begin_stage("disabled", MOVING)
         load = cluster.spawn("load", CLIENT, [PYTHON, SOURCE_DIR / "tests" / "cluster" / "load.py",
                                               work, pki / "ca.pem",
                                               *[address(k) for k in NODES]])
+
         def connected():
             stats, _ = cluster.heartbeat_totals()
             return all(s["hellosOk"] >= 5 and s["connects"] >= 2 for s in stats.values())
@@ -370,70 +611,120 @@ def run(binary_dir):
         _, baseline = cluster.heartbeat_totals()
         log(f"all nodes disabled, replication flowing (start-up failures before the sidecars "
             f"were up, not counted: {baseline['failures']})")
+        load_progress()
 
-        def step(k, *args):
-            result = cluster.ctl(k, *args)
-            log(f"node {k}: ctl {' '.join(args)}: {result.stdout.strip().splitlines()[0]}")
-            time.sleep(1.0)
-
-        # Seeds' step 1: allowTLS on each node, one at a time.
+        # Step 1: allowTLS on each node, one at a time. The capture covers the whole step,
+        # so it must show the plaintext member traffic: the detector is shown to see it.
+        capture = Capture(work, "allow")
         for k in NODES:
             step(k, "set-mode", "allowTLS")
+        begin_stage("allowTLS", MOVING + TLS_CLIENTS)
         set_phase("mixed")
-        time.sleep(1.5)
-        # The detector must see the plaintext replication traffic of this phase.
-        capture = Capture(work, "allow")
-        time.sleep(1.5)
-        checked, found = capture.stop()
-        log(f"capture in allowTLS: {checked} bytes between nodes, {found} plaintext OP_MSG")
+        load_progress()
+        flows = capture.stop()
+        found = sum(op_msg_headers(f.stream) for key, f in flows.items() if inter_node(key))
+        figures["allow_plaintext_op_msg_between_nodes"] = found
+        log(f"capture in allowTLS: {found} plaintext OP_MSG between nodes")
         if found == 0:
             failures.append("the capture in allowTLS shows no plaintext OP_MSG: the check "
                             "would not see plaintext")
+        # And the TLS record parser, which the later captures rely on, refuses it.
+        passed_as_tls = [describe_flow(key) for key, f in flows.items()
+                         if inter_node(key) and op_msg_headers(f.stream)
+                         and tls_records(f.stream)[1] is None]
+        if passed_as_tls:
+            failures.append(f"plaintext member traffic parses as TLS records: {passed_as_tls}")
 
         # Step 2: clients switch to TLS.
+        begin_stage("clients-switched", MOVING + TLS_CLIENTS)
         set_phase("tls")
+
         def no_plaintext_clients(k):
             rows = cluster.ask(k, "clients", "--transport", "plaintext")["clients"]
             return all(row["kind"] == "member" or row["active"] == 0 for row in rows)
         wait_until(lambda: all(no_plaintext_clients(k) for k in NODES),
                    "plaintext clients to reconnect with TLS")
+        load_progress()
         log("clients switched to TLS")
 
         # Step 3: preflight, then preferTLS, one node at a time.
+        begin_stage("preferTLS", MOVING + TLS_CLIENTS)
         for k in NODES:
-            result = cluster.ctl(k, "preflight", "preferTLS")
-            log(f"node {k}: preflight preferTLS:\n{result.stdout.rstrip()}")
+            preflight(k, "preferTLS")
             step(k, "set-mode", "preferTLS")
+        load_progress()
 
-        # Old plaintext connections (members' replication) are closed so they come back
-        # over TLS.
-        for k in NODES:
-            step(k, "drain-plaintext", "1")
-        wait_until(lambda: all(cluster.ask(k, "status")["active"]["plaintext"] == 0
-                               for k in NODES), "plaintext connections to drain")
-        time.sleep(1.0)
+        # The capture starts before the drain: it covers preferTLS with the old plaintext
+        # member connections still open, their closing, and what replaces them.
         capture = Capture(work, "tls")
+        begin_stage("drain", MOVING + TLS_CLIENTS)
+        drained_members = 0
+        for k in NODES:
+            answer = cluster.ask(k, "drain-plaintext", str(DRAIN_SECONDS))
+            if answer.get("ok") is not True:
+                raise RuntimeError(f"drain-plaintext on node {k}: {answer}")
+            drained_members += answer.get("members", 0)
+            log(f"node {k}: drain-plaintext {DRAIN_SECONDS}: {answer}")
+        figures["drained_member_connections"] = drained_members
+        wait_until(lambda: all(cluster.ask(k, "status")["active"]["plaintext"] == 0
+                               for k in NODES), "plaintext connections to drain",
+                   timeout=DRAIN_SECONDS + 30)
+        heartbeats(minimum=5)
+        load_progress()
 
         # Step 4: requireTLS, one node at a time.
+        begin_stage("requireTLS", MOVING + TLS_CLIENTS)
         for k in NODES:
             step(k, "set-mode", "requireTLS")
-        time.sleep(1.5)
-        checked, found = capture.stop()
-        figures["captured_bytes_checked"] = checked
-        figures["plaintext_op_msg_between_nodes"] = found
-        log(f"capture after preferTLS: {checked} bytes between nodes checked, "
-            f"{found} plaintext OP_MSG")
-        if checked < 10000:
-            failures.append(f"only {checked} bytes captured between nodes after preferTLS")
-        if found != 0:
-            failures.append(f"{found} plaintext OP_MSG between nodes after preferTLS")
+        load_progress()
+        tls_bytes = check_tls_capture(capture.stop(), failures, figures, "after_preferTLS",
+                                      opened_before_allowed=True)
+        if figures["after_preferTLS_plaintext_op_msg_on_drained_flows"] == 0:
+            failures.append("the capture from preferTLS on shows no plaintext OP_MSG on the "
+                            "member connections the drain closed: it did not cover preferTLS")
+        if tls_bytes < 10000:
+            failures.append(f"only {tls_bytes} TLS bytes captured between nodes after "
+                            f"preferTLS")
 
-        # Rollback of node 1, forced, and back up.
+        # Step 5: persist, on each node; the file now says requireTLS.
+        for k in NODES:
+            step(k, "set-mode", "requireTLS", "--persist")
+            text = (work / f"node{k}.toml").read_text()
+            if 'mode = "requireTLS"' not in text:
+                failures.append(f"node {k}: persist left the file with:\n{text}")
+            warnings = [w for w in cluster.ask(k, "status").get("warnings", [])
+                        if "restart" in w or "file" in w]
+            if warnings:
+                failures.append(f"node {k}: status warns after persist: {warnings}")
+
+        # A forced rollback of node 1 to allowTLS (its peers stay in requireTLS, the
+        # procedure's "bring this node back up before its TLS connections are replaced").
+        # It lasts until a new plaintext client has worked against node 1, captured on the
+        # wire, and the member traffic kept flowing.
+        capture = Capture(work, "rollback", node_filter=f"tcp and net {SUBNET}.0/24")
+        begin_stage("rollback", MOVING + TLS_CLIENTS + [ROLLBACK_CLIENT])
         step(1, "set-mode", "allowTLS", "--force")
-        time.sleep(1.0)
-        cluster.ctl(1, "preflight", "preferTLS")
+        set_phase("rollback")
+        load_progress()
+        heartbeats(minimum=5)
+        begin_stage("restored", MOVING + TLS_CLIENTS)
+        set_phase("tls")
+        wait_until(lambda: no_plaintext_clients(1), "the rollback client to leave node 1")
+        preflight(1, "preferTLS")
         step(1, "set-mode", "preferTLS")
         step(1, "set-mode", "requireTLS")
+        load_progress()
+        flows = capture.stop()
+        client_ip = socket_ip(f"{SUBNET}.100")
+        rollback_plaintext = sum(
+            op_msg_headers(f.stream) for (src, dst), f in flows.items()
+            if f.syn and src[0] == client_ip and dst == (socket_ip(address(1)), 27017))
+        figures["rollback_plaintext_op_msg_client_to_node1"] = rollback_plaintext
+        if rollback_plaintext == 0:
+            failures.append("no plaintext client connection to node 1 was captured during "
+                            "the rollback")
+        check_tls_capture(flows, failures, figures, "rollback", opened_before_allowed=False)
+
         # Node 3's peer connections went through the iptables redirect.
         rules = sh("iptables", "-t", "nat", "-L", "TLS_SIDECAR_EGRESS", "-v", "-x", "-n",
                    ns=node_ns(TRANSPARENT_NODE)).stdout
@@ -452,22 +743,41 @@ def run(binary_dir):
         result = json.loads((work / "result.json").read_text())
         stats, totals = cluster.heartbeat_totals()
         heartbeat_failures = totals["failures"] - baseline["failures"]
-        figures.update(operations=result["operations"], failed_operations=result["failures"],
+        figures.update(failed_operations=result["failures"],
                        clients_switched=result["switched"], heartbeats=totals["hellosOk"],
                        replicated_documents=totals["insertsOk"],
-                       failed_heartbeats=heartbeat_failures,
-                       replication_reconnects=totals["reconnects"],
-                       retried_after_reconnect=totals["retried"])
+                       failed_heartbeats=heartbeat_failures)
+        figures["operations_per_stage"] = {
+            name: {client: result["clients"][client]["stages"].get(name, {})
+                   for client in clients} for name, clients in stages}
         for error in result["errors"][:20]:
             log(f"client failure: {error}")
         if result["failures"]:
             failures.append(f"{result['failures']} failed client operations")
-        if result["operations"] < 100:
-            failures.append(f"only {result['operations']} client operations")
+        for name, client in result["clients"].items():
+            if client["died"]:
+                failures.append(f"client thread {name} died:\n{client['died']}")
+            elif not client["finished"]:
+                failures.append(f"client thread {name} did not finish")
+        if result["switched"] != len(MOVING):
+            failures.append(f"{result['switched']} of {len(MOVING)} moving clients switched "
+                            f"to TLS")
         if heartbeat_failures:
             failures.append(f"{heartbeat_failures} failed peer heartbeats: {stats}")
-        if totals["hellosOk"] < 100:
-            failures.append(f"only {totals['hellosOk']} heartbeats")
+        # A request lost with a connection the drain closed is sent again (as mongod's
+        # heartbeats are); only those connections may close, and each had at most
+        # kPeerMaxPending + 1 = 9 requests in flight.
+        # Counted from the baseline: before every sidecar listened, a stand-in could reach a
+        # peer's egress listener while that peer was not up yet, and lose that connection.
+        reconnects = totals["reconnects"] - baseline["reconnects"]
+        retried = totals["retried"] - baseline["retried"]
+        figures.update(replication_reconnects=reconnects, retried_after_reconnect=retried)
+        if reconnects > drained_members:
+            failures.append(f"{reconnects} replication reconnects, but the drain closed only "
+                            f"{drained_members} member connections")
+        if retried > 9 * drained_members:
+            failures.append(f"{retried} replication requests were sent again, more than the "
+                            f"{drained_members} drained connections can explain")
     except Exception as error:  # reported with the logs, then the namespaces go
         failures.append(f"{type(error).__name__}: {error}")
     finally:

@@ -304,7 +304,11 @@ def test_drain_spreads_closes_over_the_window_and_keeps_tls(procs, pki):
     member = raw_connection(sidecar.port, "", member=True)
     plain.append(member)
 
-    answer = ask(sidecar, cmd="drainPlaintext", overSeconds=2)
+    # A window long enough that the spacing of the closes (0.5 s) stands well above the
+    # scheduling noise of a loaded two-core machine under `ctest -j2`.
+    window = 5.0
+    spacing = window / 10
+    answer = ask(sidecar, cmd="drainPlaintext", overSeconds=window)
     started = time.monotonic()
     assert answer["ok"] is True and answer["closing"] == 10 and answer["members"] == 1, answer
 
@@ -313,7 +317,7 @@ def test_drain_spreads_closes_over_the_window_and_keeps_tls(procs, pki):
     for sock in plain:
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
-    deadline = started + 10
+    deadline = started + window + 10
     while len(closed_at) < len(plain) and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.05):
             try:
@@ -325,12 +329,13 @@ def test_drain_spreads_closes_over_the_window_and_keeps_tls(procs, pki):
                 selector.unregister(key.fileobj)
     assert len(closed_at) == 10, f"only {len(closed_at)} of 10 plaintext connections closed"
     times = sorted(closed_at.values())
-    assert times[-1] - times[0] > 1.0, times
-    assert not all(t - times[0] < 0.1 for t in times), times
-    assert times[-1] < 3.5, times
-    # Spread out: no two closes bunched, the member last.
+    # Over the window, not at once and not after it (2 s of slack for a loaded machine).
+    assert times[-1] - times[0] > window / 2, times
+    assert times[-1] < window + 2.0, times
+    # Spread out: no long pause, most closes apart by a good part of the spacing, the
+    # member last.
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert max(gaps) < 0.8 and sum(g > 0.1 for g in gaps) >= 7, times
+    assert max(gaps) < 3 * spacing and sum(g > 0.4 * spacing for g in gaps) >= 7, times
     assert closed_at[member] == times[-1], times
 
     # TLS connections stay and still answer.

@@ -4,6 +4,8 @@ front of its own stand-in mongod. What travels between them is read from the pee
 accepted counts by transport; refusals from the local sidecar's log and counters."""
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -197,6 +199,70 @@ def test_a_named_peer_is_resolved_per_connection_and_verified_by_name(procs, pki
     assert after["tls"] > before["tls"], (before, after)
 
 
+def test_a_peer_name_is_looked_up_again_for_every_connection(procs, tmp_path):
+    """The sidecar runs in a mount namespace of its own whose /etc/hosts is a file the test
+    rewrites: the egress target's name moves from one stand-in to another between two
+    connections, as a rescheduled pod's does, and the second connection follows it while
+    the first stays where it was. No resolver outside this machine is involved."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private /etc/hosts")
+    port = harness.free_port()
+    first = procs.standin("--bind", "127.0.0.1", "--port", str(port), name="first")
+    second = procs.standin("--bind", "127.0.0.2", "--port", str(port), name="second")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 moving-peer.test\n")
+    egress_port = harness.free_port()
+    config = tmp_path / "moving.toml"
+    config.write_text(f"""
+[net]
+bindIp = "127.0.0.1"
+port = {harness.free_port()}
+upstream = "{first.address}"
+[net.tls]
+mode = "disabled"  # plaintext egress: the name, not TLS, is under test
+[metrics]
+listen = ""
+[[egress.peers]]
+listen = "127.0.0.1:{egress_port}"
+target = "moving-peer.test:{port}"
+""")
+    # /etc/hosts is bind-mounted over in the new namespace only; it is rewritten in place
+    # below (same inode), which the bind mount then shows.
+    script = f'mount --bind "{hosts}" /etc/hosts && exec "$0" "$@"'
+    child = harness.Child("moving", ["unshare", "--mount", "--propagation", "private", "sh",
+                                     "-c", script, harness.sidecar_binary(), "--config", config,
+                                     "--control-socket", tmp_path / "moving.sock"], tmp_path)
+    procs.children.append(child)
+    harness_wait_port(egress_port, child)
+
+    def stored(standin, marker):
+        direct = pymongo.MongoClient("127.0.0.1" if standin is first else "127.0.0.2", port,
+                                     directConnection=True, serverSelectionTimeoutMS=5000)
+        try:
+            return direct.repl.e2e.find_one({"marker": marker}) is not None
+        finally:
+            direct.close()
+
+    held = through_egress(egress_port)
+    try:
+        before = uuid.uuid4().hex
+        held.repl.e2e.insert_one({"marker": before})
+        assert stored(first, before) and not stored(second, before)
+
+        with open(hosts, "r+") as f:  # in place: the bind mount follows the inode
+            f.write("127.0.0.1 localhost\n127.0.0.2 moving-peer.test\n")
+            f.truncate()
+        after = round_trip(egress_port)  # a new client, so a new connection
+        assert stored(second, after) and not stored(first, after), child.describe()
+
+        # The connection made before the move stays with the first stand-in.
+        kept = uuid.uuid4().hex
+        held.repl.e2e.insert_one({"marker": kept})
+        assert stored(first, kept) and not stored(second, kept)
+    finally:
+        held.close()
+
+
 def test_a_peer_name_that_does_not_resolve_does_not_stop_start_up(procs, pki):
     node, egress = local(procs, pki, "allowTLS", "no-such-peer.invalid:27017")
     node.wait_for_log("egress peer does not resolve now")
@@ -329,8 +395,14 @@ target = "127.0.0.1:{peer_sidecar.port}"
     assert ask(node, cmd="preflight", mode="preferTLS")["ok"] is True
     assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is True
     tls_before = accepted(peer_sidecar)["tls"]  # the preflight's own handshake
-    time.sleep(0.5)
+    # The window is five heartbeats (one every 100 ms) answered after the change, on
+    # whatever connection the member uses: had preferTLS replaced it, they would have needed
+    # a new connection, and that one would be TLS.
+    stats = repl_stats(member)
+    wait_for(lambda: repl_stats(member)["hellosOk"] >= stats["hellosOk"] + 5,
+             "heartbeats after preferTLS")
     # The replication connection is still the old plaintext one.
+    assert repl_stats(member)["reconnects"] == stats["reconnects"]
     assert accepted(peer_sidecar)["tls"] == tls_before
 
     drained = ask(peer_sidecar, cmd="drainPlaintext", overSeconds=0)

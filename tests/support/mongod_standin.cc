@@ -7,7 +7,9 @@
 // in-memory collections (Standin, in standin.h), built on the project's own protocol/
 // library. It implements what those clients need to connect and do CRUD, and says so when
 // asked for anything else (CommandNotFound, or a BadValue naming the unsupported part); it
-// persists nothing and has no authentication.
+// persists nothing. Without --auth it has no authentication; with --auth USER:PASSWORD
+// clients must authenticate as USER of `admin` with SCRAM-SHA-256 (scram.h), the mechanism
+// and the exchanges (saslStart/saslContinue, hello's speculativeAuthenticate) of mongod 4.4+.
 //
 // With --echo it is instead a byte-for-byte echo server with backpressure and half-close
 // (it echoes until the client's FIN, then sends its own), for the byte-level tests.
@@ -22,7 +24,7 @@
 // and at exit, and answered by the `replStats` command.
 //
 //   mongod_standin [--bind 127.0.0.1] [--port 27017 | --port 0] [--replSet NAME] [--echo]
-//                  [--peer HOST:PORT]... [--verbose]
+//                  [--peer HOST:PORT]... [--auth USER:PASSWORD] [--verbose]
 //
 // It prints "listening on HOST:PORT" on stdout once it accepts connections (with --port 0 the
 // port is the one the kernel picked); requests are logged on stderr with --verbose.
@@ -65,6 +67,8 @@ struct Options {
   bool echo = false;
   bool verbose = false;
   std::vector<std::string> peers;  // --peer HOST:PORT
+  std::string auth_user;           // --auth USER:PASSWORD
+  std::string auth_password;
 };
 
 class Connection;
@@ -148,6 +152,9 @@ class Connection {
     }
     closing_ = true;
     server_->connections.erase(this);
+    if (server_->standin) {
+      server_->standin->ForgetConnection(id_);
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
              [](uv_handle_t* handle) { delete static_cast<Connection*>(handle->data); });
   }
@@ -726,12 +733,13 @@ void Stop(Server* server) {
 [[noreturn]] void Usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
                "usage: mongod_standin [--bind ADDR] [--port N] [--replSet NAME] [--echo] "
-               "[--peer HOST:PORT]... [--verbose]\n"
+               "[--peer HOST:PORT]... [--auth USER:PASSWORD] [--verbose]\n"
                "  A wire-protocol stand-in for mongod, for tests: in-memory CRUD for pymongo,\n"
                "  the Node.js driver and mongosh. --port 0 picks a free port. --echo echoes\n"
                "  bytes instead of answering commands. --peer keeps a replication connection\n"
                "  to HOST:PORT (hello every 100 ms, inserts into `repl`) and counts failures:\n"
-               "  one JSON line on stdout on SIGUSR1 and at exit, or the replStats command.\n");
+               "  one JSON line on stdout on SIGUSR1 and at exit, or the replStats command.\n"
+               "  --auth requires SCRAM-SHA-256 authentication as USER of admin.\n");
   std::exit(status);
 }
 
@@ -759,6 +767,15 @@ Options ParseOptions(int argc, char** argv) {
       options.repl_set = std::string(value());
     } else if (arg == "--peer") {
       options.peers.push_back(std::string(value()));
+    } else if (arg == "--auth") {
+      std::string_view text = value();
+      size_t colon = text.find(':');
+      if (colon == std::string_view::npos || colon == 0) {
+        std::fprintf(stderr, "mongod_standin: --auth needs USER:PASSWORD\n");
+        std::exit(2);
+      }
+      options.auth_user = std::string(text.substr(0, colon));
+      options.auth_password = std::string(text.substr(colon + 1));
     } else if (arg == "--echo") {
       options.echo = true;
     } else if (arg == "--verbose" || arg == "-v") {
@@ -811,6 +828,8 @@ int Main(int argc, char** argv) {
 
   StandinOptions standin_options;
   standin_options.repl_set = server.options.repl_set;
+  standin_options.auth_user = server.options.auth_user;
+  standin_options.auth_password = server.options.auth_password;
   standin_options.advertised_address = Cat(host, ":", port);
   server.standin = std::make_unique<Standin>(std::move(standin_options));
 

@@ -28,6 +28,7 @@ constexpr size_t kMaxBatchBytes = 8 * 1024 * 1024;
 // Error codes as mongod names them (src/mongo/base/error_codes.yml).
 constexpr int kBadValue = 2;
 constexpr int kFailedToParse = 9;
+constexpr int kUnauthorized = 13;
 constexpr int kTypeMismatch = 14;
 constexpr int kNamespaceNotFound = 26;
 constexpr int kCursorNotFound = 43;
@@ -481,6 +482,15 @@ Standin::Standin(StandinOptions options) : options_(std::move(options)) {
     byte = static_cast<uint8_t>(random());
   }
   object_id_counter_ = random() & 0xFFFFFF;
+  if (!options_.auth_user.empty()) {
+    auth_ = std::make_unique<ScramAuthenticator>(options_.auth_user, options_.auth_password);
+  }
+}
+
+void Standin::ForgetConnection(int64_t connection_id) {
+  if (auth_) {
+    auth_->Forget(connection_id);
+  }
 }
 
 std::string_view Standin::CommandName(const BsonView& body) {
@@ -517,6 +527,18 @@ Document Standin::Run(const CommandRequest& request) {
 
   if (name == "hello" || name == "isMaster" || name == "ismaster") {
     return Hello(request, name);
+  }
+  if (auth_) {
+    if (ScramAuthenticator::Handles(name)) {
+      return auth_->Run(request.connection_id, name, db, body);
+    }
+    // What mongod lets an unauthenticated connection run, of the commands the stand-in has.
+    bool open = name == "ping" || name == "buildInfo" || name == "buildinfo" ||
+                name == "endSessions" || name == "logout" || name == "whatsmyuri";
+    if (!open && !auth_->Authenticated(request.connection_id)) {
+      return ErrorReply(kUnauthorized, "Unauthorized",
+                        Cat("command ", name, " requires authentication"));
+    }
   }
   if (name == "ping" || name == "endSessions" || name == "killSessions" ||
       name == "refreshSessions" || name == "logout") {
@@ -663,6 +685,9 @@ Document Standin::Hello(const CommandRequest& request, std::string_view name) {
         .AppendString("primary", me)
         .AppendString("me", me)
         .AppendObjectId("electionId", std::span<const uint8_t, 12>(kElectionId, 12));
+  }
+  if (auth_) {
+    auth_->AnswerHello(request.connection_id, body, writer);
   }
   // No topologyVersion: drivers then poll with plain hellos instead of the awaitable
   // (long-polling) hello, which the stand-in does not implement.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -19,6 +20,7 @@
 
 #include "absl/strings/string_view.h"
 #include "protocol/bson.h"
+#include "tests/support/scram.h"
 
 namespace sidecar::support {
 
@@ -29,6 +31,10 @@ struct StandinOptions {
   // is `advertised_address` (the address the stand-in listens on).
   std::string repl_set;
   std::string advertised_address = "127.0.0.1:27017";
+  // When `auth_user` is not empty, clients must authenticate as this user of `admin` with
+  // SCRAM-SHA-256 (scram.h) before any command but the handshake's and authentication's.
+  std::string auth_user;
+  std::string auth_password;
 };
 
 // CommandRequest is one command as the wire carried it. Views borrow the message bytes,
@@ -53,6 +59,9 @@ class Standin {
 
   // CommandName is the name of the command in `body` (its first key), "" when empty.
   static std::string_view CommandName(const protocol::BsonView& body);
+
+  // ForgetConnection drops what is kept for a connection that closed (its authentication).
+  void ForgetConnection(int64_t connection_id);
 
  private:
   struct Cursor {
@@ -90,6 +99,7 @@ class Standin {
   Document NewObjectIdDocument(const protocol::BsonView& document);
 
   StandinOptions options_;
+  std::unique_ptr<ScramAuthenticator> auth_;  // null without authentication
   std::map<std::string, Database, std::less<>> databases_;
   std::map<int64_t, Cursor> cursors_;
   int64_t next_cursor_id_ = 1000;
