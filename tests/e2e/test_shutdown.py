@@ -168,8 +168,10 @@ def test_pymongo_request_in_flight_completes(procs, pki):
         worker.join(timeout=15)
         assert not worker.is_alive()
         assert result.get("reply", {}).get("ok") == 1, result
-        status, _ = wait_exit(sidecar, timeout=15)
+        # The pool's connections (the monitor's, the one that ran the sleep) are idle now.
+        status, seconds = wait_exit(sidecar, timeout=15)
         assert status == 0, sidecar.describe()
+        assert seconds < 2.5, f"exit {seconds:.1f}s after the reply, with drainSeconds 10"
     finally:
         client.close()
 
@@ -230,3 +232,48 @@ def test_fire_and_forget_write_leaves_nothing_in_flight(procs, pki):
         assert direct.e2e.unacked.find_one({"marker": "fire-and-forget"}) is not None
     finally:
         direct.close()
+
+
+def test_egress_follows_the_same_rule(procs, pki):
+    """Connections the local mongod opens to a peer (here over TLS, preferTLS) drain alike:
+    the idle one closes at once, the one waiting for a slow reply gets it, then the close."""
+    peer_standin = procs.standin("--verbose", name="peer-standin")
+    peer = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
+                         upstream=peer_standin.address, name="peer")
+    egress_port = harness.free_port()
+    local_standin = procs.standin(name="local-standin")
+    local = procs.sidecar(upstream=local_standin.address, name="local", config=f"""
+[net.tls]
+mode = "preferTLS"
+certificateKeyFile = "{pki['server']}"
+CAFile = "{pki['ca']}"
+clusterFile = "{pki['cluster']}"
+
+[[egress.peers]]
+listen = "127.0.0.1:{egress_port}"
+target = "127.0.0.1:{peer.port}"
+
+[limits]
+drainSeconds = 10
+""")
+    # The local mongod's side of two member connections: raw plaintext to the egress listener.
+    with streams.Stream(egress_port) as busy, streams.Stream(egress_port) as idle:
+        for stream in (busy, idle):
+            stream.send(harness.op_msg({"ping": 1, "$db": "admin"}))
+            assert read_reply(stream)["ok"] == 1
+        busy.send(sleep_request(2000, request_id=2))
+        sent = time.monotonic()
+        wait_for(lambda: "sleep 2000 ms" in peer_standin.stderr_path.read_text(),
+                 "the peer's stand-in got the sleep")
+        local.proc.send_signal(signal.SIGTERM)
+        assert idle.recv() == b""
+        assert time.monotonic() - sent < 1.5, "the idle egress connection was not closed at once"
+        assert read_reply(busy)["ok"] == 1
+        assert time.monotonic() - sent >= 1.9
+        assert busy.recv() == b""
+        status, _ = wait_exit(local, timeout=15)
+    assert status == 0, local.describe()
+    assert time.monotonic() - sent < 2 + 2.5
+    # They went to the peer over TLS, and the peer saw them end cleanly, not fail.
+    peer_log = peer.stderr_text()
+    assert "TLS error" not in peer_log and "tls_error" not in peer_log, peer.describe()
