@@ -277,3 +277,25 @@ drainSeconds = 10
     # They went to the peer over TLS, and the peer saw them end cleanly, not fail.
     peer_log = peer.stderr_text()
     assert "TLS error" not in peer_log and "tls_error" not in peer_log, peer.describe()
+
+
+def test_request_cut_mid_message_is_closed_after_the_boundary_grace(procs, pki):
+    """A request is in flight from its first byte: a client that sent part of a message at
+    SIGTERM is not idle. It never reaches the message boundary, so after drainSeconds (1)
+    and the 2 s grace for reaching one, the connection is cut; exit 0, and the log says so."""
+    _, sidecar = start(procs, pki, drain=1)
+    with streams.Stream(sidecar.port) as stream:
+        partial = harness.op_msg({"ping": 1, "$db": "admin"}, request_id=2)[:30]
+        # One send: the sidecar reads the partial request with the ping, before it answers.
+        stream.send(harness.op_msg({"ping": 1, "$db": "admin"}) + partial)
+        assert read_reply(stream)["ok"] == 1
+        sidecar.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert stream.recv() == b""
+        closed = time.monotonic() - signalled
+        status, _ = wait_exit(sidecar, timeout=15)
+    assert status == 0, sidecar.describe()
+    assert 2.8 <= closed < 5, f"closed {closed:.1f}s after SIGTERM (drainSeconds 1 + 2 s grace)"
+    text = sidecar.stderr_text()
+    assert "drain window over" in text and "cutting the remaining connections" in text, \
+        sidecar.describe()
