@@ -299,3 +299,92 @@ def test_request_cut_mid_message_is_closed_after_the_boundary_grace(procs, pki):
     text = sidecar.stderr_text()
     assert "drain window over" in text and "cutting the remaining connections" in text, \
         sidecar.describe()
+
+
+class _ExhaustUpstream:
+    """A mongod stand-in for exhaust streams (the awaitable hello drivers keep open on their
+    monitoring connections): an OP_MSG with exhaustAllowed is answered by a reply with
+    moreToCome every `gap` seconds, each written in two halves `gap` seconds apart, until the
+    connection goes. Other OP_MSGs get {ok: 1}."""
+
+    EXHAUST_ALLOWED = 1 << 16
+    MORE_TO_COME = 1 << 1
+
+    def __init__(self, gap=0.5):
+        self.gap = gap
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def reply(request_id, flags, document):
+        body = b"\x00" + bson.encode(document)
+        return struct.pack("<iiiiI", 16 + 4 + len(body), 100 + request_id, request_id,
+                           harness.OP_MSG, flags) + body
+
+    def _serve(self, conn):
+        with conn:
+            try:
+                while True:
+                    header = harness.read_exact(conn, 16)
+                    length, request_id, _, opcode = struct.unpack("<iiii", header)
+                    rest = harness.read_exact(conn, length - 16)
+                    if opcode != harness.OP_MSG:
+                        continue
+                    flags = struct.unpack("<I", rest[:4])[0]
+                    if not flags & self.EXHAUST_ALLOWED:
+                        conn.sendall(self.reply(request_id, 0, {"ok": 1.0}))
+                        continue
+                    for n in range(1000):
+                        message = self.reply(request_id, self.MORE_TO_COME,
+                                             {"n": n, "pad": "x" * 4096, "ok": 1.0})
+                        conn.sendall(message[:len(message) // 2])
+                        time.sleep(self.gap)
+                        conn.sendall(message[len(message) // 2:])
+                        time.sleep(self.gap)
+            except (ConnectionError, OSError):
+                return
+
+    def close(self):
+        self.listener.close()
+
+
+def test_exhaust_stream_closes_between_replies_never_inside_one(procs, pki):
+    """An exhaust stream never ends by itself, so it must not hold the exit: at SIGTERM in
+    the middle of a streamed reply, the rest of that reply arrives, then the close, before
+    the next reply; the process exits without waiting for drainSeconds (30)."""
+    upstream = _ExhaustUpstream()
+    try:
+        sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile",
+                                pki["server"], upstream=upstream.address)
+        with streams.Stream(sidecar.port) as stream:
+            body = b"\x00" + bson.encode({"hello": 1, "maxAwaitTimeMS": 10000, "$db": "admin"})
+            stream.send(struct.pack("<iiiiI", 16 + 4 + len(body), 5, 0, harness.OP_MSG,
+                                    _ExhaustUpstream.EXHAUST_ALLOWED) + body)
+            first = read_reply(stream)
+            assert first["n"] == 0
+            # The header of the next reply: its first half is through, the second is 0.5 s
+            # away. SIGTERM now falls inside a reply.
+            header = stream.recv_exact(16)
+            length = struct.unpack("<i", header[:4])[0]
+            sidecar.proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            rest = stream.recv_exact(length - 16)
+            assert struct.unpack("<I", rest[:4])[0] & _ExhaustUpstream.MORE_TO_COME
+            assert bson.decode(rest[5:])["n"] == 1, "the reply in progress was not delivered whole"
+            assert stream.recv() == b"", "a reply after the one in progress was passed on"
+            closed = time.monotonic() - signalled
+            status, _ = wait_exit(sidecar, timeout=40)
+        assert status == 0, sidecar.describe()
+        assert closed < 1.5, f"closed {closed:.1f}s after SIGTERM"
+        assert "drain window over" not in sidecar.stderr_text()
+    finally:
+        upstream.close()
