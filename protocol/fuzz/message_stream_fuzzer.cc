@@ -1,9 +1,9 @@
 // Fuzzes InFlightTracker and MessageFramer. The first byte of the input says how the rest is
 // split between the two directions and into reads; the checks: the framer consumes whole
 // reads, and feeding a stream in one read or one byte at a time ends in the same state.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstdlib>
 
 #include "protocol/message_stream.h"
