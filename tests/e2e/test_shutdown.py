@@ -10,6 +10,7 @@ import json
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -66,7 +67,7 @@ def wait_exit(sidecar, timeout):
     started = time.monotonic()
     try:
         status = sidecar.proc.wait(timeout=timeout)
-    except Exception:
+    except subprocess.TimeoutExpired:
         raise AssertionError(f"still running {timeout}s after SIGTERM\n{sidecar.describe()}")
     return status, time.monotonic() - started
 
