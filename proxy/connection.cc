@@ -437,7 +437,8 @@ void Connection::MaybeAnswerRejectedRequest() {
 // Data path
 
 void Connection::StartReading(Endpoint& side) {
-  if (side.reading || side.paused || side.finished_sending || state_ == State::kClosing) {
+  if (side.reading || side.paused || side.finished_sending || state_ == State::kClosing ||
+      closing_after_flush_) {
     return;
   }
   if (int rc = uv_read_start(side.socket.stream(), &Connection::OnAlloc, &Connection::OnRead);
@@ -493,6 +494,7 @@ void Connection::OnBytes(Endpoint& from, Chunk* chunk) {
   }
   if (state_ == State::kSniffing) {
     OnSniffBytes(chunk);
+    MaybeFinishDrain();
     return;
   }
   if (from.tls) {
@@ -531,7 +533,9 @@ void Connection::PumpTls(Endpoint& from) {
     }
   }
   Endpoint& to = Other(from);
-  while (state_ != State::kClosing) {
+  // Once closing after a flush (a refusal answered, a drain at a message boundary), nothing
+  // more is read or passed on.
+  while (state_ != State::kClosing && !closing_after_flush_) {
     if (to.queued() >= kHighWater) {
       Pause(from);  // resumed when the other side drains; ciphertext waits in the session
       return;
@@ -611,6 +615,21 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
     MaybeAnswerRejectedRequest();
     return;
   }
+  if (closing_after_flush_) {
+    // Closing at a message boundary: what follows it is not passed on.
+    plaintext.Clear();
+    return;
+  }
+  // Requests flow from the side that connected to us, replies from the side we dialled, for
+  // ingress and egress alike. Only the length prefixes are looked at, chunk by chunk.
+  for (const Chunk* c = plaintext.front(); c != nullptr; c = c->next) {
+    auto bytes = absl::MakeConstSpan(c->head(), c->size());
+    if (client_to_server) {
+      in_flight_.OnRequestBytes(bytes);
+    } else {
+      in_flight_.OnReplyBytes(bytes);
+    }
+  }
   worker_->CountBytes(direction_, transport_,
                                   client_to_server ? FlowDirection::kClientToServer
                                                    : FlowDirection::kServerToClient,
@@ -629,6 +648,7 @@ void Connection::DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext) {
   if (queued >= kHighWater) {
     Pause(from);
   }
+  MaybeFinishDrain();
 }
 
 void Connection::Inspect(const ChunkQueue& plaintext) {
@@ -760,8 +780,7 @@ void Connection::OnWrite(uv_write_t* req, int status) {
     return;
   }
   self->Flush(*side);
-  if (self->closing_after_flush_ && side == &self->downstream_ && !side->writing &&
-      side->outgoing.empty()) {
+  if (self->closing_after_flush_ && !self->WritesPending()) {
     self->BeginClose(self->close_after_flush_);
     return;
   }
@@ -852,6 +871,83 @@ void Connection::OnSocketError(Endpoint& side, int code) {
     return;
   }
   BeginClose(IsDownstream(side) ? CloseReason::kDownstreamError : CloseReason::kUpstreamError);
+}
+
+// ---------------------------------------------------------------------------------------
+// SIGTERM drain
+
+void Connection::StartDrain() {
+  if (state_ == State::kClosing || drain_ != Drain::kNone) {
+    return;
+  }
+  drain_ = Drain::kUntilIdle;
+  MaybeFinishDrain();
+}
+
+void Connection::OnDrainDeadline() {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  drain_ = Drain::kUntilBoundary;
+  if (in_flight_.lost() && !closing_after_flush_) {
+    // Bytes that are not MongoDB framing have no boundary to wait for: the deadline is it.
+    BeginClose(CloseReason::kShutdown);
+    return;
+  }
+  MaybeFinishDrain();
+}
+
+void Connection::MaybeFinishDrain() {
+  if (drain_ == Drain::kNone || state_ == State::kClosing || closing_after_flush_) {
+    return;
+  }
+  if (rejecting_) {
+    // Refused already and waiting only to say why: nothing of it reaches mongod.
+    BeginClose(reject_reason_);
+    return;
+  }
+  // While sniffing, the bytes of a first message may be here but not yet in the tracker.
+  bool sniffing = state_ == State::kSniffing;
+  if (drain_ == Drain::kUntilIdle && (sniffing ? sniff_size_ == 0 : in_flight_.idle())) {
+    // A clean end between requests, as mongod's own shutdown: not a rejection.
+    CloseWhenFlushed(CloseReason::kFinished);
+  } else if (drain_ == Drain::kUntilBoundary &&
+             (sniffing ? sniff_size_ == 0 : in_flight_.at_boundary())) {
+    CloseWhenFlushed(CloseReason::kShutdown);
+  }
+}
+
+void Connection::CloseWhenFlushed(CloseReason reason) {
+  closing_after_flush_ = true;
+  close_after_flush_ = reason;
+  for (Endpoint* side : {&downstream_, &upstream_}) {
+    if (side->reading) {
+      uv_read_stop(side->socket.stream());
+      side->reading = false;
+    }
+    // close_notify tells a TLS peer that the end is deliberate and nothing was cut off
+    // (RFC 8446 §6.1); only a finished handshake has a session to close.
+    if (side->tls && side->connected && side->tls->handshake_done() && !side->close_notify_sent) {
+      side->close_notify_sent = true;
+      side->tls->SendCloseNotify();
+    }
+    Flush(*side);
+    if (state_ == State::kClosing) {
+      return;  // a write failed
+    }
+  }
+  if (!WritesPending()) {
+    BeginClose(reason);
+  }
+}
+
+bool Connection::WritesPending() const {
+  for (const Endpoint* side : {&downstream_, &upstream_}) {
+    if (side->writing || (side->connected && !side->outgoing.empty())) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,19 @@
 //   kProxying ──one side finished sending──▶ kHalfClosed ──the other too──▶ kClosing
 //   any ──socket error, drain, shutdown───▶ kClosing
 //
+// SIGTERM (SPEC §10; Worker::DrainConnections, then OnDrainDeadline): a connection idle
+// between requests closes at once; one with a request in flight closes as soon as the last
+// byte of its reply has been passed on. Whether a request is in flight comes from following
+// the MongoDB framing of the plaintext both ways (protocol::InFlightTracker: length prefixes
+// only, on the decrypted bytes for TLS). Closing at a boundary reads nothing more, writes
+// what is already queued on both sides, sends close_notify on TLS sides, then closes.
+// When limits.drainSeconds is over, a connection between messages closes at once (its
+// request gets no more time); one in the middle of a message closes at the end of that
+// message; the server cuts whatever is still open kDrainBoundaryGraceMs (server.cc) later,
+// so a peer that stalls mid-message cannot hold the exit. A connection whose framing could
+// not be followed (bytes that are not MongoDB messages after admission) has no known
+// boundary: it waits for the deadline and is cut then.
+//
 // Closing has two phases: BeginClose stops reads and timers and closes every handle; the
 // connection is freed only after the last close callback (libuv runs pending write and
 // shutdown callbacks, with UV_ECANCELED, before that), never from inside a callback of its
@@ -38,6 +51,7 @@
 
 #include "certs/tls_snapshot.h"
 #include "protocol/hello.h"
+#include "protocol/message_stream.h"
 #include "proxy/client_registry.h"
 #include "proxy/chunk.h"
 #include "proxy/close_reason.h"
@@ -81,6 +95,15 @@ class Connection {
 
   // BeginClose ends the connection now (counted under `reason` when it is a rejection).
   void BeginClose(CloseReason reason);
+
+  // StartDrain begins the SIGTERM drain (see the top of this file): closes the connection
+  // now when no request is in flight, else once its reply has been passed on. Loop only.
+  void StartDrain();
+  // OnDrainDeadline: limits.drainSeconds is over. Closes now when between messages (counted
+  // as shutdown), else at the end of the current message; cuts now without known framing.
+  void OnDrainDeadline();
+  // closing: BeginClose ran, or the connection closes once what it holds is written.
+  bool closing() const { return state_ == State::kClosing || closing_after_flush_; }
 
   State state() const { return state_; }
   Transport transport() const { return transport_; }
@@ -163,6 +186,13 @@ class Connection {
   void OnSocketError(Endpoint& side, int code);
   void UpdateHalfClosed();
 
+  // SIGTERM drain.
+  void MaybeFinishDrain();
+  // CloseWhenFlushed stops reading both sides, sends close_notify on TLS sides, and closes
+  // (as `reason`) once every queued byte is written.
+  void CloseWhenFlushed(CloseReason reason);
+  bool WritesPending() const;
+
   // Timers.
   void ArmTimer(int64_t timeout_ms, CloseReason reason);
   static void OnTimer(uv_timer_t* timer);
@@ -185,6 +215,11 @@ class Connection {
   CloseReason close_after_flush_ = CloseReason::kFinished;
   bool closing_after_flush_ = false;
   int open_handles_ = 0;
+  // The SIGTERM drain: kUntilIdle closes when no request is in flight, kUntilBoundary (past
+  // the deadline) at the next message boundary.
+  enum class Drain { kNone, kUntilIdle, kUntilBoundary };
+  Drain drain_ = Drain::kNone;
+  protocol::InFlightTracker in_flight_;  // requests from downstream_, replies from upstream_
 
   Endpoint downstream_;
   Endpoint upstream_;

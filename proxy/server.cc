@@ -24,6 +24,14 @@ namespace {
 // once a day, early enough for a rotation that waits on another team.
 constexpr int kExpiryWarningDays = 21;
 
+// kDrainBoundaryGraceMs: after limits.drainSeconds, a connection in the middle of a message
+// gets this long to reach the end of it before it is cut. A reply already streaming at the
+// deadline ends within milliseconds on the links a sidecar serves (the 48 MB maximum message
+// takes well under this at 100 MB/s), and cutting it mid-message costs the client the whole
+// reply; a peer that stalls mid-message will not finish it at all, so a longer wait buys
+// nothing and only delays the exit past what orchestrators wait before their SIGKILL.
+constexpr uint64_t kDrainBoundaryGraceMs = 2000;
+
 }  // namespace
 
 std::string TlsLibraryName() {
@@ -288,10 +296,16 @@ void Server::BeginDrain() {
     return;
   }
   draining_ = true;
-  Log(Severity::kInfo, Component::kControl, "shutting down: listeners closed, draining connections",
-      {{"drainSeconds", config_.drain_seconds}});
+  Log(Severity::kInfo, Component::kControl,
+      "shutting down: listeners closed; idle connections close now, requests in flight get "
+      "drainSeconds for their replies",
+      {{"drainSeconds", config_.drain_seconds},
+       {"connections", static_cast<int64_t>(shared_.connections.load())}});
   for (auto& worker : workers_) {
-    worker->Post([](Worker& w) { w.StopAccepting(); });
+    worker->Post([](Worker& w) {
+      w.StopAccepting();
+      w.DrainConnections();
+    });
   }
   // /metrics stays up through the drain (the connections going down are worth seeing);
   // /ready says 503 from now on, and the probe stops.
@@ -323,10 +337,23 @@ void Server::FinishIfDrained() {
     certificate_watcher_.reset();
     return;  // the main loop now has nothing left and Run() joins the workers
   }
-  if (!forced_ && uv_now(&loop_) >= drain_deadline_ms_) {
+  uint64_t now = uv_now(&loop_);
+  if (!deadline_passed_ && now >= drain_deadline_ms_) {
+    deadline_passed_ = true;
+    Log(Severity::kWarning, Component::kControl,
+        "drain window over; closing connections with requests still in flight at the next "
+        "message boundary",
+        {{"connections", shared_.connections.load()}, {"drainSeconds", config_.drain_seconds}});
+    for (auto& worker : workers_) {
+      worker->Post([](Worker& w) { w.OnDrainDeadline(); });
+    }
+  }
+  if (!forced_ && now >= drain_deadline_ms_ + kDrainBoundaryGraceMs) {
     forced_ = true;
-    Log(Severity::kWarning, Component::kControl, "drain window over; closing remaining connections",
-        {{"connections", shared_.connections.load()}});
+    Log(Severity::kWarning, Component::kControl,
+        "no message boundary reached after the drain window; cutting the remaining connections",
+        {{"connections", shared_.connections.load()},
+         {"graceMs", static_cast<int64_t>(kDrainBoundaryGraceMs)}});
     for (auto& worker : workers_) {
       worker->Post([](Worker& w) { w.CloseAll(CloseReason::kShutdown); });
     }

@@ -61,7 +61,8 @@ class Server {
   std::unique_ptr<CertificateWatcher> certificate_watcher_;  // net.tls.watchCertificates
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
-  bool forced_ = false;
+  bool deadline_passed_ = false;  // limits.drainSeconds is over: close at message boundaries
+  bool forced_ = false;           // the boundary grace is over too: cut what is left
   // The control socket and what it acts on (server_control.h); closed once drained.
   class ControlPlane;
   std::unique_ptr<ControlPlane> control_;

@@ -249,6 +249,29 @@ void Worker::CloseAll(CloseReason reason) {
   }
 }
 
+void Worker::DrainConnections() {
+  size_t waiting = 0;
+  for (Connection* c = connections_; c != nullptr; c = c->next) {
+    c->StartDrain();
+    if (!c->closing()) {
+      ++waiting;
+    }
+  }
+  if (waiting > 0) {
+    Log(Severity::kInfo, Component::kNetwork,
+        "shutting down: waiting for the replies to requests in flight",
+        {{"connections", static_cast<int64_t>(waiting)},
+         {"drainSeconds", shared_.config.drain_seconds},
+         {"worker", static_cast<int64_t>(index_)}});
+  }
+}
+
+void Worker::OnDrainDeadline() {
+  for (Connection* c = connections_; c != nullptr; c = c->next) {
+    c->OnDrainDeadline();
+  }
+}
+
 void Worker::MaybeFinish() {
   if (stopping_ && connection_count_ == 0) {
     // The async handle is the last thing keeping the loop alive.

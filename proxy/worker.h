@@ -54,6 +54,11 @@ class Worker {
   void StopAccepting();
   // CloseAll ends every connection now.
   void CloseAll(CloseReason reason);
+  // DrainConnections starts the SIGTERM drain of every connection (Connection::StartDrain):
+  // the idle ones close now; logs how many wait for a reply. OnDrainDeadline passes on the end
+  // of limits.drainSeconds (Connection::OnDrainDeadline).
+  void DrainConnections();
+  void OnDrainDeadline();
   // ForEachConnection visits open connections (not those already closing).
   template <typename F>
   void ForEachConnection(F&& visit) {

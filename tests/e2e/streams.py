@@ -92,7 +92,12 @@ class Stream:
             return data
         while True:
             try:
-                return self.tls.read(n)
+                data = self.tls.read(n)
+                if not data:
+                    # Python answers a close_notify with b"" instead of SSLZeroReturnError
+                    # while ours is not sent yet (_ssl.c: SSL_RECEIVED_SHUTDOWN alone).
+                    self.close_notify_received = True
+                return data
             except ssl.SSLWantReadError:
                 if not self._fill():
                     return b""

@@ -10,6 +10,8 @@
 // persists nothing. Without --auth it has no authentication; with --auth USER:PASSWORD
 // clients must authenticate as USER of `admin` with SCRAM-SHA-256 (scram.h), the mechanism
 // and the exchanges (saslStart/saslContinue, hello's speculativeAuthenticate) of mongod 4.4+.
+// Like mongod with enableTestCommands, it answers {sleep: 1, millis: N} N ms later, for tests
+// that need a request in flight.
 //
 // With --echo it is instead a byte-for-byte echo server with backpressure and half-close
 // (it echoes until the client's FIN, then sends its own), for the byte-level tests.
@@ -155,6 +157,11 @@ class Connection {
     if (server_->standin) {
       server_->standin->ForgetConnection(id_);
     }
+    if (sleep_timer_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(sleep_timer_),
+               [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+      sleep_timer_ = nullptr;
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
              [](uv_handle_t* handle) { delete static_cast<Connection*>(handle->data); });
   }
@@ -269,7 +276,7 @@ class Connection {
 
   void ProcessMessages() {
     size_t offset = 0;
-    while (!closing_) {
+    while (!closing_ && sleep_timer_ == nullptr) {
       absl::Span<const uint8_t> rest = absl::MakeConstSpan(input_).subspan(offset);
       protocol::Frame frame = protocol::FrameMessage(rest);
       if (frame.status == protocol::ParseStatus::kNeedMore) {
@@ -312,6 +319,11 @@ class Connection {
           }
         }
         request.sequences.emplace_back(sequence.identifier, std::move(documents));
+      }
+      if (Standin::CommandName(request.body) == "sleep" &&
+          (msg->flag_bits & protocol::kMsgMoreToCome) == 0) {
+        SleepThenReply(request.body, header.request_id);
+        return;
       }
       Document reply = Standin::CommandName(request.body) == "replStats"
                            ? ReplStatsReply()
@@ -363,6 +375,37 @@ class Connection {
     Close();
   }
 
+  // SleepThenReply answers mongod's test command {sleep: 1, millis: N} N ms later (a slow
+  // request, for the shutdown tests). As mongod answers one request at a time per
+  // connection, nothing more is read from this connection until the reply is written.
+  void SleepThenReply(const protocol::BsonView& body, int32_t request_id) {
+    std::optional<protocol::BsonElement> millis = body.Find("millis");
+    int64_t ms = millis ? millis->AsInt64().value_or(-1) : 1000;  // mongod: 1 s by default
+    if (ms < 0) {
+      Write(protocol::BuildOpMsg(server_->next_request_id++, request_id,
+                                 ErrorReply(2, "BadValue", "sleep: millis must be a number")));
+      return;
+    }
+    Log(Cat("OP_MSG sleep ", ms, " ms"));
+    sleep_timer_ = new uv_timer_t;
+    uv_timer_init(server_->loop, sleep_timer_);
+    sleep_timer_->data = this;
+    sleep_request_id_ = request_id;
+    uv_timer_start(
+        sleep_timer_,
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<Connection*>(timer->data);
+          uv_close(reinterpret_cast<uv_handle_t*>(timer),
+                   [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+          self->sleep_timer_ = nullptr;
+          self->Write(protocol::BuildOpMsg(self->server_->next_request_id++,
+                                           self->sleep_request_id_,
+                                           protocol::BsonWriter().AppendDouble("ok", 1).Finish()));
+          self->ProcessMessages();  // what arrived meanwhile
+        },
+        static_cast<uint64_t>(ms), 0);
+  }
+
   Document ReplStatsReply() {
     const ReplStats& r = server_->repl;
     protocol::BsonWriter writer;
@@ -411,6 +454,8 @@ class Connection {
   bool reading_ = false;
   bool eof_ = false;
   bool closing_ = false;
+  uv_timer_t* sleep_timer_ = nullptr;  // a sleep command's reply is due (SleepThenReply)
+  int32_t sleep_request_id_ = 0;
 };
 
 // --- replication traffic to peers (--peer) ------------------------------------------------
