@@ -19,8 +19,8 @@ namespace sidecar::testing {
 enum class ProxyParseStatus { kNeedMore, kDone, kError };
 
 struct ParsedSslTlv {
-  uint8_t client = 0;   // PP2_CLIENT_* bits
-  uint32_t verify = 0;  // 0: the client presented a certificate and it was verified
+  uint8_t client = 0;                  // PP2_CLIENT_* bits
+  uint32_t verify = 0;                 // 0: the client presented a certificate and it was verified
   std::optional<std::string> version;  // PP2_SUBTYPE_SSL_VERSION
   std::optional<std::string> cipher;   // PP2_SUBTYPE_SSL_CIPHER
 };

@@ -133,7 +133,7 @@ TEST(ProxyHeaderV1Test, TlsDetailsAreNotInVersion1) {
 
 TEST(ProxyHeaderV2Test, Tcp4PlaintextIsSixteenBytesAndTwelveOfAddresses) {
   ProxyHeaderInfo info;
-  info.source = V4("192.0.2.10", 51000);       // 51000 = 0xC738
+  info.source = V4("192.0.2.10", 51000);         // 51000 = 0xC738
   info.destination = V4("198.51.100.7", 27017);  // 27017 = 0x6989
   std::vector<uint8_t> expected = Concat({
       kSignature,
@@ -159,8 +159,7 @@ TEST(ProxyHeaderV2Test, Tcp6PlaintextCarriesThirtySixBytesOfAddresses) {
   info.source = V6("2001:db8::1", 1);
   info.destination = V6("2001:db8::2", 65535);
   std::vector<uint8_t> source = {0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  std::vector<uint8_t> destination = {0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0,
-                                      0,    0,    0,    0,    0, 0, 0, 2};
+  std::vector<uint8_t> destination = {0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
   std::vector<uint8_t> expected = Concat({
       kSignature,
       {0x21},        // version 2, PROXY
@@ -210,8 +209,8 @@ TEST(ProxyHeaderV2Test, TlsClientWithVerifiedCertificateGetsAuthorityAndSslTlvs)
       {192, 0, 2, 10, 198, 51, 100, 7, 0xC7, 0x38, 0x69, 0x89},
       {0x02, 0x00, 0x0E},  // PP2_TYPE_AUTHORITY, 14 bytes
       Ascii("db.example.net"),
-      {0x20, 0x00, 0x28},  // PP2_TYPE_SSL, 1 + 4 + (3 + 7) + (3 + 22) = 40 bytes
-      {0x07},              // PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS
+      {0x20, 0x00, 0x28},        // PP2_TYPE_SSL, 1 + 4 + (3 + 7) + (3 + 22) = 40 bytes
+      {0x07},                    // PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS
       {0x00, 0x00, 0x00, 0x00},  // verify: presented and verified
       {0x21, 0x00, 0x07},        // PP2_SUBTYPE_SSL_VERSION
       Ascii("TLSv1.3"),
@@ -290,8 +289,7 @@ TEST(ProxyHeaderParserTest, RefusesWhatTheSpecificationRefuses) {
       "PROXY TCP4 2001:db8::1 198.51.100.7 51000 27017\r\n",  // v6 address in TCP4
       "PROXY TCP4 192.0.2.10 198.51.100.7 65536 27017\r\n",   // port out of range
       "PROXY TCP4 192.0.2.10 198.51.100.7 051000 27017\r\n",  // leading zero
-      "PROXY UDP4 192.0.2.10 198.51.100.7 51000 27017\r\n",
-      "GET / HTTP/1.0\r\n",
+      "PROXY UDP4 192.0.2.10 198.51.100.7 51000 27017\r\n",  "GET / HTTP/1.0\r\n",
   };
   for (const std::string& line : bad_v1) {
     ParsedProxyHeader parsed;
