@@ -836,6 +836,13 @@ def main():
     if start_failures:
         print("bench: failed to start: " + ", ".join(start_failures), file=sys.stderr)
         return 1
+    # A report without tls-sidecar's own rows measures only the peers: that is no pass, even
+    # when every figure it has is there (unless the rows were left out with --proxies).
+    unmeasured = [r for r in rows if r.kind == "ours" and r.skip and r.skip != "not selected"]
+    if unmeasured:
+        print("bench: tls-sidecar not measured: " +
+              "; ".join(f"{r.title.strip('*')}: {r.skip}" for r in unmeasured), file=sys.stderr)
+        return 1
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -19,6 +19,8 @@ constexpr uint8_t kTypeSsl = 0x20;
 constexpr uint8_t kSubtypeSslVersion = 0x21;
 constexpr uint8_t kSubtypeSslCipher = 0x23;
 constexpr uint8_t kClientSsl = 0x01;
+constexpr uint8_t kClientCertConn = 0x02;  // a certificate presented on this connection
+constexpr uint8_t kClientCertSess = 0x04;  // ... or at least once in this TLS session
 
 IpEndpoint AsV6(const IpEndpoint& endpoint) {
   if (endpoint.v6) {
@@ -82,8 +84,16 @@ std::vector<uint8_t> BuildProxyHeader(int version, const ProxyHeaderInfo& info) 
   }
   if (info.tls) {
     std::vector<uint8_t> ssl;
-    ssl.push_back(kClientSsl);
-    ssl.insert(ssl.end(), {0, 0, 0, 0});  // verify: 0 means the client was verified or none sent
+    uint8_t client = kClientSsl;
+    if (info.client_certificate) {
+      // A resumed session carries the certificate of the handshake it came from.
+      client |= kClientCertSess | (info.resumed ? 0 : kClientCertConn);
+    }
+    ssl.push_back(client);
+    // verify (32 bits): "zero if the client presented a certificate and it was successfully
+    // verified, and non-zero otherwise" (proxy-protocol.txt §2.2.5).
+    uint8_t verify = info.client_certificate && info.client_certificate_verified ? 0 : 1;
+    ssl.insert(ssl.end(), {0, 0, 0, verify});
     if (!info.tls_version.empty()) {
       PutTlv(ssl, kSubtypeSslVersion, Bytes(info.tls_version));
     }

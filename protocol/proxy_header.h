@@ -2,7 +2,7 @@
 // versions 1 and 2) that the sidecar sends first to mongod when net.upstreamProxyProtocol
 // is on, so that mongod (net.proxyPort, 7.0.22+ / 8.0.10+) logs the real client. Version 2
 // also carries what the client negotiated: PP2_TYPE_AUTHORITY (the SNI) and PP2_TYPE_SSL
-// with the TLS version and cipher sub-TLVs. Pure: bytes out, no I/O.
+// (client bits, verify, and the TLS version and cipher sub-TLVs). Pure: bytes out, no I/O.
 #ifndef SIDECAR_PROTOCOL_PROXY_HEADER_H_
 #define SIDECAR_PROTOCOL_PROXY_HEADER_H_
 
@@ -26,6 +26,11 @@ struct ProxyHeaderInfo {
   std::string tls_version;  // "TLSv1.3"
   std::string cipher;
   std::string sni;  // "" when the client sent none
+  // The client's certificate: whether the TLS session has one (presented in this handshake,
+  // or in the one a resumed session came from) and whether it verified.
+  bool client_certificate = false;
+  bool client_certificate_verified = false;
+  bool resumed = false;
 };
 
 // version is 1 or 2. Mixed address families (a v4 client on a v6 listener) are written as

@@ -255,6 +255,10 @@ void Connection::Admit(Transport transport) {
       info.tls_version = std::string(downstream_.tls->version());
       info.cipher = std::string(downstream_.tls->cipher());
       info.sni = std::string(downstream_.tls->server_name());
+      info.resumed = downstream_.tls->resumed();
+      bssl::UniquePtr<X509> peer(SSL_get_peer_certificate(downstream_.tls->ssl()));  // get1
+      info.client_certificate = peer != nullptr;
+      info.client_certificate_verified = !client_subject_.empty();  // only verified ones
     }
     std::vector<uint8_t> header = protocol::BuildProxyHeader(version, info);
     upstream_.staged.Append(header.data(), header.size());

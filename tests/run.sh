@@ -12,7 +12,10 @@
 #   tests/run.sh -R REGEX           only the ctest tests matching REGEX
 #   tests/run.sh -- ARGS...         extra arguments passed to ctest as they are
 #
-# Exits with ctest's status: non-zero when anything failed to install, build or pass.
+# Exits with ctest's status: non-zero when anything failed to install, build or pass. A test
+# that was skipped (exit 77: the cluster test without network namespaces, a pytest file that
+# skipped any case) is reported as skipped, never as passed, and listed at the end with its
+# reasons. With CI=true a skip fails the run unless tests/allowed-skips.txt allows it.
 set -euo pipefail
 
 readonly ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,14 +55,15 @@ log() { printf '==> %s\n' "$*"; }
 
 # Build tools and libraries, the clients the end-to-end tests drive (pymongo, openssl s_client)
 # and the tools they use (curl, ip, and Prometheus with promtool for the metrics and deploy tests;
-# tcpdump and iptables for the cluster test).
+# tcpdump and iptables for the cluster and transparent egress tests; HAProxy, the independent
+# PROXY protocol parser of the upstreamProxyProtocol test).
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
   nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-pymongo python3-pytest python3-yaml python3-cryptography prometheus
-  openssl ca-certificates curl iproute2 tcpdump iptables
+  openssl ca-certificates curl iproute2 tcpdump iptables haproxy
 )
 
 is_installed() {
@@ -147,10 +151,98 @@ fi
 log "running tests"
 cd "${BUILD_DIR}"
 rm -f Testing/cluster-figures.txt
-status=0
-ctest --output-on-failure -j "${JOBS}" "${CTEST_ARGS[@]}" || status=$?
+# Each pytest-based test writes the cases it skipped, with reasons, to Testing/skips/NAME.txt
+# (tests/pytest/skip_report.py); start from none.
+rm -rf Testing/skips
+mkdir -p Testing
+set +e
+ctest --output-on-failure -j "${JOBS}" "${CTEST_ARGS[@]}" 2>&1 | tee Testing/run-output.txt
+status="${PIPESTATUS[0]}"
+set -e
 if [[ -f Testing/cluster-figures.txt ]]; then
   log "cluster test (rolling upgrade to TLS, 3 nodes):"
   cat Testing/cluster-figures.txt
+fi
+
+# --- 5. Skips -----------------------------------------------------------------------------
+
+# ctest marks a test that exited with its SKIP_RETURN_CODE as "***Skipped". Name each with
+# why: the pytest cases it skipped, or the test's own SKIPPED line. Under CI=true, where this
+# machine can run everything (root, network namespaces), a skip that tests/allowed-skips.txt
+# does not allow fails the run.
+skip_status=0
+SIDECAR_RUN_CI="${CI:-}" /usr/bin/env python3 - "${ROOT}/tests/allowed-skips.txt" \
+  Testing/run-output.txt Testing/Temporary/LastTest.log Testing/skips <<'PY' || skip_status=$?
+import fnmatch, os, re, sys
+
+allowed_path, output_path, last_log_path, skips_dir = sys.argv[1:5]
+ci = os.environ.get("SIDECAR_RUN_CI", "").lower() in ("1", "true", "yes")
+
+skipped = []
+with open(output_path, errors="replace") as f:
+    for line in f:
+        m = re.search(r"Test +#\d+: (\S+) \.*\*+Skipped", line)
+        if m:
+            skipped.append(m.group(1))
+if not skipped:
+    sys.exit(0)
+
+# The output of each test, from ctest's log, for the reasons of tests without a skip file.
+outputs = {}
+try:
+    with open(last_log_path, errors="replace") as f:
+        log = f.read()
+    for m in re.finditer(r'^\d+/\d+ Test: (\S+)\n(.*?)^(?:"\S+" end time|Test time)', log,
+                         re.MULTILINE | re.DOTALL):
+        outputs[m.group(1)] = m.group(2)
+except FileNotFoundError:
+    pass
+
+allowed = []
+if os.path.exists(allowed_path):
+    with open(allowed_path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            pattern, _, reason = line.partition(" ")
+            if not reason.strip():
+                print(f"tests/run.sh: {allowed_path}:{number}: an allowed skip needs a reason")
+                sys.exit(1)
+            allowed.append(pattern)
+
+def is_allowed(name):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed)
+
+print(f"==> SKIPPED: {len(skipped)} test(s) did not run in full (a skip is not a pass):")
+unexpected = []
+for test in skipped:
+    cases = []
+    path = os.path.join(skips_dir, test + ".txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            cases = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
+    if cases:
+        print(f"    {test}: {len(cases)} case(s) skipped")
+        for nodeid, reason in cases:
+            print(f"      {nodeid}: {reason}")
+            if not (is_allowed(test) or is_allowed(nodeid)):
+                unexpected.append(nodeid)
+    else:
+        text = outputs.get(test, "")
+        reasons = [l.strip() for l in text.splitlines() if "skip" in l.lower()] or \
+                  [l.strip() for l in text.splitlines() if l.strip()][-3:] or ["(no output)"]
+        print(f"    {test}: {' / '.join(reasons)}")
+        if not is_allowed(test):
+            unexpected.append(test)
+if ci and unexpected:
+    print("==> CI: skipped without an entry in tests/allowed-skips.txt (this machine can run "
+          "them; fix what made them skip, or allow them there with a reason):")
+    for name in unexpected:
+        print(f"    {name}")
+    sys.exit(1)
+PY
+if ((status == 0 && skip_status != 0)); then
+  status="${skip_status}"
 fi
 exit "${status}"

@@ -11,7 +11,12 @@ import os
 import pathlib
 import re
 import shutil
+import socket
+import ssl
 import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 import yaml
@@ -19,7 +24,10 @@ import yaml
 SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARD = SOURCE_DIR / "deploy" / "grafana" / "tls-sidecar.json"
 RULES = SOURCE_DIR / "deploy" / "prometheus" / "tls-sidecar.rules.yml"
-METRICS_CC = SOURCE_DIR / "proxy" / "metrics.cc"
+
+sys.path.insert(0, str(SOURCE_DIR / "tests" / "e2e"))
+
+import harness  # noqa: E402
 
 # SPEC §7: name -> type. Dashboards and alerts depend on these names.
 SPEC_METRICS = {
@@ -77,9 +85,84 @@ def dashboard_queries(dashboard):
             yield f"annotation {annotation['name']!r}", annotation["expr"]
 
 
-def test_metrics_cc_registers_exactly_the_spec_names():
-    registered = set(re.findall(r'\.Name\("([a-z0-9_]+)"\)', METRICS_CC.read_text()))
-    assert registered == set(SPEC_METRICS)
+@pytest.fixture
+def procs(tmp_path):
+    group = harness.ProcessGroup(tmp_path)
+    try:
+        yield group
+    finally:
+        print(group.describe())
+        group.stop_all()
+
+
+def served_families(metrics_address, timeout=15):
+    """name -> type of every family on a live /metrics, from its `# TYPE` lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as r:
+                body = r.read().decode()
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.MULTILINE))
+
+
+def control(sidecar, **request):
+    """One request on the sidecar's control socket; the parsed answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(sidecar.stderr_path.parent / f"{sidecar.name}.sock"))
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = bytearray()
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def plaintext_hello(port):
+    """A hello with an application name, as a driver's first message; the reply document."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(harness.op_msg({"hello": 1, "$db": "admin",
+                                     "client": {"application": {"name": "deploy-test"},
+                                                "driver": {"name": "raw", "version": "1"}}}))
+        return harness.read_reply(sock)[1]
+
+
+def test_the_running_sidecar_serves_exactly_the_spec_metrics(procs, tmp_path):
+    """The names and types a running tls-sidecar serves are SPEC §7's, so the dashboard and
+    rules above, checked against the same list, query what the binary exports. A family
+    with labels has no series until something happens, so the sidecar is given a certificate,
+    a TLS client, a plaintext client and, in requireTLS, a refused plaintext client."""
+    pki = harness.make_pki(tmp_path / "pki")
+    standin = procs.standin()
+    metrics = f"127.0.0.1:{harness.free_port()}"
+    sidecar = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
+                            "--tlsCAFile", pki["ca"], upstream=standin.address, metrics=metrics)
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.load_cert_chain(str(pki["client"]))
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(harness.op_msg({"hello": 1, "$db": "admin"}))
+            assert harness.read_reply(tls)[1]["ok"] == 1
+    assert plaintext_hello(sidecar.port)["ok"] == 1
+    answer = control(sidecar, cmd="setMode", mode="requireTLS", force=True)
+    assert answer["ok"] is True, answer
+    assert plaintext_hello(sidecar.port)["ok"] == 0
+
+    served = {name: kind for name, kind in served_families(metrics).items()
+              if name.startswith("tls_sidecar_")}
+    assert served == SPEC_METRICS, {
+        "served, not in SPEC": sorted(set(served) - set(SPEC_METRICS)),
+        "in SPEC, not served": sorted(set(SPEC_METRICS) - set(served)),
+        "other type": sorted(n for n in served.keys() & SPEC_METRICS.keys()
+                             if served[n] != SPEC_METRICS[n]),
+    }
 
 
 def test_dashboard_is_json_with_the_datasource_as_a_variable():

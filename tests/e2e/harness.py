@@ -7,6 +7,10 @@ registered with a ProcessGroup and killed when the test ends, whatever its outco
 
 Nothing here retries a failed assertion: helpers wait only for things that are
 asynchronous by nature (a port starting to listen, a log line being written).
+
+Every child is checked for sanitizer reports (a `tests/run.sh --sanitize` build) when it is
+stopped, whoever stops it: a fixture cannot forget. conftest.py also stops and checks, at the
+end of the session, any child that nobody stopped.
 """
 
 import json
@@ -73,8 +77,45 @@ def is_listening(port):
     return False
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(name, text):
+    """The first AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report in
+    `text` (what process `name` wrote), with some context; None when there is none."""
+    for marker in SANITIZER_MARKERS:
+        at = text.find(marker)
+        if at >= 0:
+            return f"{name}: {text[max(0, at - 200):at + 3000]}"
+    return None
+
+
+def assert_no_sanitizer_report(name, text):
+    """Fails when `text`, the output of process `name`, holds a sanitizer report: a memory
+    error or leak fails the test that provoked it, even when the client side saw nothing."""
+    report = sanitizer_report(name, text)
+    assert report is None, f"sanitizer report from {name}:\n{report}"
+
+
+def run_checked(argv, **kwargs):
+    """subprocess.run(argv, capture_output=True, text=True, **kwargs) for a run of one of our
+    binaries to completion (`tls-sidecar ctl ...`): fails on a sanitizer report in its
+    output, like a Child at stop."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    result = subprocess.run(argv, **kwargs)
+    assert_no_sanitizer_report(" ".join(map(str, argv[:3])), result.stdout + result.stderr)
+    return result
+
+
+# Every Child ever started in this process, so that the session's end can stop and check
+# those that no fixture stopped.
+STARTED = []
+
+
 class Child:
-    """A started binary: its Popen, where its stderr goes, and how it is stopped."""
+    """A started binary: its Popen, where its stderr goes, and how it is stopped. stop()
+    checks the child's stderr for sanitizer reports and fails when it holds one."""
 
     def __init__(self, name, args, cwd, stdout=subprocess.DEVNULL, env=None):
         self.name = name
@@ -84,6 +125,8 @@ class Child:
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=stdout,
                                      stderr=self._stderr, cwd=cwd, env=env,
                                      start_new_session=True)
+        self.checked = False
+        STARTED.append(self)
 
     def stderr_text(self):
         # The child writes to the file itself; our handle only passed it on.
@@ -93,7 +136,8 @@ class Child:
         return self.proc.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
-        """Sends `sig`, waits up to `timeout` seconds, then kills. Returns the exit status."""
+        """Sends `sig`, waits up to `timeout` seconds, then kills. Returns the exit status;
+        raises AssertionError (once per child) when its stderr holds a sanitizer report."""
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(sig)
@@ -104,6 +148,9 @@ class Child:
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()
+        if not self.checked:
+            self.checked = True
+            assert_no_sanitizer_report(self.name, self.stderr_text())
         return self.proc.returncode
 
     def describe(self):
@@ -196,30 +243,33 @@ class ProcessGroup:
         return child
 
     def run_sidecar(self, *args, timeout=20):
-        """Runs tls-sidecar to completion (for --version, bad configs, certs init)."""
-        return subprocess.run([str(sidecar_binary()), *map(str, args)], cwd=self.workdir,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
+        """Runs tls-sidecar to completion (for --version, bad configs, certs init); fails on a
+        sanitizer report in its output."""
+        result = subprocess.run([str(sidecar_binary()), *map(str, args)], cwd=self.workdir,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=timeout)
+        assert_no_sanitizer_report("tls-sidecar " + " ".join(map(str, args)),
+                                   result.stdout + result.stderr)
+        return result
 
     def describe(self):
         return "\n".join(child.describe() for child in self.children)
 
     def stop_all(self):
+        """Stops every child, newest first; then fails with every sanitizer report found."""
+        failures = []
         for child in reversed(self.children):
-            child.stop()
+            try:
+                child.stop()
+            except AssertionError as error:
+                failures.append(str(error))
+        assert not failures, "\n\n".join(failures)
 
     def sanitizer_reports(self):
         """The AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer reports that
         the children wrote (in a `tests/run.sh --sanitize` build); empty otherwise."""
-        reports = []
-        for child in self.children:
-            text = child.stderr_text()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                at = text.find(marker)
-                if at >= 0:
-                    reports.append(f"{child.name}: {text[max(0, at - 200):at + 3000]}")
-                    break
-        return reports
+        reports = (sanitizer_report(child.name, child.stderr_text()) for child in self.children)
+        return [report for report in reports if report]
 
 
 def make_pki(directory):
@@ -229,6 +279,7 @@ def make_pki(directory):
     result = subprocess.run([str(sidecar_binary()), "certs", "init", str(directory), "--hosts",
                              "localhost,127.0.0.1"], stdin=subprocess.DEVNULL,
                             capture_output=True, text=True, timeout=60)
+    assert_no_sanitizer_report("tls-sidecar certs init", result.stdout + result.stderr)
     if result.returncode != 0:
         raise RuntimeError(f"tls-sidecar certs init failed ({result.returncode}):\n"
                            f"{result.stdout}{result.stderr}")

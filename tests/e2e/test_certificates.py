@@ -127,7 +127,7 @@ def test_verified_client_subject_is_in_the_clients_table_and_rejection_log(procs
                      client_context(tmp_path / "ca.pem", tmp_path / "client.pem")) as sock:
         assert hello_round_trip(sock)["ok"] == 1
         # The clients table shows who the open TLS connection is.
-        clients = subprocess.run(
+        clients = harness.run_checked(
             [str(harness.sidecar_binary()), "ctl", "--socket", str(tmp_path / "sidecar.sock"),
              "--json", "clients", "--transport", "tls"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
@@ -135,7 +135,7 @@ def test_verified_client_subject_is_in_the_clients_table_and_rejection_log(procs
         rows = json.loads(clients.stdout)["clients"]
         assert [(r["subject"], r["active"]) for r in rows] == [
             ("CN=reporting-client,O=Example", 1)], rows
-        table = subprocess.run(
+        table = harness.run_checked(
             [str(harness.sidecar_binary()), "ctl", "--socket", str(tmp_path / "sidecar.sock"),
              "clients", "--transport", "tls"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)

@@ -66,8 +66,9 @@ def ask(sidecar, **request):
 
 def ctl(sidecar, *args, socket_path=None):
     path = socket_path or control_path(sidecar)
-    return subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket", str(path), *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    return harness.run_checked(
+        [str(harness.sidecar_binary()), "ctl", "--socket", str(path), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
 
 
 def start(procs, mode, pki=None, config=None, name="sidecar"):

@@ -6,13 +6,17 @@ accepted counts by transport; refusals from the local sidecar's log and counters
 import json
 import os
 import shutil
+import pathlib
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pymongo
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 import harness
 
@@ -41,8 +45,9 @@ def ask(sidecar, **request):
 
 def ctl(sidecar, *args):
     path = sidecar.stderr_path.parent / f"{sidecar.name}.sock"
-    return subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket", str(path), *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return harness.run_checked(
+        [str(harness.sidecar_binary()), "ctl", "--socket", str(path), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
 
 
 def accepted(sidecar):
@@ -58,11 +63,29 @@ def tls_args(pki):
     return ["--tlsCertificateKeyFile", pki["server"], "--tlsCAFile", pki["ca"]]
 
 
-def peer(procs, pki, mode, name="peer"):
+def peer(procs, pki, mode, name="peer", metrics=""):
     """The peer node: a stand-in mongod behind a sidecar in `mode`."""
     standin = procs.standin(name=f"{name}-standin")
     args = ["--tlsMode", mode] + (tls_args(pki) if mode != "disabled" else [])
-    return standin, procs.sidecar(*args, upstream=standin.address, name=name)
+    return standin, procs.sidecar(*args, upstream=standin.address, name=name, metrics=metrics)
+
+
+def ingress_handshakes(metrics_address):
+    """tls_sidecar_tls_handshakes_total{direction="ingress"} by TLS version, scraped."""
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("tls_sidecar_tls_handshakes_total{") and \
+                'direction="ingress"' in line:
+            version = line.split('version="', 1)[1].split('"', 1)[0]
+            counts[version] = counts.get(version, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def common_name(pem_file):
+    certificate = x509.load_pem_x509_certificate(pathlib.Path(pem_file).read_bytes())
+    return certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
 def local(procs, pki, mode, target, ca=None, name="local", extra=""):
@@ -115,7 +138,8 @@ def round_trip(port):
 # --- egress ----------------------------------------------------------------------------
 
 def test_allow_tls_sends_plaintext_and_prefer_tls_sends_tls_to_new_connections(procs, pki):
-    peer_standin, peer_sidecar = peer(procs, pki, "allowTLS")
+    peer_metrics = f"127.0.0.1:{harness.free_port()}"
+    peer_standin, peer_sidecar = peer(procs, pki, "allowTLS", metrics=peer_metrics)
     node, egress = local(procs, pki, "allowTLS", f"127.0.0.1:{peer_sidecar.port}")
 
     # allowTLS: the bytes reach the peer's sidecar in plaintext, and its mongod stores them.
@@ -138,18 +162,33 @@ def test_allow_tls_sends_plaintext_and_prefer_tls_sends_tls_to_new_connections(p
     assert ask(node, cmd="preflight", mode="preferTLS")["ok"] is True
     assert ask(node, cmd="setMode", mode="preferTLS")["ok"] is True
 
+    handshakes_before = ingress_handshakes(peer_metrics)
     before = accepted(peer_sidecar)
     marker = round_trip(egress)
     after = accepted(peer_sidecar)
     assert after["tls"] > before["tls"], (before, after)
     assert after["plaintext"] == before["plaintext"], (before, after)
+
+    # The peer's view of those connections: TLS 1.3 handshakes, one per TLS connection, from
+    # a client that presented our cluster certificate and that the peer verified (the
+    # clients table names only verified subjects) while the connection is open.
+    handshakes_after = ingress_handshakes(peer_metrics)
+    new_tls = after["tls"] - before["tls"]
+    assert handshakes_after.get("TLSv1.3", 0) - handshakes_before.get("TLSv1.3", 0) == new_tls, \
+        (handshakes_before, handshakes_after)
+    assert sum(handshakes_after.values()) - sum(handshakes_before.values()) == new_tls
+    held = through_egress(egress)
+    try:
+        held.admin.command("ping")
+        rows = ask(peer_sidecar, cmd="clients", transport="tls")["clients"]
+        assert any(f"CN={common_name(pki['cluster'])}" in (row.get("subject") or "").split(",")
+                   for row in rows), rows
+    finally:
+        held.close()
+
     old.admin.command("ping")  # still served, still plaintext: no new peer connection
     assert accepted(peer_sidecar)["plaintext"] == after["plaintext"]
     old.close()
-
-    # The handshake the peer saw is a verified TLS 1.3 one with our cluster certificate.
-    lines = [json.loads(line) for line in peer_sidecar.stderr_text().splitlines() if line]
-    assert not [line for line in lines if line.get("msg") == "TLS handshake failed"], lines
 
 
 def test_peer_that_refuses_tls_gets_no_plaintext_fallback(procs, pki):

@@ -88,27 +88,35 @@ def test_unknown_mode_flag_lists_the_valid_names(procs):
         assert name in line
 
 
-@pytest.mark.parametrize("args", [
-    ["--config", "/nonexistent/tls-sidecar.toml"],
-    ["--port", "70000"],
-    ["--tlsMode", "requireTLS"],
-    ["--no-such-flag"],
+# SPEC §5: "tls-sidecar: error: FILE: KEY: what is wrong", the flag's name instead of FILE: KEY
+# for a flag; the file itself when it cannot be read. Each line must name what to fix.
+@pytest.mark.parametrize("args,named", [
+    (["--config", "/nonexistent/tls-sidecar.toml"], ["/nonexistent/tls-sidecar.toml"]),
+    (["--port", "70000"], ["--port: ", "70000"]),
+    (["--tlsMode", "requireTLS"], ["--tlsMode: ", "certificateKeyFile"]),
+    (["--no-such-flag"], ["--no-such-flag: "]),
 ], ids=["unreadable-file", "port-out-of-range", "tls-without-certificate", "unknown-flag"])
-def test_bad_flags_exit_2_with_one_line(procs, args):
+def test_bad_flags_exit_2_with_one_line(procs, args, named):
     result = procs.run_sidecar(*args, timeout=10)
-    _assert_one_line_error(result, "")
+    _assert_one_line_error(result, *named)
 
 
 def test_crl_without_ca_is_refused(procs, pki):
     result = procs.run_sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
                                "--tlsCRLFile", pki["ca"], timeout=10)
-    _assert_one_line_error(result, "")
+    _assert_one_line_error(result, "--tlsCRLFile: ", "CAFile")
 
 
-def _assert_one_line_error(result, expected):
+def _assert_one_line_error(result, *expected):
+    """The one plain line of SPEC §5, exit 2; each of `expected` in it (the first right
+    after the "tls-sidecar: error: " prefix when it is a flag)."""
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("tls-sidecar: error: "), lines[0]
-    assert expected in lines[0], lines[0]
+    for text in expected:
+        assert text, "an expected error text must not be empty"
+        assert text in lines[0], lines[0]
+    if expected and expected[0].startswith("--"):
+        assert lines[0].startswith("tls-sidecar: error: " + expected[0]), lines[0]
     return lines[0]

@@ -5,7 +5,11 @@ import struct
 import subprocess
 import sys
 
-import bson
+try:
+    import bson
+except ImportError as error:
+    sys.exit(f"pymongo_decode_test: pymongo's bson is not importable by {sys.executable} "
+             f"({error}): install python3-pymongo (tests/run.sh does)")
 
 OP_REPLY, OP_MSG = 1, 2013
 

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +23,27 @@
 namespace sidecar::proxy {
 namespace {
 
+// The family `name` as the registry exports it; nullptr when it is not exported, which the
+// caller turns into a failure (an expectation guarded by "if found" would pass without it).
+const prometheus::MetricFamily* FindFamily(const std::vector<prometheus::MetricFamily>& families,
+                                           const std::string& name) {
+  for (const auto& family : families) {
+    if (family.name == name) {
+      return &family;
+    }
+  }
+  return nullptr;
+}
+
+std::string Label(const prometheus::ClientMetric& metric, const std::string& name) {
+  for (const auto& label : metric.label) {
+    if (label.name == name) {
+      return label.value;
+    }
+  }
+  return "(absent)";
+}
+
 TEST(MetricsTest, FloodOfApplicationNamesFoldsIntoOther) {
   Metrics metrics("test", "BoringSSL");
   for (int i = 0; i < 10000; ++i) {
@@ -32,24 +55,44 @@ TEST(MetricsTest, FloodOfApplicationNamesFoldsIntoOther) {
   }
   // One more for the members' "other": never more than 257 series.
   EXPECT_EQ(metrics.PlaintextClientLabelSets(), Metrics::kMaxClientLabelSets + 1);
+  std::vector<prometheus::MetricFamily> families = metrics.registry()->Collect();
+  const prometheus::MetricFamily* family =
+      FindFamily(families, "tls_sidecar_plaintext_client_connections_total");
+  ASSERT_NE(family, nullptr);
+  EXPECT_EQ(family->metric.size(), Metrics::kMaxClientLabelSets + 1);
   double total = 0;
-  for (const auto& family : metrics.registry()->Collect()) {
-    if (family.name == "tls_sidecar_plaintext_client_connections_total") {
-      for (const auto& metric : family.metric) {
-        total += metric.counter.value;
-      }
-    }
+  for (const auto& metric : family->metric) {
+    total += metric.counter.value;
   }
   EXPECT_EQ(total, 10100);  // folded, never dropped
 }
 
 TEST(MetricsTest, EveryModeTransitionIsExportedFromTheStart) {
   Metrics metrics("test", "BoringSSL");
-  for (const auto& family : metrics.registry()->Collect()) {
-    if (family.name == "tls_sidecar_mode_transitions_total") {
-      EXPECT_EQ(family.metric.size(), 12u);
+  std::vector<prometheus::MetricFamily> families = metrics.registry()->Collect();
+  const prometheus::MetricFamily* family =
+      FindFamily(families, "tls_sidecar_mode_transitions_total");
+  ASSERT_NE(family, nullptr);
+  // Every ordered pair of the four modes but the pair of a mode with itself, each at zero.
+  std::set<std::pair<std::string, std::string>> pairs;
+  for (const auto& metric : family->metric) {
+    std::string from = Label(metric, "from");
+    std::string to = Label(metric, "to");
+    EXPECT_NE(from, to);
+    EXPECT_EQ(metric.counter.value, 0) << from << " -> " << to;
+    pairs.emplace(from, to);
+  }
+  const char* modes[] = {"disabled", "allowTLS", "preferTLS", "requireTLS"};
+  std::set<std::pair<std::string, std::string>> expected;
+  for (const char* from : modes) {
+    for (const char* to : modes) {
+      if (std::string(from) != to) {
+        expected.emplace(from, to);
+      }
     }
   }
+  EXPECT_EQ(pairs, expected);
+  EXPECT_EQ(family->metric.size(), 12u);
 }
 
 std::string Get(int port, const char* path, int* status, const char* method = "GET") {
