@@ -379,8 +379,8 @@ const std::vector<Setting>& Settings() {
       "--sslWeakCertificateValidation"}, 0, 0,
      SetTlsBool<&TLS::allow_connections_without_certificates>,
      "TLS", "", "false",
-     "clients need not present a certificate; without it, as mongod, a client must present "
-     "one that chains to the CA file whenever a CA file is set"},
+     "serve TLS clients that present no certificate; by default, as mongod, a client must "
+     "present one that chains to the CA file whenever a CA file is set"},
     {"net.tls.allowInvalidCertificates", "", Kind::kBool,
      {"--tlsAllowInvalidCertificates", "--sslAllowInvalidCertificates"}, 0, 0,
      SetTlsBool<&TLS::allow_invalid_certificates>,
@@ -406,7 +406,9 @@ const std::vector<Setting>& Settings() {
 
     {"control.socket", "", Kind::kString, {"--control-socket"}, 0, 0, SetControlSocket,
      "Control and metrics", "PATH", "<runtime dir>/<port>.sock",
-     "control socket (mode 0600) used by tls-sidecar ctl"},
+     "control socket (mode 0600) used by tls-sidecar ctl; the runtime dir is "
+     "$RUNTIME_DIRECTORY (systemd), else /run/tls-sidecar for root, else "
+     "$XDG_RUNTIME_DIR/tls-sidecar, else ~/.tls-sidecar"},
     {"metrics.listen", "", Kind::kString, {"--metrics"}, 0, 0, SetMetricsListen,
      "Control and metrics", "HOST:PORT", "127.0.0.1:9442",
      "Prometheus /metrics and /ready; \"\" turns it off"},

@@ -123,7 +123,6 @@ absl::Status Server::Start() {
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
 
-
   auto upstream = Resolve(config_.upstream.host, config_.upstream.port);
   if (!upstream.ok()) {
     return absl::InvalidArgumentError(
