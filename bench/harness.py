@@ -248,6 +248,8 @@ def sidecar_server(name, port, echo, certs, workdir, binary):
     argv = [binary, "--port", str(port), "--bind_ip", "127.0.0.1", "--upstream",
             f"127.0.0.1:{echo}", "--tlsMode", "allowTLS", "--tlsCertificateKeyFile",
             certs["server"], "--tlsCAFile", certs["ca"], "--metrics", "",
+            # The load generator presents no client certificate, as against the peers.
+            "--tlsAllowConnectionsWithoutCertificates",
             "--control-socket", os.path.join(workdir, f"{name}.sock")]
     return Server(name, port, argv)
 

@@ -23,7 +23,9 @@ struct TlsSettings {
   std::string certificate_selector;   // "subject=..." or "thumbprint=..."
   std::string cluster_certificate_selector;
   std::string certificate_store;  // directory searched by the selectors
-  bool allow_connections_without_certificates = true;
+  // As mongod: with a CAFile, a client that presents no certificate is refused unless this
+  // is set.
+  bool allow_connections_without_certificates = false;
   bool allow_invalid_certificates = false;
   bool allow_invalid_hostnames = false;
   std::set<TlsProtocol> disabled_protocols = {TlsProtocol::kTls1_0, TlsProtocol::kTls1_1};

@@ -241,6 +241,13 @@ bool IsIpLiteral(const std::string& host) {
   return ip != nullptr;
 }
 
+// NameSetting puts the configuration key in front of a file's error ("net.tls.CAFile: pki:
+// is a directory, not a file"), so that the operator knows which setting to fix; the
+// sidecar swaps the key for the file line or flag that set it (proxy/server.cc).
+absl::Status NameSetting(const char* key, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(key, ": ", status.message()));
+}
+
 }  // namespace
 
 absl::StatusOr<std::pair<uint16_t, uint16_t>> ProtocolVersionRange(
@@ -303,7 +310,9 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
                           settings.certificate_selector, "certificateSelector",
                           settings.certificate_store, settings.certificate_key_file_password, now);
   if (!server.ok()) {
-    return server.status();
+    return settings.certificate_key_file.empty()
+               ? server.status()
+               : NameSetting("net.tls.certificateKeyFile", server.status());
   }
 
   // Cluster certificate: its own file or selector, else the server certificate.
@@ -314,7 +323,8 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
       settings.cluster_file, "clusterFile", settings.cluster_certificate_selector,
       "clusterCertificateSelector", settings.certificate_store, cluster_password, now);
   if (!cluster.ok()) {
-    return cluster.status();
+    return settings.cluster_file.empty() ? cluster.status()
+                                         : NameSetting("net.tls.clusterFile", cluster.status());
   }
   const CertificateKeyPair* cluster_pair =
       cluster->has_value() ? &**cluster : (server->has_value() ? &**server : nullptr);
@@ -324,7 +334,7 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   if (!settings.ca_file.empty()) {
     absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded = LoadCertificates(settings.ca_file);
     if (!loaded.ok()) {
-      return loaded.status();
+      return NameSetting("net.tls.CAFile", loaded.status());
     }
     cas = std::move(*loaded);
   }
@@ -335,7 +345,7 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
     absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded =
         LoadCertificates(settings.cluster_ca_file);
     if (!loaded.ok()) {
-      return loaded.status();
+      return NameSetting("net.tls.clusterCAFile", loaded.status());
     }
     separate_cluster_cas = std::move(*loaded);
   }
@@ -345,11 +355,11 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   if (!settings.crl_file.empty()) {
     absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> loaded = LoadCrls(settings.crl_file);
     if (!loaded.ok()) {
-      return loaded.status();
+      return NameSetting("net.tls.CRLFile", loaded.status());
     }
     crls = std::move(*loaded);
     if (absl::Status s = CheckCrls(crls, cas, settings.crl_file, settings.ca_file, now); !s.ok()) {
-      return s;
+      return NameSetting("net.tls.CRLFile", s);
     }
   }
 

@@ -9,6 +9,11 @@
 #
 # Environment: SIDECAR_PORT (27017), MONGOD_PORT (27018), METRICS_LISTEN (127.0.0.1:9442),
 # BUILD_DIR (build/), QUICKSTART_DATA (deploy/quickstart-data).
+#
+# Several quickstarts can run side by side with other ports: the certificates are shared,
+# while each one's logs and database live in QUICKSTART_DATA/<SIDECAR_PORT>/ and its control
+# socket is the sidecar's default for its port (`tls-sidecar ctl --port SIDECAR_PORT` finds
+# it).
 set -euo pipefail
 
 readonly ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +23,7 @@ readonly METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:9442}"
 readonly BUILD_DIR="${BUILD_DIR:-${ROOT}/build}"
 readonly DATA="${QUICKSTART_DATA:-${ROOT}/deploy/quickstart-data}"
 readonly PKI="${DATA}/pki"
+readonly RUN="${DATA}/${SIDECAR_PORT}"  # this instance's logs and database
 
 say() { printf '[quickstart] %s\n' "$*"; }
 die() { printf '[quickstart] error: %s\n' "$*" >&2; exit 1; }
@@ -51,10 +57,10 @@ wait_listening() {
   local port="$1" pid="$2" what="$3"
   for _ in $(seq 1 150); do
     port_in_use "${port}" && return 0
-    kill -0 "${pid}" 2>/dev/null || die "${what} exited; see ${DATA}/${what}.log"
+    kill -0 "${pid}" 2>/dev/null || die "${what} exited; see ${RUN}/${what}.log"
     sleep 0.1
   done
-  die "${what} is not listening on ${port} after 15s; see ${DATA}/${what}.log"
+  die "${what} is not listening on ${port} after 15s; see ${RUN}/${what}.log"
 }
 
 for port in "${SIDECAR_PORT}" "${MONGOD_PORT}"; do
@@ -75,7 +81,7 @@ if [[ ! -x "${SIDECAR}" || ! -x "${STANDIN}" ]]; then
 fi
 
 # --- certificates ----------------------------------------------------------------------------
-mkdir -p "${DATA}"
+mkdir -p "${DATA}" "${RUN}"
 if [[ ! -f "${PKI}/ca.pem" || ! -f "${PKI}/server.pem" ]]; then
   say "making a throwaway CA and certificates in ${PKI}"
   "${SIDECAR}" certs init "${PKI}" --hosts localhost,127.0.0.1 >/dev/null
@@ -83,31 +89,37 @@ fi
 
 # --- mongod ----------------------------------------------------------------------------------
 if command -v mongod >/dev/null; then
-  mkdir -p "${DATA}/db"
+  mkdir -p "${RUN}/db"
   say "starting mongod on 127.0.0.1:${MONGOD_PORT}"
-  mongod --bind_ip 127.0.0.1 --port "${MONGOD_PORT}" --dbpath "${DATA}/db" \
-    >"${DATA}/mongod.log" 2>&1 &
+  mongod --bind_ip 127.0.0.1 --port "${MONGOD_PORT}" --dbpath "${RUN}/db" \
+    >"${RUN}/mongod.log" 2>&1 &
 else
   say "no mongod on PATH: starting the stand-in mongod on 127.0.0.1:${MONGOD_PORT}"
-  "${STANDIN}" --bind 127.0.0.1 --port "${MONGOD_PORT}" >"${DATA}/mongod.log" 2>&1 &
+  "${STANDIN}" --bind 127.0.0.1 --port "${MONGOD_PORT}" >"${RUN}/mongod.log" 2>&1 &
 fi
 pids+=($!)
 wait_listening "${MONGOD_PORT}" "${pids[-1]}" mongod
 
 # --- sidecar ---------------------------------------------------------------------------------
 say "starting tls-sidecar on 127.0.0.1:${SIDECAR_PORT} (allowTLS) in front of it"
+# --tlsAllowConnectionsWithoutCertificates: the connect lines below use TLS without a client
+# certificate, to keep trying it out short. Without the option the sidecar requires one, as
+# mongod does with a CA file (${PKI}/client.pem is one: add
+# &tlsCertificateKeyFile=${PKI}/client.pem to the URI).
 "${SIDECAR}" --bind_ip 127.0.0.1 --port "${SIDECAR_PORT}" \
   --upstream "127.0.0.1:${MONGOD_PORT}" --tlsMode allowTLS \
   --tlsCertificateKeyFile "${PKI}/server.pem" --tlsCAFile "${PKI}/ca.pem" \
-  --control-socket "${DATA}/tls-sidecar.sock" --metrics "${METRICS_LISTEN}" \
-  2>>"${DATA}/tls-sidecar.log" &
+  --tlsAllowConnectionsWithoutCertificates --metrics "${METRICS_LISTEN}" \
+  2>>"${RUN}/tls-sidecar.log" &
 pids+=($!)
 wait_listening "${SIDECAR_PORT}" "${pids[-1]}" tls-sidecar
 
 cat <<EOF
 
 tls-sidecar is serving 127.0.0.1:${SIDECAR_PORT} in allowTLS: TLS and plaintext on one port.
-Its JSON log: tail -f ${DATA}/tls-sidecar.log
+Its JSON log: tail -f ${RUN}/tls-sidecar.log
+Client certificates are optional here (--tlsAllowConnectionsWithoutCertificates); without
+that option, as with mongod, clients add &tlsCertificateKeyFile=${PKI}/client.pem.
 
   With TLS:
     mongosh "mongodb://127.0.0.1:${SIDECAR_PORT}/?tls=true&tlsCAFile=${PKI}/ca.pem"
@@ -117,7 +129,7 @@ Its JSON log: tail -f ${DATA}/tls-sidecar.log
     mongosh "mongodb://127.0.0.1:${SIDECAR_PORT}/"
     python3 -c 'import pymongo; print(pymongo.MongoClient("127.0.0.1", ${SIDECAR_PORT}).admin.command("ping"))'
 
-  Status:  ${SIDECAR} ctl --socket ${DATA}/tls-sidecar.sock status
+  Status:  ${SIDECAR} ctl --port ${SIDECAR_PORT} status
   Metrics: curl -s http://${METRICS_LISTEN}/metrics | grep tls_sidecar_connections
 
 Press Ctrl-C to stop.

@@ -16,6 +16,7 @@
 
 #include "certs/pem_file.h"
 #include "proxy/concat.h"
+#include "proxy/runtime_dir.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -377,7 +378,9 @@ const std::vector<Setting>& Settings() {
      {"--tlsAllowConnectionsWithoutCertificates", "--sslAllowConnectionsWithoutCertificates",
       "--sslWeakCertificateValidation"}, 0, 0,
      SetTlsBool<&TLS::allow_connections_without_certificates>,
-     "TLS", "", "true", "clients need not present a certificate"},
+     "TLS", "", "false",
+     "serve TLS clients that present no certificate; by default, as mongod, a client must "
+     "present one that chains to the CA file whenever a CA file is set"},
     {"net.tls.allowInvalidCertificates", "", Kind::kBool,
      {"--tlsAllowInvalidCertificates", "--sslAllowInvalidCertificates"}, 0, 0,
      SetTlsBool<&TLS::allow_invalid_certificates>,
@@ -395,13 +398,17 @@ const std::vector<Setting>& Settings() {
      "reload when the certificate files or their directories change (as SIGHUP does)"},
 
     {"egress.transparent.listen", "", Kind::kString, {}, 0, 0, SetTransparentListen,
-     "", "", "", ""},
+     "", "", "off",
+     "listener for outbound connections that iptables redirects (deploy/egress-iptables.sh)"},
     {"egress.transparent.mark", "", Kind::kInt, {}, 1, 4294967295LL,
-     SetInt64<&Config::egress_transparent_mark>, "", "", "", ""},
+     SetInt64<&Config::egress_transparent_mark>, "", "", "0x5ec",
+     "SO_MARK on the sidecar's own outgoing sockets, so the redirect excludes them"},
 
     {"control.socket", "", Kind::kString, {"--control-socket"}, 0, 0, SetControlSocket,
-     "Control and metrics", "PATH", "/tmp/tls-sidecar-<port>.sock",
-     "control socket (mode 0600) used by tls-sidecar ctl"},
+     "Control and metrics", "PATH", "<runtime dir>/<port>.sock",
+     "control socket (mode 0600) used by tls-sidecar ctl; the runtime dir is "
+     "$RUNTIME_DIRECTORY (systemd), else /run/tls-sidecar for root, else "
+     "$XDG_RUNTIME_DIR/tls-sidecar, else ~/.tls-sidecar"},
     {"metrics.listen", "", Kind::kString, {"--metrics"}, 0, 0, SetMetricsListen,
      "Control and metrics", "HOST:PORT", "127.0.0.1:9442",
      "Prometheus /metrics and /ready; \"\" turns it off"},
@@ -410,11 +417,14 @@ const std::vector<Setting>& Settings() {
      SetInt64<&Config::max_connections>,
      "Limits", "N", "65536", "accepted client and egress connections together"},
     {"limits.sniffTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
-     SetInt64<&Config::sniff_timeout_ms>, "Limits", "", "10000", ""},
+     SetInt64<&Config::sniff_timeout_ms>, "Limits", "", "10000",
+     "a client that sends less than 16 bytes for this long is closed"},
     {"limits.handshakeTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
-     SetInt64<&Config::handshake_timeout_ms>, "Limits", "", "10000", ""},
+     SetInt64<&Config::handshake_timeout_ms>, "Limits", "", "10000",
+     "a TLS handshake that takes longer is abandoned"},
     {"limits.drainSeconds", "", Kind::kInt, {}, 0, 86400,
-     SetInt64<&Config::drain_seconds>, "Limits", "", "30", ""},
+     SetInt64<&Config::drain_seconds>, "Limits", "", "30",
+     "at SIGTERM, how long requests in flight get to finish"},
   };
   // clang-format on
   return *kSettings;
@@ -1088,7 +1098,7 @@ void MarkModeFromFile(Loader& loader) {
 absl::Status Finish(Loader& loader) {
   Config& c = loader.config;
   if (c.control_socket.empty()) {
-    c.control_socket = Concat("/tmp/tls-sidecar-", c.port, ".sock");
+    c.control_socket = DefaultControlSocketPath(c.port);
   }
   auto error = [&](std::string_view key, std::string_view what) {
     return absl::InvalidArgumentError(Concat(loader.Origin(key), ": ", what));
@@ -1228,6 +1238,7 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   if (!status.ok()) {
     return status;
   }
+  loader.config.origins = std::move(loader.origins);
   return std::move(loader.config);
 }
 
@@ -1244,6 +1255,7 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
   if (!status.ok()) {
     return status;
   }
+  loader.config.origins = std::move(loader.origins);
   return std::move(loader.config);
 }
 
@@ -1274,6 +1286,18 @@ absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file) {
     return absl::InvalidArgumentError(text.status().message());
   }
   return ReadConfiguredModeFromString(*text, config_file);
+}
+
+std::vector<std::string> ConfigurationKeys() {
+  std::vector<std::string> keys;
+  for (const Setting& s : Settings()) {
+    keys.emplace_back(s.key);
+    if (!s.alias.empty()) {
+      keys.emplace_back(s.alias);
+    }
+  }
+  keys.emplace_back("egress.peers");  // an array of tables, read apart from the table
+  return keys;
 }
 
 std::string HelpText() {
@@ -1338,19 +1362,28 @@ std::string HelpText() {
   for (const auto& [name, note] : kIgnoredSwitchFlags) {
     add_ignored(name);
   }
+  // Every key the loader accepts, from the same table, so none can be left out.
   ConcatAppend(&out,
-         "\n\nConfiguration file (TOML); every key is optional:\n"
-         "  [net]      bindIp, port, upstream, threads, upstreamProxyProtocol\n"
-         "  [net.tls]  mode, certificateKeyFile (PEMKeyFile), certificateKeyFilePassword\n"
-         "             (PEMKeyPassword), CAFile, CRLFile, clusterFile, clusterCAFile,\n"
-         "             certificateSelector, clusterCertificateSelector, certificateStore,\n"
-         "             allowConnectionsWithoutCertificates, allowInvalidCertificates,\n"
-         "             allowInvalidHostnames, disabledProtocols, watchCertificates\n"
-         "  [[egress.peers]]      listen (where mongod dials), target (the peer's sidecar)\n"
-         "  [egress.transparent]  listen (iptables-redirected outbound connections)\n"
-         "  [control]  socket\n"
-         "  [metrics]  listen\n"
-         "  [limits]   maxConnections, sniffTimeoutMs, handshakeTimeoutMs, drainSeconds\n"
+         "\n\nConfiguration file (TOML), every key with its default; every key is optional and\n"
+         "a flag overrides its key:\n");
+  std::string_view table;
+  for (const Setting& s : Settings()) {
+    if (std::string_view t = s.key.substr(0, s.key.rfind('.')); t != table) {
+      table = t;
+      ConcatAppend(&out, " [", table, "]\n");
+    }
+    std::string name(s.key);
+    if (!s.alias.empty()) {
+      ConcatAppend(&name, " (alias ", s.alias, ")");
+    }
+    std::string text = s.flags.empty() ? std::string(s.help) : Concat("see ", s.flags.front());
+    ConcatAppend(&text, "; default: ", s.default_text.empty() ? "none" : s.default_text);
+    out += HelpLine(name, text);
+  }
+  out += HelpLine("[[egress.peers]] listen, target",
+                  "each a listener that mongod dials (listen) and the peer's sidecar it leads "
+                  "to (target); default: none");
+  ConcatAppend(&out,
          "\nAt run time: tls-sidecar ctl status | set-mode MODE [--force] [--persist]\n"
          "  | reload | drain-plaintext SECONDS | preflight MODE | clients\n"
          "  (see tls-sidecar ctl --help)\n"

@@ -5,6 +5,8 @@
 #define SIDECAR_PROXY_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,7 +59,7 @@ struct Config {
   int64_t egress_transparent_mark = 0x5ec;
 
   // [control]
-  std::string control_socket;  // default /tmp/tls-sidecar-<port>.sock
+  std::string control_socket;  // default <runtime dir>/<port>.sock (proxy/runtime_dir.h)
 
   // [metrics]
   std::string metrics_listen = "127.0.0.1:9442";  // "" turns metrics off
@@ -74,6 +76,15 @@ struct Config {
   // Notices to log at start (e.g. "--replSet rs0 is ignored"): things that are accepted but
   // have no effect, so that they are never silently ignored.
   std::vector<std::string> notices;
+
+  // Where each setting that was given came from: canonical key -> "FILE: key" or the flag
+  // as written ("--tlsCAFile"). Origin(key) is that, or the key itself for a default, so
+  // that start-up errors found later (a certificate file, a port in use) name what to fix.
+  std::map<std::string, std::string, std::less<>> origins;
+  std::string Origin(std::string_view key) const {
+    auto it = origins.find(key);
+    return it == origins.end() ? std::string(key) : it->second;
+  }
 };
 
 // ParseHostPort splits "host:port" / "[::1]:port"; `what` names the key or flag for errors.
@@ -101,6 +112,10 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
 
 // HelpText is what --help prints: every flag and key, with defaults.
 std::string HelpText();
+
+// ConfigurationKeys lists every key the file accepts (canonical keys, their aliases, and
+// egress.peers), from the loader's own table.
+std::vector<std::string> ConfigurationKeys();
 
 }  // namespace sidecar::proxy
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 #include "protocol/error_reply.h"
@@ -521,7 +522,15 @@ void Connection::PumpTls(Endpoint& from) {
     }
     if (status != TlsSession::Status::kOk) {
       if (IsDownstream(from)) {
-        worker_->LogConnection(*this, "TLS handshake failed", tls.error());
+        std::string detail = tls.error();
+        if (absl::StrContains(detail, "PEER_DID_NOT_RETURN_A_CERTIFICATE")) {
+          // The most common refusal after a CA file is set; say what to do about it.
+          absl::StrAppend(&detail,
+                          ": the client presented no certificate, which is required with "
+                          "net.tls.CAFile unless net.tls.allowConnectionsWithoutCertificates "
+                          "is true (as mongod)");
+        }
+        worker_->LogConnection(*this, "TLS handshake failed", detail);
         BeginClose(CloseReason::kHandshakeFailed);
       } else {
         // No fallback to plaintext, exactly as mongod.

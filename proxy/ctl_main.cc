@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxy/concat.h"
+#include "proxy/runtime_dir.h"
 
 namespace sidecar::proxy {
 
@@ -60,8 +61,10 @@ constexpr char kUsage[] =
     "                                   plaintext clients turned away by requireTLS\n"
     "\n"
     "options:\n"
-    "  --socket PATH   the control socket (default /tmp/tls-sidecar-27017.sock)\n"
-    "  --port N        the sidecar's port, for the default socket /tmp/tls-sidecar-N.sock\n"
+    "  --socket PATH   the control socket (default: the sidecar's default for --port)\n"
+    "  --port N        the sidecar's port (27017), for its default socket\n"
+    "                  <runtime dir>/N.sock: $RUNTIME_DIRECTORY, /run/tls-sidecar for root,\n"
+    "                  $XDG_RUNTIME_DIR/tls-sidecar, else ~/.tls-sidecar\n"
     "  --json          print the sidecar's JSON answer as it is, for scripts\n"
     "\n"
     "exit status: 0 when the sidecar says ok, 1 when it refused, 2 when the socket cannot\n"
@@ -103,7 +106,8 @@ std::optional<Answer> Ask(const std::string& path, const Json& request, std::str
                     " (is the sidecar running? --socket or --port names another one)");
     return std::nullopt;
   }
-  // Talk only to a sidecar run by root or by us: a socket in /tmp could be someone else's.
+  // Talk only to a sidecar run by root or by us: a socket given with --socket may be in a
+  // directory that others can write to.
   ucred server{};
   socklen_t length = sizeof(server);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &server, &length) == 0 && server.uid != 0 &&
@@ -420,7 +424,8 @@ std::string CliWording(std::string_view sentence) {
 }
 
 int CtlMain(int argc, char** argv) {
-  std::string socket_path = "/tmp/tls-sidecar-27017.sock";
+  // The sidecar's own default (proxy/runtime_dir.h), so both look in the same place.
+  std::string socket_path = DefaultControlSocketPath(27017);
   bool json = false;
   bool force = false;
   bool persist = false;
@@ -460,7 +465,7 @@ int CtlMain(int argc, char** argv) {
       if (!v || v->empty() || *end != '\0' || port < 1 || port > 65535) {
         return UsageError("--port needs a port number between 1 and 65535");
       }
-      socket_path = Concat("/tmp/tls-sidecar-", port, ".sock");
+      socket_path = DefaultControlSocketPath(static_cast<uint16_t>(port));
     } else if (arg.starts_with("--transport")) {
       auto v = value("--transport");
       if (!v || (*v != "tls" && *v != "plaintext")) {

@@ -41,6 +41,8 @@ constexpr char kCertsUsage[] =
     "\n"
     "Writes a throwaway CA (ca.pem), a server certificate (server.pem: chain and key), a\n"
     "cluster certificate (cluster.pem) and a client certificate (client.pem) into DIR.\n"
+    "A sidecar with a CA file requires client certificates unless\n"
+    "--tlsAllowConnectionsWithoutCertificates is given, as mongod does.\n"
     "The server certificate names the given hosts plus localhost, 127.0.0.1 and ::1.\n"
     "These certificates are for trying things out: never use them in production.\n";
 
@@ -84,6 +86,15 @@ int CertsMain(int argc, char** argv) {
   for (const std::string& file : *written) {
     std::printf("wrote %s\n", file.c_str());
   }
+  // As mongod, a sidecar with a CA file requires client certificates by default: say how
+  // a client presents the one just made, and how to do without.
+  std::printf(
+      "With --tlsCAFile %s/ca.pem, TLS clients must present a certificate (as with mongod):\n"
+      "  mongosh \"mongodb://localhost:27017/?tls=true&tlsCAFile=%s/ca.pem"
+      "&tlsCertificateKeyFile=%s/client.pem\"\n"
+      "or start the sidecar with --tlsAllowConnectionsWithoutCertificates to serve TLS clients "
+      "without one.\n",
+      dir.c_str(), dir.c_str(), dir.c_str());
   std::printf("These certificates are throwaway ones for trying things out; do not use them "
               "in production.\n");
   return 0;
@@ -123,8 +134,13 @@ int main(int argc, char** argv) {
                  std::string(config.status().message()).c_str());
     return 2;
   }
-  sidecar::proxy::Server server(*std::move(config));
-  absl::Status status = server.Run();
+  absl::Status status;
+  {
+    sidecar::proxy::Server server(*std::move(config));
+    status = server.Run();
+  }
+  // The server is gone and every JSON line written before the plain error line, so that
+  // the last line on stderr says what is wrong (as a configuration error does).
   sidecar::proxy::FlushLogs();
   if (!status.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: %s\n", std::string(status.message()).c_str());

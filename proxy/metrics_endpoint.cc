@@ -1,8 +1,12 @@
 #include "proxy/metrics_endpoint.h"
 
 #include <civetweb.h>
+#include <netdb.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string_view>
 
@@ -43,6 +47,40 @@ void Respond(mg_connection* connection, int status, std::string_view reason,
   }
 }
 
+// WhyCannotBind binds a throwaway socket to `listen` (as civetweb would, with SO_REUSEADDR)
+// and returns why that fails, in words: civetweb itself only says "Failed to setup server
+// ports". Empty when the bind works or the address does not parse.
+std::string WhyCannotBind(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return "";
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), listen.substr(colon + 1).c_str(), &hints, &found) != 0) {
+    return "";
+  }
+  std::string why;
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
+      why = errno == EADDRINUSE ? "address already in use (another process listens on it)"
+                                : std::strerror(errno);
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return why;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
@@ -66,9 +104,12 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
   error.text_buffer_size = sizeof(error_text);
   endpoint->context_ = mg_start2(&init, &error);
   if (endpoint->context_ == nullptr) {
+    std::string why = WhyCannotBind(listen);
+    if (why.empty()) {
+      why = error_text[0] != '\0' ? error_text : "civetweb failed to start";
+    }
     return absl::UnavailableError(
-        absl::StrCat("metrics.listen: cannot serve on ", listen, ": ",
-                     error_text[0] != '\0' ? error_text : "civetweb failed to start"));
+        absl::StrCat("metrics.listen: cannot serve on ", listen, ": ", why));
   }
   mg_server_port ports[4] = {};
   int count = mg_get_server_ports(endpoint->context_, 4, ports);

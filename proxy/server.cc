@@ -14,6 +14,7 @@
 #include "certs/certificate_info.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/log.h"
+#include "proxy/runtime_dir.h"
 #include "proxy/server_control.h"
 #include "proxy/socket_address.h"
 
@@ -31,6 +32,18 @@ constexpr int kExpiryWarningDays = 21;
 // reply; a peer that stalls mid-message will not finish it at all, so a longer wait buys
 // nothing and only delays the exit past what orchestrators wait before their SIGKILL.
 constexpr uint64_t kDrainBoundaryGraceMs = 2000;
+// NameOrigin replaces the configuration key in front of a certificate error
+// ("net.tls.CAFile: ...", as certs/ words it) with where that key was set: the file and key,
+// or the flag ("--tlsCAFile: pki: is a directory, not a file").
+absl::Status NameOrigin(const Config& config, const absl::Status& status) {
+  std::string message(status.message());
+  size_t colon = message.find(": ");
+  if (!message.starts_with("net.tls.") || colon == std::string::npos) {
+    return status;
+  }
+  return absl::Status(status.code(),
+                      config.Origin(message.substr(0, colon)) + message.substr(colon));
+}
 
 }  // namespace
 
@@ -80,7 +93,7 @@ absl::Status Server::Start() {
   // Certificates first: a bad file is a start-up error, before any port is taken.
   auto snapshot = certs::TlsSnapshot::Create(config_.tls);
   if (!snapshot.ok()) {
-    return snapshot.status();
+    return NameOrigin(config_, snapshot.status());
   }
   shared_.tls.store(*snapshot);
   for (const auto& cert : (*snapshot)->certificates()) {
@@ -91,6 +104,7 @@ absl::Status Server::Start() {
          {"sha1", cert.sha1_hex}});
   }
   readiness_.SetCertificatesLoaded(true);
+  LogClientCertificatePolicy();
   PublishCertificateExpiries();
   WarnAboutExpiringCertificates();
   auto expiry_timer = UvHandle<uv_timer_t>::Create(
@@ -116,15 +130,6 @@ absl::Status Server::Start() {
   shared_.mode.store(config_.mode);
   metrics_.SetMode(config_.mode);
   readiness_.SetServing(config_.mode, (*snapshot)->server_context() != nullptr);
-
-  // The control socket before any listener: a live sidecar on the same port owns the same
-  // default socket path, and is reported here rather than sharing the port through
-  // SO_REUSEPORT.
-  auto control = ControlPlane::Create(*this);
-  if (!control.ok()) {
-    return control.status();
-  }
-  control_ = *std::move(control);
 
   auto upstream = Resolve(config_.upstream.host, config_.upstream.port);
   if (!upstream.ok()) {
@@ -168,6 +173,23 @@ absl::Status Server::Start() {
     }
     listen_addresses.push_back(resolved->front());
   }
+  // Every port before the control socket, so that a second sidecar on the same port is told
+  // so (with the first one's pid), whichever control socket it was given.
+  if (absl::Status status = ClaimPorts(listen_addresses); !status.ok()) {
+    return status;
+  }
+  if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
+    std::string dir = config_.control_socket.substr(0, config_.control_socket.rfind('/'));
+    if (absl::Status status = PrepareRuntimeDirectory(dir); !status.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(config_.Origin("control.socket"), ": ", status.message()));
+    }
+  }
+  auto control = ControlPlane::Create(*this);
+  if (!control.ok()) {
+    return control.status();
+  }
+  control_ = *std::move(control);
 
   int threads = config_.threads > 0 ? config_.threads
                                     : static_cast<int>(std::thread::hardware_concurrency());
@@ -190,7 +212,12 @@ absl::Status Server::Start() {
     auto endpoint =
         MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_);
     if (!endpoint.ok()) {
-      return endpoint.status();
+      // Name what set the address: the flag (--metrics) or the file's metrics.listen.
+      std::string message(endpoint.status().message());
+      if (message.starts_with("metrics.listen")) {
+        message = config_.Origin("metrics.listen") + message.substr(14);
+      }
+      return absl::Status(endpoint.status().code(), message);
     }
     metrics_endpoint_ = *std::move(endpoint);
   }
@@ -224,6 +251,31 @@ absl::Status Server::Start() {
   return absl::OkStatus();
 }
 
+absl::Status Server::ClaimPorts(const std::vector<sockaddr_storage>& listen_addresses) {
+  std::vector<std::pair<std::string, sockaddr_storage>> claims;
+  for (const sockaddr_storage& address : listen_addresses) {
+    claims.emplace_back(config_.Origin("net.port"), address);
+  }
+  for (const EgressRoute& route : shared_.egress_routes) {
+    auto resolved = Resolve(route.listen.host, route.listen.port);
+    if (!resolved.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("egress.peers.listen: ", resolved.status().message()));
+    }
+    claims.emplace_back(route.transparent ? "egress.transparent.listen" : "egress.peers.listen",
+                        resolved->front());
+  }
+  for (const auto& [origin, address] : claims) {
+    absl::StatusOr<PortLock> lock = PortLock::Claim(address);
+    if (!lock.ok()) {
+      return absl::Status(lock.status().code(),
+                          absl::StrCat(origin, ": ", lock.status().message()));
+    }
+    port_locks_.push_back(*std::move(lock));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Server::Run() {
   if (absl::Status status = Start(); !status.ok()) {
     for (auto& worker : workers_) {
@@ -244,10 +296,11 @@ absl::Status Server::Run() {
 absl::Status Server::Reload() {
   auto snapshot = certs::TlsSnapshot::Create(config_.tls);
   if (!snapshot.ok()) {
+    absl::Status status = NameOrigin(config_, snapshot.status());
     metrics_.CertificateReload(false);
     Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
-        {{"error", std::string(snapshot.status().message())}});
-    return snapshot.status();
+        {{"error", std::string(status.message())}});
+    return status;
   }
   shared_.tls.store(*snapshot);
   metrics_.CertificateReload(true);
@@ -256,6 +309,31 @@ absl::Status Server::Reload() {
   Log(Severity::kInfo, Component::kTls, "certificates reloaded", {});
   WarnAboutExpiringCertificates();
   return absl::OkStatus();
+}
+
+void Server::LogClientCertificatePolicy() {
+  const certs::TlsSettings& tls = config_.tls;
+  std::string policy;
+  std::string why;
+  if (!tls.HasServerCertificate()) {
+    policy = "none";
+    why = "no server certificate: TLS clients are not served";
+  } else if (tls.ca_file.empty()) {
+    policy = "not requested";
+    why = "no CA file, so client certificates are neither asked for nor checked";
+  } else if (tls.allow_connections_without_certificates) {
+    policy = "optional";
+    why = absl::StrCat("a client certificate, when presented, must chain to ", tls.ca_file,
+                       "; clients without one are served (",
+                       config_.Origin("net.tls.allowConnectionsWithoutCertificates"), ")");
+  } else {
+    policy = "required";
+    why = absl::StrCat("every TLS client must present a certificate that chains to ",
+                       tls.ca_file, ", as mongod with a CA file; set "
+                       "net.tls.allowConnectionsWithoutCertificates to serve clients without one");
+  }
+  Log(Severity::kInfo, Component::kTls, "client certificate policy",
+      {{"clientCertificates", policy}, {"detail", why}});
 }
 
 void Server::WarnAboutExpiringCertificates() {

@@ -15,6 +15,7 @@
 #include "proxy/config.h"
 #include "proxy/metrics.h"
 #include "proxy/metrics_endpoint.h"
+#include "proxy/port_lock.h"
 #include "proxy/readiness.h"
 #include "proxy/shared_state.h"
 #include "proxy/upstream_probe.h"
@@ -40,6 +41,9 @@ class Server {
 
  private:
   absl::Status Start();
+  // ClaimPorts takes a PortLock on every ingress and egress listening address, so that
+  // no other sidecar process can join them; the error names the setting and the holder.
+  absl::Status ClaimPorts(const std::vector<sockaddr_storage>& listen_addresses);
   void RaiseFileLimit();
   void BeginDrain();
   void FinishIfDrained();
@@ -48,12 +52,15 @@ class Server {
   // Logs a warning for each loaded certificate that expires within 21 days;
   // at start, after each reload, and daily from expiry_timer_ (main loop only).
   void WarnAboutExpiringCertificates();
+  // Logs, in one line, whether TLS clients must present a certificate (at start).
+  void LogClientCertificatePolicy();
   static void OnExpiryTimer(uv_timer_t* timer);
 
   Config config_;
   Metrics metrics_;
   SharedState shared_;
   uv_loop_t loop_{};
+  std::vector<PortLock> port_locks_;  // held until the process ends
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_timer_t> drain_timer_;

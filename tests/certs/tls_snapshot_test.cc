@@ -377,8 +377,24 @@ TEST_P(TlsVersionTest, EgressClientAndIngressServerShakeHandsAndVerifyEachOther)
   }
 }
 
-TEST_P(TlsVersionTest, ClientCertificateIsOptionalByDefault) {
-  std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(pki_->Settings());
+TEST_P(TlsVersionTest, ClientCertificateIsRequiredByDefaultAsInMongod) {
+  TlsSettings defaults;
+  EXPECT_FALSE(defaults.allow_connections_without_certificates);
+  defaults.certificate_key_file = pki_->server_file;
+  defaults.ca_file = pki_->ca_file;
+  std::shared_ptr<const TlsSnapshot> required = MustCreate(defaults);
+  ASSERT_NE(required, nullptr);
+  HandshakeResult refused = Client(*required, "");
+  EXPECT_FALSE(refused.ok);
+  EXPECT_EQ(refused.server_error, "PEER_DID_NOT_RETURN_A_CERTIFICATE");
+  HandshakeResult accepted = Client(*required, pki_->client.CertificateKeyPem());
+  EXPECT_TRUE(accepted.ok) << accepted.client_error << " / " << accepted.server_error;
+}
+
+TEST_P(TlsVersionTest, ClientCertificateIsOptionalWhenConnectionsWithoutCertificatesAreAllowed) {
+  TlsSettings settings = pki_->Settings();
+  settings.allow_connections_without_certificates = true;
+  std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(settings);
   ASSERT_NE(snapshot, nullptr);
   std::string subject = "unset";
   HandshakeResult without = Client(*snapshot, "", &subject);

@@ -205,7 +205,9 @@ class Cluster:
                 'upstream = "127.0.0.1:27018"', "threads = 1", "",
                 "[net.tls]", 'mode = "disabled"',
                 f'certificateKeyFile = "{pki / "server.pem"}"',
-                f'CAFile = "{pki / "ca.pem"}"', f'clusterFile = "{pki / "cluster.pem"}"', "",
+                f'CAFile = "{pki / "ca.pem"}"', f'clusterFile = "{pki / "cluster.pem"}"',
+                # The load's TLS clients present no certificate (runbook, step 1).
+                "allowConnectionsWithoutCertificates = true", "",
                 "[metrics]", 'listen = "127.0.0.1:9442"', "",
             ]
             if transparent:

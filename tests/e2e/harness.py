@@ -174,26 +174,45 @@ class Standin(Child):
         self.address = f"{host}:{port}"
 
 
+# The spellings of allowConnectionsWithoutCertificates, in a file or on the command line.
+_ALLOW_WITHOUT_CERTIFICATES = ("allowConnectionsWithoutCertificates",
+                               "AllowConnectionsWithoutCertificates",
+                               "sslWeakCertificateValidation")
+
+
 class Sidecar(Child):
     """tls-sidecar started with `args` plus the harness's defaults: 127.0.0.1 on a free port,
-    metrics off (or on `metrics`, e.g. "127.0.0.1:9442"), a private control socket. The
-    sidecar's JSON log is its stderr."""
+    metrics off (or on `metrics`, e.g. "127.0.0.1:9442"), a private control socket (or, with
+    control_socket="default", the sidecar's own default, found through `env`). The
+    sidecar's JSON log is its stderr.
+
+    Like mongod, a sidecar with a CA file refuses TLS clients without a certificate. The
+    tests' TLS clients present none unless a test is about client certificates, so the
+    harness passes --tlsAllowConnectionsWithoutCertificates unless the test sets the option
+    itself (in `args` or `config`) or asks for the default with
+    allow_without_certificates=False."""
 
     def __init__(self, workdir, args=(), upstream=None, config=None, name="sidecar", metrics="",
-                 control_socket=None):
+                 control_socket=None, env=None, allow_without_certificates=True, port=None,
+                 bind_ip="127.0.0.1"):
         workdir = pathlib.Path(workdir)
-        self.port = free_port()
+        self.port = port or free_port()
         argv = [sidecar_binary()]
         if config is not None:
             config_path = workdir / f"{name}.toml"
             config_path.write_text(config)
             argv += ["--config", config_path]
-        argv += ["--bind_ip", "127.0.0.1", "--port", str(self.port), "--metrics", metrics,
-                 "--control-socket", control_socket or workdir / f"{name}.sock"]
+        argv += ["--bind_ip", bind_ip, "--port", str(self.port), "--metrics", metrics]
+        if control_socket != "default":
+            argv += ["--control-socket", control_socket or workdir / f"{name}.sock"]
         if upstream is not None:
             argv += ["--upstream", upstream]
+        given = " ".join(map(str, args)) + (config or "")
+        if allow_without_certificates and not any(k in given
+                                                  for k in _ALLOW_WITHOUT_CERTIFICATES):
+            argv += ["--tlsAllowConnectionsWithoutCertificates"]
         argv += list(args)
-        super().__init__(name, argv, workdir)
+        super().__init__(name, argv, workdir, env=env)
 
     def wait_listening(self, timeout=15):
         deadline = time.monotonic() + timeout
@@ -234,9 +253,10 @@ class ProcessGroup:
         return child
 
     def sidecar(self, *args, upstream=None, config=None, name="sidecar", wait=True, metrics="",
-                control_socket=None):
+                control_socket=None, env=None, allow_without_certificates=True):
         child = Sidecar(self.workdir, args, upstream=upstream, config=config, name=name,
-                        metrics=metrics, control_socket=control_socket)
+                        metrics=metrics, control_socket=control_socket, env=env,
+                        allow_without_certificates=allow_without_certificates)
         self.children.append(child)
         if wait:
             child.wait_listening()

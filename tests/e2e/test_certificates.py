@@ -7,6 +7,8 @@ import datetime
 import json
 import ssl
 import subprocess
+import time
+import urllib.request
 
 import pymongo
 import pytest
@@ -41,6 +43,70 @@ def tls_config(**tls):
 
 
 # --- client certificates ---------------------------------------------------------------
+
+def _rejected(metrics_address, reason):
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    prefix = f'tls_sidecar_connections_rejected_total{{reason="{reason}"}} '
+    values = [float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)]
+    return values[0] if values else 0.0
+
+
+def test_by_default_a_ca_file_requires_client_certificates_as_mongod(procs, pki):
+    standin = procs.standin()
+    metrics = f"127.0.0.1:{harness.free_port()}"
+    # mongod's own command line: a CA file and nothing about connections without certificates.
+    sidecar = procs.sidecar("--sslMode", "requireSSL", "--sslPEMKeyFile", pki["server"],
+                            "--sslCAFile", pki["ca"], upstream=standin.address, metrics=metrics,
+                            allow_without_certificates=False)
+    assert "AllowConnectionsWithoutCertificates" not in " ".join(sidecar.args)
+    line = sidecar.wait_for_log("client certificate policy")
+    assert '"clientCertificates":"required"' in line, line
+
+    ok, detail, _ = attempt(sidecar.port, client_context(pki["ca"]))
+    assert not ok
+    assert "CERTIFICATE_REQUIRED" in detail.upper(), detail
+    # Counted and logged in words an operator can act on.
+    line = sidecar.wait_for_log("TLS handshake failed")
+    assert "the client presented no certificate" in line, line
+    assert "allowConnectionsWithoutCertificates" in line, line
+    deadline = time.monotonic() + 10
+    while _rejected(metrics, "handshake_failed") < 1:
+        assert time.monotonic() < deadline, "handshake_failed was not counted"
+        time.sleep(0.1)
+
+    # With the client certificate the same command line serves the client (pymongo too).
+    ok, detail, _ = attempt(sidecar.port, client_context(pki["ca"], pki["client"]))
+    assert ok, detail
+    client = pymongo.MongoClient("127.0.0.1", sidecar.port, tls=True, tlsCAFile=str(pki["ca"]),
+                                 tlsCertificateKeyFile=str(pki["client"]),
+                                 serverSelectionTimeoutMS=5000)
+    try:
+        assert client.admin.command("ping")["ok"] == 1
+    finally:
+        client.close()
+
+
+def test_the_option_lets_clients_without_certificates_in_and_says_so(procs, pki):
+    standin = procs.standin()
+    sidecar = procs.sidecar("--sslMode", "requireSSL", "--sslPEMKeyFile", pki["server"],
+                            "--sslCAFile", pki["ca"], "--tlsAllowConnectionsWithoutCertificates",
+                            upstream=standin.address)
+    line = sidecar.wait_for_log("client certificate policy")
+    assert '"clientCertificates":"optional"' in line, line
+    assert "--tlsAllowConnectionsWithoutCertificates" in line, line
+    ok, detail, _ = attempt(sidecar.port, client_context(pki["ca"]))
+    assert ok, detail
+    ok, detail, _ = attempt(sidecar.port, client_context(pki["ca"], pki["client"]))
+    assert ok, detail
+
+
+def test_certs_init_says_how_clients_present_their_certificate(procs, tmp_path):
+    result = procs.run_sidecar("certs", "init", tmp_path / "pki")
+    assert result.returncode == 0, result.stderr
+    assert f"tlsCertificateKeyFile={tmp_path / 'pki'}/client.pem" in result.stdout, result.stdout
+    assert "--tlsAllowConnectionsWithoutCertificates" in result.stdout, result.stdout
+
 
 def test_client_with_a_valid_certificate_is_accepted_by_pymongo(procs, pki):
     standin = procs.standin()
@@ -285,9 +351,12 @@ def _start_up_flags(procs):
 
 def _error_line(stderr):
     """The one plain (non-JSON) line of a failed start: `tls-sidecar: error: ...`."""
-    plain = [line for line in stderr.splitlines() if line and not line.startswith("{")]
+    lines = [line for line in stderr.splitlines() if line]
+    plain = [line for line in lines if not line.startswith("{")]
     assert len(plain) == 1, stderr
     assert plain[0].startswith("tls-sidecar: error: "), stderr
+    # Last, so that `tail -1` of the log or the unit's status shows it.
+    assert lines[-1] == plain[0], stderr
     return plain[0]
 
 
@@ -321,22 +390,26 @@ def _bad_files(tmp_path):
         leaf.certificate_pem() +
         b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
     key = ["--tlsCertificateKeyFile"]
+    # (flags, the flag the error names, the file it names, words of the reason)
     return {
         "wrong password": (key + [tmp_path / "encrypted.pem", "--tlsCertificateKeyFilePassword",
-                                  "wrong"], tmp_path / "encrypted.pem", "wrong password"),
-        "no password": (key + [tmp_path / "encrypted.pem"], tmp_path / "encrypted.pem",
+                                  "wrong"], key[0], tmp_path / "encrypted.pem", "wrong password"),
+        "no password": (key + [tmp_path / "encrypted.pem"], key[0], tmp_path / "encrypted.pem",
                         "encrypted"),
-        "missing": (key + [tmp_path / "absent.pem"], tmp_path / "absent.pem", "not found"),
-        "not PEM": (key + [tmp_path / "not-pem.pem"], tmp_path / "not-pem.pem", "not PEM"),
-        "key mismatch": (key + [tmp_path / "mismatch.pem"], tmp_path / "mismatch.pem",
+        "missing": (key + [tmp_path / "absent.pem"], key[0], tmp_path / "absent.pem",
+                    "not found"),
+        "not PEM": (key + [tmp_path / "not-pem.pem"], key[0], tmp_path / "not-pem.pem",
+                    "not PEM"),
+        "key mismatch": (key + [tmp_path / "mismatch.pem"], key[0], tmp_path / "mismatch.pem",
                          "does not match"),
-        "expired": (key + [tmp_path / "expired.pem"], tmp_path / "expired.pem", "expired"),
-        "not yet valid": (key + [tmp_path / "future.pem"], tmp_path / "future.pem",
+        "expired": (key + [tmp_path / "expired.pem"], key[0], tmp_path / "expired.pem",
+                    "expired"),
+        "not yet valid": (key + [tmp_path / "future.pem"], key[0], tmp_path / "future.pem",
                           "not yet valid"),
-        "corrupt key": (key + [tmp_path / "corrupt-key.pem"], tmp_path / "corrupt-key.pem",
-                        "cannot be parsed"),
+        "corrupt key": (key + [tmp_path / "corrupt-key.pem"], key[0],
+                        tmp_path / "corrupt-key.pem", "cannot be parsed"),
         "missing CA": (key + [tmp_path / "good.pem", "--tlsCAFile", tmp_path / "no-ca.pem"],
-                       tmp_path / "no-ca.pem", "not found"),
+                       "--tlsCAFile", tmp_path / "no-ca.pem", "not found"),
     }
 
 
@@ -346,11 +419,12 @@ BAD_FILE_CASES = ["wrong password", "no password", "missing", "not PEM", "key mi
 
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
 def test_bad_certificate_file_is_one_error_line_naming_it_and_exit_2(procs, tmp_path, case):
-    flags, path, words = _bad_files(tmp_path)[case]
+    flags, flag, path, words = _bad_files(tmp_path)[case]
     result = procs.run_sidecar("--tlsMode", "requireTLS", *flags, *_start_up_flags(procs))
     assert result.returncode == 2, result.stderr
     line = _error_line(result.stderr)
-    assert line.startswith(f"tls-sidecar: error: {path}: "), line
+    # The option that named the file, then the file, then what is wrong with it.
+    assert line.startswith(f"tls-sidecar: error: {flag}: {path}: "), line
     assert words.lower() in line.lower(), line
 
 

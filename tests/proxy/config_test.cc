@@ -1,5 +1,7 @@
 #include "proxy/config.h"
 
+#include "proxy/runtime_dir.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -8,6 +10,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace sidecar::proxy {
 namespace {
@@ -55,13 +59,13 @@ TEST(LoadConfigTest, DefaultsFollowTheSpec) {
   EXPECT_EQ(config->upstream.ToString(), "127.0.0.1:27018");
   EXPECT_EQ(config->threads, 0);
   EXPECT_EQ(config->mode, Mode::kDisabled);
-  EXPECT_EQ(config->control_socket, "/tmp/tls-sidecar-27017.sock");
+  EXPECT_EQ(config->control_socket, DefaultControlSocketPath(27017));
   EXPECT_EQ(config->metrics_listen, "127.0.0.1:9442");
   EXPECT_EQ(config->max_connections, 65536);
   EXPECT_EQ(config->sniff_timeout_ms, 10000);
   EXPECT_EQ(config->handshake_timeout_ms, 10000);
   EXPECT_EQ(config->drain_seconds, 30);
-  EXPECT_TRUE(config->tls.allow_connections_without_certificates);
+  EXPECT_FALSE(config->tls.allow_connections_without_certificates);
   EXPECT_EQ(
       config->tls.disabled_protocols,
       (std::set<certs::TlsProtocol>{certs::TlsProtocol::kTls1_0, certs::TlsProtocol::kTls1_1}));
@@ -101,7 +105,7 @@ TEST(LoadConfigTest, SeedMongodCommandLineParses) {
 TEST(LoadConfigTest, ControlSocketDefaultFollowsThePort) {
   absl::StatusOr<Config> config = Load({"--port", "28017"});
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->control_socket, "/tmp/tls-sidecar-28017.sock");
+  EXPECT_EQ(config->control_socket, DefaultControlSocketPath(28017));
 }
 
 // Each TLS flag in its --tls and --ssl spellings, as `--flag value` and `--flag=value`.
@@ -462,7 +466,7 @@ TEST(LoadConfigFromStringTest, DottedKeysAndInlineTablesAreTheSameKeys) {
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->port, 27020);
   EXPECT_EQ(config->tls.ca_file, "ca.pem");
-  EXPECT_EQ(config->control_socket, "/tmp/tls-sidecar-27020.sock");
+  EXPECT_EQ(config->control_socket, DefaultControlSocketPath(27020));
 }
 
 TEST(LoadConfigTest, FlagsOverrideTheFile) {
@@ -477,7 +481,7 @@ TEST(LoadConfigTest, FlagsOverrideTheFile) {
   EXPECT_THAT(config->bind_ips, ElementsAre("10.1.1.1"));
   EXPECT_EQ(config->mode, Mode::kRequireTls);
   EXPECT_EQ(config->tls.certificate_key_file, "flag.pem");
-  EXPECT_EQ(config->control_socket, "/tmp/tls-sidecar-27100.sock");
+  EXPECT_EQ(config->control_socket, DefaultControlSocketPath(27100));
 }
 
 TEST(LoadConfigTest, CombinationErrorsNameWhereEachSideCameFrom) {
@@ -583,7 +587,7 @@ TEST(HelpTextTest, ListsEveryFlagAndThePointersToMore) {
                            "[net.tls]",
                            "[[egress.peers]]",
                            "[limits]",
-                           "/tmp/tls-sidecar-<port>.sock",
+                           "<runtime dir>/<port>.sock",
                            "127.0.0.1:9442"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
@@ -597,6 +601,43 @@ TEST(HelpTextTest, ListsEveryFlagAndThePointersToMore) {
     EXPECT_LE(end - start, 80u) << help.substr(start, end - start);
     start = end + 1;
   }
+}
+
+TEST(HelpTextTest, ListsEveryKeyTheFileAcceptsWithItsDefault) {
+  const std::string help = HelpText();
+  const std::vector<std::string> keys = ConfigurationKeys();
+  // The list comes from the loader's table; a few known keys guard against an empty one.
+  EXPECT_THAT(keys, ::testing::IsSupersetOf({"net.tls.mode", "egress.transparent.mark",
+                                             "limits.drainSeconds", "net.tls.PEMKeyFile"}));
+  for (const std::string& key : keys) {
+    EXPECT_THAT(help, HasSubstr(key)) << "--help does not name " << key;
+    // Every key is accepted by the loader: a file setting it is at worst a wrong value,
+    // never an unknown key.
+    std::string table = key.substr(0, key.rfind('.'));
+    std::string leaf = key.substr(key.rfind('.') + 1);
+    auto config = LoadConfigFromString(absl::StrCat("[", table, "]\n", leaf, " = []\n"), "k.toml");
+    if (!config.ok()) {
+      EXPECT_THAT(Message(config.status()), ::testing::Not(HasSubstr("unknown"))) << key;
+    }
+  }
+  EXPECT_THAT(help, HasSubstr("egress.transparent.mark\n        SO_MARK"));
+  EXPECT_THAT(help, HasSubstr("default: 0x5ec"));
+  EXPECT_THAT(help, HasSubstr("net.tls.allowConnectionsWithoutCertificates\n"));
+}
+
+TEST(ConfigTest, ClientCertificatesAreRequiredByDefaultAsInMongod) {
+  auto config = Load({"--tlsMode", "allowTLS", "--tlsCertificateKeyFile", "server.pem",
+                      "--tlsCAFile", "ca.pem"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->tls.allow_connections_without_certificates);
+  auto allowed = Load({"--tlsMode", "allowTLS", "--tlsCertificateKeyFile", "server.pem",
+                       "--tlsCAFile", "ca.pem", "--tlsAllowConnectionsWithoutCertificates"});
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_TRUE(allowed->tls.allow_connections_without_certificates);
+  EXPECT_EQ(allowed->Origin("net.tls.allowConnectionsWithoutCertificates"),
+            "--tlsAllowConnectionsWithoutCertificates");
+  EXPECT_EQ(allowed->Origin("net.tls.CAFile"), "--tlsCAFile");
+  EXPECT_EQ(allowed->Origin("metrics.listen"), "metrics.listen");
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ struct TestPki {
   static absl::StatusOr<std::unique_ptr<TestPki>> Create(
       const std::vector<std::string>& hosts = {});
 
-  // Settings: the server certificate, the CA, and the cluster certificate.
+  // Settings: the server certificate, the CA, and the cluster certificate; clients without a
+  // certificate allowed (not the default).
   certs::TlsSettings Settings() const;
 
   // Issue makes another certificate signed by this CA (options.issuer is set here).
