@@ -46,10 +46,12 @@ def test_quickstart_serves_tls_and_plaintext_mongosh_and_stops_on_ctrl_c(tmp_pat
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         assert "stopping" in rest, rest
-        # The script's tls-sidecar and stand-in write their logs into the data directory.
+        # The script's tls-sidecar and stand-in write their logs into the data directory's
+        # folder for this sidecar port.
         harness.assert_no_sanitizer_report("deploy/quickstart.sh", text + rest)
         for log in ("tls-sidecar.log", "mongod.log"):
-            harness.assert_no_sanitizer_report(log, (data / log).read_text(errors="replace"))
+            path = data / str(sidecar_port) / log
+            harness.assert_no_sanitizer_report(log, path.read_text(errors="replace"))
         assert not harness.is_listening(sidecar_port)
         assert not harness.is_listening(mongod_port)
     finally:

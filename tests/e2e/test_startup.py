@@ -14,6 +14,8 @@ import time
 import pymongo
 import pytest
 
+import harness
+
 
 def _ping(port, tls=False, ca=None):
     options = dict(tls=True, tlsCAFile=str(ca)) if tls else {}
