@@ -47,8 +47,7 @@ size_t Offset(std::string_view text, const toml::source_position& position) {
     }
     ++offset;
   }
-  for (toml::source_index column = 1; column < position.column && offset < text.size();
-       ++column) {
+  for (toml::source_index column = 1; column < position.column && offset < text.size(); ++column) {
     // One code point: a lead byte and its UTF-8 continuation bytes (10xxxxxx).
     ++offset;
     while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) {

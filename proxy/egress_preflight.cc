@@ -7,9 +7,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <sys/socket.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <memory>
@@ -173,8 +173,8 @@ std::optional<std::string> Flush(int fd, ChunkQueue& out, Clock::time_point dead
 // Receive feeds what `fd` has to the session, waiting for it until `deadline`. kOk: bytes
 // fed; kWantRead: the deadline passed; kPeerClosed: the peer closed (or reset) the
 // connection, with `why` set for a reset.
-TlsSession::Status Receive(int fd, TlsSession& session, ChunkPool& pool,
-                           Clock::time_point deadline, std::string* why) {
+TlsSession::Status Receive(int fd, TlsSession& session, ChunkPool& pool, Clock::time_point deadline,
+                           std::string* why) {
   while (true) {
     if (!WaitFor(fd, POLLIN, deadline)) {
       return TlsSession::Status::kWantRead;
@@ -283,8 +283,8 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
     std::string detail = status == TlsSession::Status::kError && session->error_code() != 0
                              ? session->error()
                              : "the peer closed the connection right after the handshake";
-    row.error = absl::StrCat("the peer refused our cluster certificate after the handshake (",
-                             detail, ")");
+    row.error =
+        absl::StrCat("the peer refused our cluster certificate after the handshake (", detail, ")");
     return;
   }
   row.handshake = true;

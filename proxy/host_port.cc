@@ -37,8 +37,8 @@ absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, HostPortRules 
     }
   } else {
     size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos || (rules.default_port.has_value() &&
-                                            text.find(':') != colon)) {
+    if (colon == std::string_view::npos ||
+        (rules.default_port.has_value() && text.find(':') != colon)) {
       // No port, or (where a bare host is allowed) an IPv6 literal without brackets.
       if (!rules.default_port.has_value()) {
         return absl::InvalidArgumentError(

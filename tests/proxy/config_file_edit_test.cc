@@ -175,8 +175,9 @@ TEST(SetModeInTomlTextTest, AMultiLineStringValueBecomesABasicString) {
 }
 
 TEST(SetModeInTomlTextTest, InsertsAfterADottedKeysWholeValue) {
-  EXPECT_EQ(Edit("[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\nport = 1\n", Mode::kAllowTls),
-            "[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\ntls.mode = \"allowTLS\"\nport = 1\n");
+  EXPECT_EQ(
+      Edit("[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\nport = 1\n", Mode::kAllowTls),
+      "[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\ntls.mode = \"allowTLS\"\nport = 1\n");
   // On the last line, without a newline.
   EXPECT_EQ(Edit("net.tls.CAFile = \"ca.pem\"", Mode::kAllowTls),
             "net.tls.CAFile = \"ca.pem\"\nnet.tls.mode = \"allowTLS\"\n");

@@ -25,9 +25,8 @@ TEST(HostPortTest, AdvertisedHostsDefaultToPort27017) {
     const char* host;
     uint16_t port;
   } cases[] = {
-      {"node-a:27018", "node-a", 27018}, {"node-a", "node-a", 27017},
-      {"[::1]:5", "::1", 5},             {"[::1]", "::1", 27017},
-      {"fe80::1", "fe80::1", 27017},
+      {"node-a:27018", "node-a", 27018}, {"node-a", "node-a", 27017},   {"[::1]:5", "::1", 5},
+      {"[::1]", "::1", 27017},           {"fe80::1", "fe80::1", 27017},
   };
   for (const Case& c : cases) {
     absl::StatusOr<HostPort> hp = ParseHostPortBare(c.text, advertised);
