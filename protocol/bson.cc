@@ -466,11 +466,6 @@ BsonWriter& BsonWriter::AppendNull(std::string_view key) {
   return *this;
 }
 
-BsonWriter& BsonWriter::AppendUndefined(std::string_view key) {
-  AppendHeader(BsonType::kUndefined, key);
-  return *this;
-}
-
 BsonWriter& BsonWriter::AppendMinKey(std::string_view key) {
   AppendHeader(BsonType::kMinKey, key);
   return *this;

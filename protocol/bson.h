@@ -188,7 +188,6 @@ class BsonWriter {
   BsonWriter& AppendInt64(std::string_view key, int64_t value);
   BsonWriter& AppendBool(std::string_view key, bool value);
   BsonWriter& AppendNull(std::string_view key);
-  BsonWriter& AppendUndefined(std::string_view key);
   BsonWriter& AppendMinKey(std::string_view key);
   BsonWriter& AppendMaxKey(std::string_view key);
   BsonWriter& AppendDateTime(std::string_view key, int64_t milliseconds_since_epoch);

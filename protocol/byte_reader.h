@@ -44,7 +44,6 @@ class ByteReader {
     *out = static_cast<int32_t>(raw);
     return true;
   }
-  bool ReadU64(uint64_t* out) { return ReadLittleEndian(out); }
   bool ReadI64(int64_t* out) {
     uint64_t raw;
     if (!ReadLittleEndian(&raw)) {

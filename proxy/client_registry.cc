@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "proxy/host_port.h"
+
 namespace sidecar::proxy {
 
 namespace {
@@ -15,13 +17,9 @@ int64_t NowUnixMs() {
 }  // namespace
 
 std::string AddressWithoutPort(std::string_view address) {
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find(']');
-    return std::string(address.substr(1, close == std::string_view::npos ? address.size() - 1
-                                                                         : close - 1));
-  }
-  size_t colon = address.rfind(':');
-  return std::string(colon == std::string_view::npos ? address : address.substr(0, colon));
+  absl::StatusOr<HostPort> split =
+      ParseHostPortBare(address, HostPortRules{.allow_port_zero = true, .default_port = 0});
+  return split.ok() ? split->host : std::string(address);
 }
 
 ClientRegistry::Entry& ClientRegistry::Row(Key key, std::string_view driver, bool member) {

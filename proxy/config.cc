@@ -49,66 +49,6 @@ bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
 constexpr int64_t kMaxConfigFileBytes = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
-// Host and port.
-
-bool IsHostChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
-         c == ':' || c == '%';
-}
-
-// ParseHostPortBare returns errors without a prefix, ready for "WHAT: " in front.
-absl::StatusOr<HostPort> ParseHostPortBare(std::string_view text, bool allow_port_zero) {
-  const std::string example = "e.g. 127.0.0.1:27018 or [::1]:27018";
-  if (text.empty()) {
-    return absl::InvalidArgumentError(Concat("expected host:port (", example, "), got \"\""));
-  }
-  std::string_view host;
-  std::string_view port_text;
-  if (text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) {
-      return absl::InvalidArgumentError(
-          Concat("missing ']' after the IPv6 address in \"", text, "\""));
-    }
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!ConsumePrefix(&rest, ":")) {
-      return absl::InvalidArgumentError(
-          Concat("expected host:port (", example, "), got \"", text, "\""));
-    }
-    port_text = rest;
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return absl::InvalidArgumentError(
-          Concat("expected host:port (", example, "), got \"", text, "\""));
-    }
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if ((host.find(':') != std::string::npos)) {
-      return absl::InvalidArgumentError(
-          Concat("IPv6 addresses need brackets (", example, "), got \"", text, "\""));
-    }
-  }
-  if (host.empty()) {
-    return absl::InvalidArgumentError(Concat("missing host in \"", text, "\""));
-  }
-  if (!std::all_of(host.begin(), host.end(), IsHostChar)) {
-    return absl::InvalidArgumentError(Concat("invalid host \"", host, "\""));
-  }
-  uint32_t port = 0;
-  if (port_text.empty() ||
-      !std::all_of(port_text.begin(), port_text.end(),
-                   [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
-      !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) ||
-      port > 65535 || (port == 0 && !allow_port_zero)) {
-    return absl::InvalidArgumentError(
-        Concat("invalid port \"", port_text, "\" in \"", text, "\"; expected 1 to 65535"));
-  }
-  return HostPort{std::string(host), static_cast<uint16_t>(port)};
-}
-
-// ---------------------------------------------------------------------------------------------
 // Settings: every key of the file, with the flags that set it.
 
 enum class Kind { kString, kBool, kInt, kList };
@@ -1180,21 +1120,6 @@ std::string HelpLine(std::string_view flags, std::string_view text) {
 }
 
 }  // namespace
-
-std::string HostPort::ToString() const {
-  if ((host.find(':') != std::string::npos)) {
-    return Concat("[", host, "]:", port);
-  }
-  return Concat(host, ":", port);
-}
-
-absl::StatusOr<HostPort> ParseHostPort(std::string_view text, std::string_view what) {
-  absl::StatusOr<HostPort> hp = ParseHostPortBare(text, /*allow_port_zero=*/false);
-  if (!hp.ok() && !what.empty()) {
-    return absl::InvalidArgumentError(Concat(what, ": ", hp.status().message()));
-  }
-  return hp;
-}
 
 absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   absl::StatusOr<std::vector<FlagUse>> uses = SplitFlags(argc, argv);

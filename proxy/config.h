@@ -14,16 +14,10 @@
 
 #include "absl/status/statusor.h"
 #include "certs/tls_settings.h"
+#include "proxy/host_port.h"
 #include "proxy/mode.h"
 
 namespace sidecar::proxy {
-
-// HostPort is "host:port" or "[v6]:port", split. The host is not resolved here.
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string ToString() const;  // "host:port", brackets around IPv6 literals
-};
 
 struct EgressPeer {
   HostPort listen;  // where the local mongod dials
@@ -86,9 +80,6 @@ struct Config {
     return it == origins.end() ? std::string(key) : it->second;
   }
 };
-
-// ParseHostPort splits "host:port" / "[::1]:port"; `what` names the key or flag for errors.
-absl::StatusOr<HostPort> ParseHostPort(std::string_view text, std::string_view what);
 
 // LoadConfig reads the flags in argv (argv[0] is skipped), the TOML file named by --config
 // if any, applies defaults and validates. The error message is the line to print after

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -32,337 +33,153 @@ namespace sidecar::proxy {
 namespace {
 
 
-using Path = std::vector<std::string>;
+// Where things are in the text comes from toml++'s source regions (line and column, both
+// 1-based, columns counted in code points), so nothing here has to know TOML's grammar: a
+// lookalike inside a string or a comment never has a region.
 
-const Path kNetTls = {"net", "tls"};
-const Path kNetTlsMode = {"net", "tls", "mode"};
-
-// Places in the document found by Scanner.
-struct Places {
-  int mode_values = 0;  // how many times net.tls.mode is assigned (1 in a valid file)
-  size_t value_begin = 0;
-  size_t value_end = 0;
-  char quote = 0;                      // '"', '\'' or 0 when the value is not a one-line string
-  std::optional<size_t> after_header;  // start of the line after a [net.tls] header
-  std::optional<size_t> inline_open;   // just after the '{' of an inline net.tls table
-  bool inline_empty = false;
-  std::optional<size_t> after_dotted;  // start of the line after a dotted net.tls.X = ... key
-  std::string dotted_prefix;           // "net.tls." or "tls.", as the section needs
-};
-
-// Scanner walks a TOML document that toml++ has already accepted, to learn the byte positions
-// of the places above. It knows just enough TOML to never mistake the inside of a string,
-// array or inline table for a key or a header.
-class Scanner {
- public:
-  explicit Scanner(std::string_view text) : t_(text) {}
-
-  bool Run(Places* places) {
-    places_ = places;
-    Path section;
-    bool in_array_table = false;
-    while (true) {
-      SkipBlanks();
-      if (AtEnd()) {
-        return true;
-      }
-      char c = Peek();
-      if (c == '#') {
-        SkipComment();
-        continue;
-      }
-      if (c == '\r' || c == '\n') {
-        ++p_;
-        continue;
-      }
-      if (c == '[') {
-        bool array = Peek(1) == '[';
-        p_ += array ? 2 : 1;
-        SkipBlanks();
-        std::optional<Path> key = Key();
-        SkipBlanks();
-        if (!key || !Consume(array ? "]]" : "]")) {
-          return false;
-        }
-        section = *key;
-        in_array_table = array;
-        if (!array && section == kNetTls && !places_->after_header) {
-          places_->after_header = NextLineStart(p_);
-        }
-        continue;
-      }
-      std::optional<Path> key = Key();
-      SkipBlanks();
-      if (!key || !Consume("=")) {
-        return false;
-      }
-      SkipBlanks();
-      Path full = section;
-      full.insert(full.end(), key->begin(), key->end());
-      if (!Value(full, /*tracked=*/!in_array_table)) {
-        return false;
-      }
-      // A dotted key such as `tls.CAFile` under [net] defines net.tls implicitly; a new key
-      // can go on the next line with the same prefix.
-      if (!in_array_table && key->size() > 1 && section.size() < 2 && full.size() > 2 &&
-          Path(full.begin(), full.begin() + 2) == kNetTls &&
-          std::equal(section.begin(), section.end(), kNetTls.begin()) && !places_->after_dotted) {
-        places_->after_dotted = NextLineStart(p_);
-        places_->dotted_prefix =
-            Concat(absl::StrJoin(kNetTls.begin() + section.size(), kNetTls.end(), "."), ".");
-      }
+// Offset is the byte offset of `position` in `text` (its end when out of range).
+size_t Offset(std::string_view text, const toml::source_position& position) {
+  size_t offset = 0;
+  for (toml::source_index line = 1; line < position.line; ++line) {
+    offset = text.find('\n', offset);
+    if (offset == std::string_view::npos) {
+      return text.size();
+    }
+    ++offset;
+  }
+  for (toml::source_index column = 1; column < position.column && offset < text.size(); ++column) {
+    // One code point: a lead byte and its UTF-8 continuation bytes (10xxxxxx).
+    ++offset;
+    while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) {
+      ++offset;
     }
   }
+  return offset;
+}
 
- private:
-  bool AtEnd() const { return p_ >= t_.size(); }
-  char Peek(size_t ahead = 0) const { return p_ + ahead < t_.size() ? t_[p_ + ahead] : '\0'; }
-  bool LookingAt(std::string_view s) const { return t_.substr(p_, s.size()) == s; }
-  bool Consume(std::string_view s) {
-    if (!LookingAt(s)) {
-      return false;
-    }
-    p_ += s.size();
-    return true;
-  }
-  void SkipBlanks() {
-    while (Peek() == ' ' || Peek() == '\t') {
-      ++p_;
-    }
-  }
-  void SkipComment() {
-    if (Peek() == '#') {
-      while (!AtEnd() && Peek() != '\n') {
-        ++p_;
-      }
-    }
-  }
-  void SkipBlanksCommentsNewlines() {
-    while (true) {
-      SkipBlanks();
-      SkipComment();
-      if (Peek() == '\r' || Peek() == '\n') {
-        ++p_;
-        continue;
-      }
-      return;
-    }
-  }
-  size_t NextLineStart(size_t from) const {
-    size_t nl = t_.find('\n', from);
-    return nl == std::string_view::npos ? t_.size() : nl + 1;
-  }
+// NextLine is the offset of the line after the one holding `offset` (the text's end if none).
+size_t NextLine(std::string_view text, size_t offset) {
+  size_t newline = text.find('\n', offset);
+  return newline == std::string_view::npos ? text.size() : newline + 1;
+}
 
-  std::optional<std::string> KeySegment() {
-    std::string out;
-    char c = Peek();
-    if (c == '"') {
-      ++p_;
-      while (!AtEnd() && Peek() != '"') {
-        if (Peek() == '\\') {
-          char e = Peek(1);
-          p_ += 2;
-          switch (e) {
-            case 'n':
-              out.push_back('\n');
-              break;
-            case 't':
-              out.push_back('\t');
-              break;
-            case 'u':
-            case 'U': {
-              size_t digits = e == 'u' ? 4 : 8;
-              unsigned long cp = strtoul(std::string(t_.substr(p_, digits)).c_str(), nullptr, 16);
-              // Only ASCII matters for the names compared here.
-              out.push_back(cp < 0x80 ? static_cast<char>(cp) : '\x01');
-              p_ += digits;
-              break;
-            }
-            default:
-              out.push_back(e);
-          }
-          continue;
-        }
-        out.push_back(Peek());
-        ++p_;
-      }
-      if (!Consume("\"")) {
-        return std::nullopt;
-      }
-      return out;
+// LastLineOf is the last line a node on line `line` reaches, its values and their children
+// included (a dotted key's value may be a multi-line array or string).
+toml::source_index LastLineOf(const toml::node& node, toml::source_index line) {
+  toml::source_index last = node.source().begin.line == line ? node.source().end.line : line;
+  if (const toml::table* table = node.as_table(); table != nullptr) {
+    for (const auto& [key, child] : *table) {
+      last = std::max(last, LastLineOf(child, line));
     }
-    if (c == '\'') {
-      ++p_;
-      size_t close = t_.find('\'', p_);
-      if (close == std::string_view::npos) {
-        return std::nullopt;
-      }
-      out = std::string(t_.substr(p_, close - p_));
-      p_ = close + 1;
-      return out;
-    }
-    while (absl::ascii_isalnum(static_cast<unsigned char>(Peek())) || Peek() == '_' ||
-           Peek() == '-') {
-      out.push_back(Peek());
-      ++p_;
-    }
-    if (out.empty()) {
-      return std::nullopt;
-    }
-    return out;
-  }
-
-  std::optional<Path> Key() {
-    Path path;
-    while (true) {
-      std::optional<std::string> segment = KeySegment();
-      if (!segment) {
-        return std::nullopt;
-      }
-      path.push_back(*std::move(segment));
-      SkipBlanks();
-      if (Peek() != '.') {
-        return path;
-      }
-      ++p_;
-      SkipBlanks();
+  } else if (const toml::array* array = node.as_array(); array != nullptr) {
+    for (const toml::node& child : *array) {
+      last = std::max(last, LastLineOf(child, line));
     }
   }
+  return last;
+}
 
-  // SkipMultiline skips past a closing delimiter `q` x3, which may be followed by up to two
-  // more quotes that belong to the string (TOML allows `""""` at the end).
-  bool SkipMultiline(char q) {
-    while (!AtEnd()) {
-      if (q == '"' && Peek() == '\\') {
-        p_ += 2;
-        continue;
-      }
-      if (Peek() == q && Peek(1) == q && Peek(2) == q) {
-        size_t run = 0;
-        while (Peek(run) == q) {
-          ++run;
-        }
-        p_ += run;
-        return true;
-      }
-      ++p_;
-    }
+// IsNetTlsHeader: the line at `offset` is a `[net.tls]` header, however spaced and quoted
+// (not `[net.tls.x]`, which only implies the table).
+bool IsNetTlsHeader(std::string_view text, size_t offset) {
+  size_t close = text.find(']', offset);
+  if (close == std::string_view::npos || text.substr(offset, 2) == "[[") {
     return false;
   }
-
-  bool Value(const Path& path, bool tracked) {
-    const size_t begin = p_;
-    char quote = 0;
-    char c = Peek();
-    if (LookingAt("\"\"\"") || LookingAt("'''")) {
-      p_ += 3;
-      if (!SkipMultiline(c)) {
-        return false;
-      }
-    } else if (c == '"') {
-      ++p_;
-      while (!AtEnd() && Peek() != '"' && Peek() != '\n') {
-        p_ += Peek() == '\\' ? 2 : 1;
-      }
-      if (!Consume("\"")) {
-        return false;
-      }
-      quote = '"';
-    } else if (c == '\'') {
-      ++p_;
-      while (!AtEnd() && Peek() != '\'' && Peek() != '\n') {
-        ++p_;
-      }
-      if (!Consume("'")) {
-        return false;
-      }
-      quote = '\'';
-    } else if (c == '[') {
-      ++p_;
-      while (true) {
-        SkipBlanksCommentsNewlines();
-        if (Consume("]")) {
-          break;
-        }
-        if (!Value({}, /*tracked=*/false)) {
-          return false;
-        }
-        SkipBlanksCommentsNewlines();
-        if (Consume(",")) {
-          continue;
-        }
-        if (!Consume("]")) {
-          return false;
-        }
-        break;
-      }
-    } else if (c == '{') {
-      ++p_;
-      bool is_net_tls = tracked && path == kNetTls;
-      if (is_net_tls && !places_->inline_open) {
-        places_->inline_open = p_;
-      }
-      SkipBlanksCommentsNewlines();
-      if (Consume("}")) {
-        if (is_net_tls) {
-          places_->inline_empty = true;
-        }
-      } else {
-        while (true) {
-          SkipBlanksCommentsNewlines();
-          std::optional<Path> key = Key();
-          SkipBlanks();
-          if (!key || !Consume("=")) {
-            return false;
-          }
-          SkipBlanks();
-          Path full = path;
-          full.insert(full.end(), key->begin(), key->end());
-          if (!Value(full, tracked)) {
-            return false;
-          }
-          SkipBlanksCommentsNewlines();
-          if (Consume(",")) {
-            continue;
-          }
-          if (!Consume("}")) {
-            return false;
-          }
-          break;
-        }
-      }
-    } else {
-      // Numbers, booleans, dates (which may hold one space): up to a delimiter.
-      while (!AtEnd() && std::string_view(",]}#\r\n").find(Peek()) == std::string_view::npos) {
-        ++p_;
-      }
-      size_t end = p_;
-      while (end > begin && (t_[end - 1] == ' ' || t_[end - 1] == '\t')) {
-        --end;
-      }
-      p_ = end;
-      if (end == begin) {
-        return false;
-      }
+  std::string name;
+  for (char c : text.substr(offset + 1, close - offset - 1)) {
+    if (c != ' ' && c != '\t' && c != '"' && c != '\'') {
+      name.push_back(c);
     }
-    if (tracked && path == kNetTlsMode) {
-      ++places_->mode_values;
-      places_->value_begin = begin;
-      places_->value_end = p_;
-      places_->quote = quote;
-    }
-    return true;
   }
+  return name == "net.tls";
+}
 
-  std::string_view t_;
-  size_t p_ = 0;
-  Places* places_ = nullptr;
-};
+// QuotedLike quotes `name` as the value it replaces was quoted: a literal 'string' stays
+// literal; anything else becomes a basic "string".
+std::string QuotedLike(std::string_view old_value, std::string_view name) {
+  bool literal = old_value.starts_with("'") && !old_value.starts_with("'''");
+  return literal ? Concat("'", name, "'") : Concat("\"", name, "\"");
+}
+
+// InsertLine puts `line` (with its newline) at `offset`, the start of a line, adding a newline
+// first when `offset` is the end of a last line that has none.
+void InsertLine(std::string* out, size_t offset, std::string_view line, std::string_view nl) {
+  std::string insert = Concat(line, nl);
+  if (offset == out->size() && !out->empty() && out->back() != '\n') {
+    insert = Concat(nl, insert);
+  }
+  out->insert(offset, insert);
+}
+
+// EditedText is `text` with net.tls.mode set or added, or nullopt when the net.tls table is
+// somewhere it cannot add a key to. `root` is `text`, parsed.
+std::optional<std::string> EditedText(std::string_view text, const toml::table& root,
+                                      std::string_view name) {
+  const std::string_view nl = (text.find("\r\n") != std::string::npos) ? "\r\n" : "\n";
+  const std::string new_line = Concat("mode = \"", name, "\"");
+  std::string out(text);
+  const toml::node* tls = root["net"]["tls"].node();
+  if (const toml::node* mode = root["net"]["tls"]["mode"].node(); mode != nullptr) {
+    size_t begin = Offset(text, mode->source().begin);
+    size_t end = Offset(text, mode->source().end);
+    if (end <= begin) {
+      return std::nullopt;
+    }
+    out.replace(begin, end - begin, QuotedLike(text.substr(begin, end - begin), name));
+    return out;
+  }
+  if (tls != nullptr && tls->is_table()) {
+    const toml::table& table = *tls->as_table();
+    size_t at = Offset(text, tls->source().begin);
+    if (at >= text.size()) {
+      return std::nullopt;
+    }
+    if (table.is_inline()) {
+      // `tls = { ... }`: the region starts at the brace.
+      if (text[at] != '{') {
+        return std::nullopt;
+      }
+      out.insert(at + 1, Concat(" ", new_line, table.empty() ? " " : ","));
+      return out;
+    }
+    if (text[at] == '[') {
+      if (IsNetTlsHeader(text, at)) {
+        InsertLine(&out, NextLine(text, at), new_line, nl);
+        return out;
+      }
+      // Only implied by a [net.tls.x] header: a [net.tls] table of its own goes at the end.
+    } else {
+      // Dotted keys (`net.tls.X = ...` or, under [net], `tls.X = ...`): the region is the
+      // `tls` part of the first one. The new key takes the same prefix, on the line after
+      // that key's value.
+      size_t line_start = text.rfind('\n', at);
+      line_start = line_start == std::string_view::npos ? 0 : line_start + 1;
+      while (line_start < at && (text[line_start] == ' ' || text[line_start] == '\t')) {
+        ++line_start;
+      }
+      size_t tls_end = Offset(text, tls->source().end);
+      std::string prefix = Concat(text.substr(line_start, tls_end - line_start), ".");
+      toml::source_index last = LastLineOf(*tls, tls->source().begin.line);
+      size_t after = Offset(text, toml::source_position{last + 1, 1});
+      InsertLine(&out, after, Concat(prefix, new_line), nl);
+      return out;
+    }
+  }
+  if (!out.empty() && out.back() != '\n') {
+    ConcatAppend(&out, nl);
+  }
+  if (!out.empty()) {
+    ConcatAppend(&out, nl);
+  }
+  ConcatAppend(&out, "[net.tls]", nl, new_line, nl);
+  return out;
+}
 
 // Expected is what the document must hold after the edit: the original with net.tls.mode set.
 bool SetExpectedMode(toml::table& root, Mode mode) {
   toml::table* table = &root;
-  for (const std::string& key : kNetTls) {
+  for (std::string key : {"net", "tls"}) {
     auto [it, inserted] = table->emplace<toml::table>(key);
     table = it->second.as_table();
     if (table == nullptr) {
@@ -405,43 +222,10 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
   if (!original.ok()) {
     return original.status();
   }
-  const std::string_view name = ModeName(mode);
-  const std::string_view nl = (text.find("\r\n") != std::string::npos) ? "\r\n" : "\n";
-  const std::string new_line = Concat("mode = \"", name, "\"");
-  Places places;
-  Scanner scanner(text);
-  if (!scanner.Run(&places)) {
+  std::optional<std::string> out = EditedText(text, *original, ModeName(mode));
+  if (!out.has_value()) {
     return absl::FailedPreconditionError(
         "could not find where net.tls.mode goes in the file; edit it by hand");
-  }
-  std::string out(text);
-  if (places.mode_values == 1) {
-    std::string value = places.quote == '\'' ? Concat("'", name, "'") : Concat("\"", name, "\"");
-    out.replace(places.value_begin, places.value_end - places.value_begin, value);
-  } else if (places.mode_values > 1) {
-    return absl::FailedPreconditionError("net.tls.mode is set more than once; edit it by hand");
-  } else if (places.after_header) {
-    std::string insert = Concat(new_line, nl);
-    if (*places.after_header == out.size() && !out.empty() && out.back() != '\n') {
-      insert = Concat(nl, insert);
-    }
-    out.insert(*places.after_header, insert);
-  } else if (places.inline_open) {
-    out.insert(*places.inline_open, Concat(" ", new_line, places.inline_empty ? " " : ","));
-  } else if (places.after_dotted) {
-    std::string insert = Concat(places.dotted_prefix, new_line, nl);
-    if (*places.after_dotted == out.size() && !out.empty() && out.back() != '\n') {
-      insert = Concat(nl, insert);
-    }
-    out.insert(*places.after_dotted, insert);
-  } else {
-    if (!out.empty() && out.back() != '\n') {
-      ConcatAppend(&out, nl);
-    }
-    if (!out.empty()) {
-      ConcatAppend(&out, nl);
-    }
-    ConcatAppend(&out, "[net.tls]", nl, new_line, nl);
   }
 
   // The edit must change the mode and nothing else, whatever the document looked like.
@@ -449,12 +233,12 @@ absl::StatusOr<std::string> SetModeInTomlText(std::string_view text, Mode mode) 
   if (!SetExpectedMode(expected, mode)) {
     return absl::FailedPreconditionError("net or net.tls is not a table; edit the file by hand");
   }
-  absl::StatusOr<toml::table> edited = Parse(out, "the edited file");
+  absl::StatusOr<toml::table> edited = Parse(*out, "the edited file");
   if (!edited.ok() || !(*edited == expected)) {
     return absl::FailedPreconditionError(
         "could not set net.tls.mode without changing other settings; edit the file by hand");
   }
-  return out;
+  return *std::move(out);
 }
 
 absl::Status PersistMode(const std::string& config_file, Mode mode) {

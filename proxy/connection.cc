@@ -880,7 +880,7 @@ void Connection::UpdateHalfClosed() {
 
 void Connection::OnSocketError(Endpoint& side, int code) {
   if (state_ == State::kSniffing) {
-    BeginClose(CloseReason::kSniffEof);
+    BeginClose(CloseReason::kSniffError);
     return;
   }
   BeginClose(IsDownstream(side) ? CloseReason::kDownstreamError : CloseReason::kUpstreamError);

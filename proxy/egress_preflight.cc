@@ -9,12 +9,17 @@
 #include <openssl/x509.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/chunk.h"
 #include "proxy/socket_address.h"
+#include "proxy/tls_session.h"
 
 namespace sidecar::proxy {
 
@@ -104,48 +109,97 @@ int Connect(const PreflightTarget& target, uint32_t mark, Clock::time_point dead
   return owned.release();
 }
 
-// TlsFailure names why the handshake failed, in the terms an operator acts on.
 // VerifyResult is the chain and name verification's outcome, or X509_V_OK when the peer
 // sent no certificate yet (BoringSSL answers "invalid call" until it has verified one).
 long VerifyResult(const SSL* ssl) {
   return SSL_get0_peer_certificates(ssl) == nullptr ? X509_V_OK : SSL_get_verify_result(ssl);
 }
 
-std::string TlsFailure(SSL* ssl, int ret, bool timed_out) {
-  if (timed_out) {
-    return "no TLS answer before the deadline: the peer does not speak TLS on this port "
-           "(a plaintext-only listener?)";
-  }
-  int err = SSL_get_error(ssl, ret);
-  if (long verify = VerifyResult(ssl); verify != X509_V_OK) {
+constexpr char kTimedOut[] =
+    "no TLS answer before the deadline: the peer does not speak TLS on this port "
+    "(a plaintext-only listener?)";
+constexpr char kClosedDuringHandshake[] =
+    "the peer closed the connection during the TLS handshake: it does not accept "
+    "TLS on this port (a plaintext-only listener, or a sidecar in disabled mode?)";
+
+// HandshakeFailure names why the session's handshake failed (kError), in the terms an
+// operator acts on.
+std::string HandshakeFailure(const TlsSession& session) {
+  if (long verify = VerifyResult(session.ssl()); verify != X509_V_OK) {
     return absl::StrCat("the peer's certificate was not accepted: ",
                         X509_verify_cert_error_string(verify));
   }
-  if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-    return "the peer closed the connection during the TLS handshake: it does not accept "
-           "TLS on this port (a plaintext-only listener, or a sidecar in disabled mode?)";
-  }
-  uint32_t code = ERR_peek_last_error();
+  uint32_t code = session.error_code();
   if (code == 0) {
-    return absl::StrCat("TLS error ", err);
+    return session.error();
   }
-  char buf[256];
-  ERR_error_string_n(code, buf, sizeof(buf));
   std::string reason = ERR_reason_error_string(code) ? ERR_reason_error_string(code) : "";
   if (reason.find("HANDSHAKE_FAILURE") != std::string::npos) {
-    return absl::StrCat("the peer refused the TLS handshake (", buf,
+    return absl::StrCat("the peer refused the TLS handshake (", session.error(),
                         "): a sidecar in disabled mode answers TLS this way");
   }
   if (reason.find("WRONG_VERSION_NUMBER") != std::string::npos ||
       reason.find("UNEXPECTED_RECORD") != std::string::npos) {
-    return absl::StrCat("the peer answered with something that is not TLS (", buf,
+    return absl::StrCat("the peer answered with something that is not TLS (", session.error(),
                         "): a plaintext-only listener?");
   }
-  return buf;
+  return session.error();
 }
 
-// Handshake runs a TLS client handshake over `fd`, filling row.handshake, verification,
-// version and error.
+// Flush writes everything the session queued to `fd` before the deadline; on failure it
+// returns why.
+std::optional<std::string> Flush(int fd, ChunkQueue& out, Clock::time_point deadline) {
+  while (!out.empty()) {
+    Chunk* chunk = out.front();
+    ssize_t n = send(fd, chunk->head(), chunk->size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out.Consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!WaitFor(fd, POLLOUT, deadline)) {
+        return std::string(kTimedOut);
+      }
+      continue;
+    }
+    return absl::StrCat("sending to the peer: ", strerror(errno));
+  }
+  return std::nullopt;
+}
+
+// Receive feeds what `fd` has to the session, waiting for it until `deadline`. kOk: bytes
+// fed; kWantRead: the deadline passed; kPeerClosed: the peer closed (or reset) the
+// connection, with `why` set for a reset.
+TlsSession::Status Receive(int fd, TlsSession& session, ChunkPool& pool, Clock::time_point deadline,
+                           std::string* why) {
+  while (true) {
+    if (!WaitFor(fd, POLLIN, deadline)) {
+      return TlsSession::Status::kWantRead;
+    }
+    Chunk* chunk = pool.Take();
+    ssize_t n = recv(fd, chunk->tail(), chunk->space(), 0);
+    if (n > 0) {
+      chunk->end += static_cast<size_t>(n);
+      session.Feed(chunk);
+      return TlsSession::Status::kOk;
+    }
+    pool.Give(chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+      continue;
+    }
+    if (n < 0) {
+      *why = strerror(errno);
+    }
+    return TlsSession::Status::kPeerClosed;
+  }
+}
+
+// Handshake runs a TLS client handshake with the same TlsSession over memory BIOs that
+// egress connections use, doing the socket I/O around it here, blocking with deadlines. It
+// fills row.handshake, verification, version and error.
 void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* snapshot,
                Clock::time_point deadline, PeerPreflight& row) {
   SSL_CTX* context = snapshot != nullptr ? snapshot->client_context() : nullptr;
@@ -155,35 +209,52 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
         "net.tls.CAFile or clusterCAFile)";
     return;
   }
-  bssl::UniquePtr<SSL> ssl(SSL_new(context));
-  if (!ssl) {
-    row.error = "SSL_new failed";
+  ChunkPool pool;
+  ChunkQueue ciphertext_out(&pool);
+  auto created = TlsSession::Create(context, TlsSession::Role::kClient, &pool, &ciphertext_out);
+  if (!created.ok()) {
+    row.error = std::string(created.status().message());
     return;
   }
-  if (absl::Status status = snapshot->PrepareEgressSession(ssl.get(), target.host); !status.ok()) {
+  std::unique_ptr<TlsSession> session = *std::move(created);
+  if (absl::Status status = snapshot->PrepareEgressSession(session->ssl(), target.host);
+      !status.ok()) {
     row.error = std::string(status.message());
     return;
   }
-  SSL_set_fd(ssl.get(), fd);
-  SSL_set_connect_state(ssl.get());
-  while (true) {
-    ERR_clear_error();
-    int ret = SSL_do_handshake(ssl.get());
-    if (ret == 1) {
+  while (row.error.empty()) {
+    TlsSession::Status status = session->Handshake();
+    // What the session queued (our flight, or an alert explaining a failure) goes out first.
+    if (std::optional<std::string> failed = Flush(fd, ciphertext_out, deadline);
+        failed.has_value() && status != TlsSession::Status::kError) {
+      row.error = *failed;
       break;
     }
-    int err = SSL_get_error(ssl.get(), ret);
-    short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
-    if (events == 0) {
-      row.error = TlsFailure(ssl.get(), ret, false);
+    if (status == TlsSession::Status::kOk) {
       break;
     }
-    if (!WaitFor(fd, events, deadline)) {
-      row.error = TlsFailure(ssl.get(), ret, true);
+    if (status == TlsSession::Status::kError) {
+      row.error = HandshakeFailure(*session);
       break;
+    }
+    if (status == TlsSession::Status::kPeerClosed) {
+      row.error = kClosedDuringHandshake;
+      break;
+    }
+    std::string why;
+    switch (Receive(fd, *session, pool, deadline, &why)) {
+      case TlsSession::Status::kOk:
+        break;
+      case TlsSession::Status::kWantRead:
+        row.error = kTimedOut;
+        break;
+      default:
+        row.error = why.empty() ? std::string(kClosedDuringHandshake)
+                                : absl::StrCat(kClosedDuringHandshake, " (", why, ")");
+        break;
     }
   }
-  long verify = VerifyResult(ssl.get());
+  long verify = VerifyResult(session->ssl());
   if (verify != X509_V_OK) {
     row.verification = X509_verify_cert_error_string(verify);
   }
@@ -193,30 +264,34 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
   // With TLS 1.3 the client finishes first; a server that rejects our certificate says so
   // with an alert right after. Wait briefly for it (a sidecar never sends data first).
   Clock::time_point settle = std::min(deadline, Clock::now() + std::chrono::milliseconds(300));
-  while (WaitFor(fd, POLLIN, settle)) {
-    char byte;
-    ERR_clear_error();
-    int ret = SSL_peek(ssl.get(), &byte, 1);
-    if (ret > 0) {
-      break;
+  ChunkQueue plaintext(&pool);
+  while (true) {
+    std::string why;
+    TlsSession::Status received = Receive(fd, *session, pool, settle, &why);
+    if (received == TlsSession::Status::kWantRead) {
+      break;  // quiet: the peer kept the connection
     }
-    int err = SSL_get_error(ssl.get(), ret);
-    if (err == SSL_ERROR_WANT_READ) {
+    TlsSession::Status status = received == TlsSession::Status::kOk
+                                    ? session->ReadPlaintext(plaintext, 1)
+                                    : TlsSession::Status::kPeerClosed;
+    if (status == TlsSession::Status::kOk) {
+      break;  // the peer sent data: it took our certificate
+    }
+    if (status == TlsSession::Status::kWantRead) {
       continue;  // a session ticket
     }
-    uint32_t code = ERR_peek_last_error();
-    char buf[256] = "the peer closed the connection right after the handshake";
-    if (code != 0) {
-      ERR_error_string_n(code, buf, sizeof(buf));
-    }
+    std::string detail = status == TlsSession::Status::kError && session->error_code() != 0
+                             ? session->error()
+                             : "the peer closed the connection right after the handshake";
     row.error =
-        absl::StrCat("the peer refused our cluster certificate after the handshake (", buf, ")");
+        absl::StrCat("the peer refused our cluster certificate after the handshake (", detail, ")");
     return;
   }
   row.handshake = true;
   row.verification = "ok";
-  row.version = SSL_get_version(ssl.get());
-  SSL_shutdown(ssl.get());
+  row.version = std::string(session->version());
+  session->SendCloseNotify();
+  Flush(fd, ciphertext_out, std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
 }
 
 PeerPreflight DialOne(const PreflightTarget& target, const certs::TlsSnapshot* snapshot, bool tls,

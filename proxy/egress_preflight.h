@@ -1,9 +1,9 @@
 // DialPeers is the work behind `preflight` (SPEC §6): it dials each configured egress peer
 // the way a new egress connection in a given mode would (same address, same SO_MARK, and
-// for a TLS mode the same client context, cluster certificate, CA and hostname check) and
-// reports what happened per peer. It never touches the data loops: it uses plain blocking
-// sockets with deadlines, one thread per peer, and returns when every peer has answered or
-// timed out.
+// for a TLS mode the same client context, cluster certificate, CA and hostname check, through
+// the same TlsSession over memory BIOs) and reports what happened per peer. It never touches
+// the data loops: the session's bytes go over plain blocking sockets with deadlines, one
+// thread per peer, and it returns when every peer has answered or timed out.
 //
 // Threading: any thread except a loop's (it blocks for up to `timeout`); the control plane
 // runs it on a thread of its own and hands the rows back to the main loop.

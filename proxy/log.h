@@ -174,12 +174,6 @@ class LogRateLimiter {
   std::string msg_;
 };
 
-// RateLimitedLog is limiter.Log(...), for call sites that read better as a function.
-inline bool RateLimitedLog(LogRateLimiter& limiter, Severity severity, Component component,
-                           std::string_view msg, std::initializer_list<LogAttr> attrs = {}) {
-  return limiter.Log(severity, component, msg, attrs);
-}
-
 }  // namespace sidecar::proxy
 
 #endif  // SIDECAR_PROXY_LOG_H_

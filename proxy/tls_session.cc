@@ -92,30 +92,43 @@ bool TlsSession::handshake_done() const { return !SSL_in_init(ssl_.get()); }
 
 // The error queue is cleared here, after every failure, and is never filled on success, so
 // no call needs to clear it first: SSL_get_error then sees only the failure at hand.
-TlsSession::Status TlsSession::Classify(int ret) {
-  int err = SSL_get_error(ssl_.get(), ret);
+TlsCallResult ClassifyTlsCall(const SSL* ssl, int ret) {
+  TlsCallResult result;
+  int err = SSL_get_error(ssl, ret);
   switch (err) {
     case SSL_ERROR_WANT_READ:
-      return Status::kWantRead;
+      result.status = TlsSession::Status::kWantRead;
+      return result;
     case SSL_ERROR_ZERO_RETURN:
-      return Status::kPeerClosed;
+      result.status = TlsSession::Status::kPeerClosed;
+      return result;
     default:
       break;
   }
-  uint32_t code = ERR_peek_last_error();
-  if (code != 0) {
+  result.status = TlsSession::Status::kError;
+  result.error_code = ERR_peek_last_error();
+  if (result.error_code != 0) {
     char buf[256];
-    ERR_error_string_n(code, buf, sizeof(buf));
-    error_ = buf;
+    ERR_error_string_n(result.error_code, buf, sizeof(buf));
+    result.error = buf;
   } else {
-    error_ = absl::StrCat("TLS error ", err);
+    result.error = absl::StrCat("TLS error ", err);
   }
-  if (SSL_get_verify_result(ssl_.get()) != X509_V_OK && !handshake_done()) {
-    absl::StrAppend(&error_, " (certificate verification: ",
-                    X509_verify_cert_error_string(SSL_get_verify_result(ssl_.get())), ")");
+  if (SSL_get_verify_result(ssl) != X509_V_OK && SSL_in_init(ssl)) {
+    absl::StrAppend(&result.error, " (certificate verification: ",
+                    X509_verify_cert_error_string(SSL_get_verify_result(ssl)), ")");
   }
   ERR_clear_error();
-  return Status::kError;
+  return result;
+}
+
+TlsSession::Status TlsSession::Classify(int ret) {
+  TlsCallResult result = ClassifyTlsCall(ssl_.get(), ret);
+  if (result.status == Status::kError) {
+    error_ = std::move(result.error);
+    error_code_ = result.error_code;
+  }
+  return result.status;
 }
 
 TlsSession::Status TlsSession::Handshake() {

@@ -14,6 +14,7 @@
 
 #include <openssl/ssl.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,9 @@ class TlsSession {
 
   // error() describes the last kError: BoringSSL's reason and, when known, the alert.
   const std::string& error() const { return error_; }
+  // error_code() is the last kError's packed BoringSSL error (ERR_GET_REASON and friends
+  // read it), 0 when BoringSSL queued none.
+  uint32_t error_code() const { return error_code_; }
 
  private:
   TlsSession(ChunkPool* pool, ChunkQueue* ciphertext_out);
@@ -79,7 +83,21 @@ class TlsSession {
   ChunkQueue ciphertext_in_;
   ChunkQueue* ciphertext_out_;
   std::string error_;
+  uint32_t error_code_ = 0;
 };
+
+// TlsCallResult is one BoringSSL call on a session, classified.
+struct TlsCallResult {
+  TlsSession::Status status = TlsSession::Status::kOk;
+  uint32_t error_code = 0;  // ERR_peek_last_error() for kError, 0 when none was queued
+  std::string error;        // for kError: BoringSSL's reason, or "TLS error N"
+};
+
+// ClassifyTlsCall is the one place SSL_get_error is read: `ret` is what an SSL_* call on
+// `ssl` returned (<= 0). kWantRead is the normal "more ciphertext, please"; kPeerClosed is
+// the peer's close_notify; anything else is kError, described. After a kError the thread's
+// error queue is cleared, so the next call's SSL_get_error sees only its own failure.
+TlsCallResult ClassifyTlsCall(const SSL* ssl, int ret);
 
 }  // namespace sidecar::proxy
 

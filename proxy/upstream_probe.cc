@@ -14,9 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "protocol/bson.h"
+#include "protocol/hello_probe.h"
 #include "protocol/proxy_header.h"
 #include "protocol/wire.h"
+#include "proxy/host_port.h"
 #include "proxy/log.h"
 #include "proxy/socket_address.h"
 
@@ -105,43 +106,6 @@ bool SidecarListensOn(const SidecarAddresses& sidecar, const sockaddr_storage& i
   return false;
 }
 
-// SplitHostPort splits "host:port" / "[v6]:port" / "host" (port 27017, as drivers assume).
-bool SplitHostPort(const std::string& text, std::string* host, uint16_t* port) {
-  std::string port_text;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == std::string::npos) {
-      return false;
-    }
-    *host = text.substr(1, close - 1);
-    if (close + 1 < text.size()) {
-      if (text[close + 1] != ':') {
-        return false;
-      }
-      port_text = text.substr(close + 2);
-    }
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon != std::string::npos && text.find(':') == colon) {
-      *host = text.substr(0, colon);
-      port_text = text.substr(colon + 1);
-    } else {
-      *host = text;
-    }
-  }
-  if (port_text.empty()) {
-    *port = 27017;
-    return !host->empty();
-  }
-  char* end = nullptr;
-  long value = std::strtol(port_text.c_str(), &end, 10);
-  if (end == port_text.c_str() || *end != '\0' || value <= 0 || value > 65535) {
-    return false;
-  }
-  *port = static_cast<uint16_t>(value);
-  return !host->empty();
-}
-
 std::string ListeningText(const SidecarAddresses& sidecar) {
   std::vector<std::string> names;
   for (const sockaddr_storage& address : sidecar.listening) {
@@ -174,85 +138,6 @@ bool ConnectsWithin(const sockaddr_storage& address, int timeout_ms) {
 }
 
 }  // namespace
-
-std::vector<uint8_t> BuildHelloProbe(int32_t request_id) {
-  protocol::BsonWriter writer;
-  writer.AppendInt32("hello", 1).AppendString("$db", "admin");
-  std::vector<uint8_t> body = writer.Finish();
-  return protocol::BuildOpMsg(request_id, 0, body);
-}
-
-absl::StatusOr<HelloSummary> ParseHelloReply(absl::Span<const uint8_t> message) {
-  absl::Span<const uint8_t> body;
-  protocol::Frame frame = protocol::FrameMessage(message);
-  if (frame.status != protocol::ParseStatus::kDone || frame.size != message.size()) {
-    return absl::InvalidArgumentError("the hello reply is not one whole message");
-  }
-  if (frame.header.op_code == static_cast<int32_t>(protocol::OpCode::kMsg)) {
-    auto msg = protocol::ParseOpMsg(message);
-    if (!msg.ok()) {
-      return msg.status();
-    }
-    body = msg->body;
-  } else if (frame.header.op_code == static_cast<int32_t>(protocol::OpCode::kReply)) {
-    auto reply = protocol::ParseOpReply(message);
-    if (!reply.ok()) {
-      return reply.status();
-    }
-    if (reply->documents.empty()) {
-      return absl::InvalidArgumentError("the hello reply holds no document");
-    }
-    body = reply->documents.front();
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the hello reply has opcode ", std::string(protocol::OpCodeName(frame.header.op_code))));
-  }
-  auto document = protocol::BsonView::Parse(body);
-  if (!document.ok()) {
-    return document.status();
-  }
-  auto ok = document->Find("ok");
-  if (!ok.has_value() || ok->AsDouble().value_or(0) != 1) {
-    std::string errmsg;
-    if (auto e = document->Find("errmsg"); e.has_value()) {
-      errmsg = std::string(e->AsString().value_or(""));
-    }
-    return absl::FailedPreconditionError(
-        absl::StrCat("answered hello with ok: 0", errmsg.empty() ? "" : ": ", errmsg));
-  }
-  HelloSummary summary;
-  auto text = [&](std::string_view key) {
-    auto e = document->Find(key);
-    return e.has_value() ? std::string(e->AsString().value_or("")) : std::string();
-  };
-  summary.set_name = text("setName");
-  summary.me = text("me");
-  for (std::string_view key : {"hosts", "passives", "arbiters"}) {
-    auto list = document->Find(key);
-    if (!list.has_value()) {
-      continue;
-    }
-    auto array = list->AsDocument();
-    if (!array.has_value()) {
-      continue;
-    }
-    for (const protocol::BsonElement& element : *array) {
-      if (auto host = element.AsString(); host.has_value()) {
-        summary.hosts.emplace_back(*host);
-      }
-    }
-  }
-  for (std::string_view key : {"isWritablePrimary", "ismaster"}) {
-    if (auto e = document->Find(key); e.has_value()) {
-      summary.writable_primary = e->IsTrue();
-      break;
-    }
-  }
-  if (auto e = document->Find("maxWireVersion"); e.has_value()) {
-    summary.max_wire_version = e->AsInt32().value_or(0);
-  }
-  return summary;
-}
 
 std::vector<sockaddr_storage> SystemResolver(const std::string& host) {
   std::vector<sockaddr_storage> result;
@@ -302,12 +187,14 @@ std::vector<std::string> AdvertisedHostWarnings(const HelloSummary& hello,
   bool some_host_is_sidecar = false;
   std::vector<std::string> resolved_hosts;
   for (const std::string& advertised : hello.hosts) {
-    std::string host;
-    uint16_t port = 0;
-    if (!SplitHostPort(advertised, &host, &port)) {
+    // "host" alone is port 27017, as drivers read it.
+    absl::StatusOr<HostPort> split =
+        ParseHostPortBare(advertised, HostPortRules{.default_port = 27017});
+    if (!split.ok()) {
       continue;
     }
-    std::vector<sockaddr_storage> addresses = resolve(host);
+    uint16_t port = split->port;
+    std::vector<sockaddr_storage> addresses = resolve(split->host);
     if (addresses.empty()) {
       continue;
     }
@@ -515,7 +402,7 @@ void UpstreamProbe::OnConnected(uv_connect_t* req, int status) {
     info.destination = ToIpEndpoint(PeerSockaddr(attempt->socket.get()));
     attempt->request = protocol::BuildProxyHeader(self->options_.proxy_protocol, info);
   }
-  std::vector<uint8_t> hello = BuildHelloProbe(self->next_request_id_++);
+  std::vector<uint8_t> hello = protocol::BuildHelloProbe(self->next_request_id_++);
   attempt->request.insert(attempt->request.end(), hello.begin(), hello.end());
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(attempt->request.data()),
                              static_cast<unsigned>(attempt->request.size()));
@@ -572,7 +459,7 @@ void UpstreamProbe::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* b
         "answered hello with bytes that are not MongoDB: ", std::string(frame.error))));
     return;
   }
-  self->Finish(ParseHelloReply(absl::MakeConstSpan(attempt->reply.data(), frame.size)));
+  self->Finish(protocol::ParseHelloReply(absl::MakeConstSpan(attempt->reply.data(), frame.size)));
 }
 
 void UpstreamProbe::Finish(absl::StatusOr<HelloSummary> result) {
@@ -596,7 +483,6 @@ void UpstreamProbe::Finish(absl::StatusOr<HelloSummary> result) {
            {"maxWireVersion", static_cast<int64_t>(result->max_wire_version)}});
     }
     MaybeRunChecks(*result);
-    last_hello_ = *std::move(result);
     next_retry_ms_ = options_.first_retry_ms;
     ScheduleNext(options_.recheck_ms);
   } else {

@@ -26,25 +26,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "protocol/hello_probe.h"
 #include "proxy/uv_handle.h"
 
 namespace sidecar::proxy {
 
-// HelloSummary is what the sidecar uses of mongod's hello reply.
-struct HelloSummary {
-  std::string set_name;            // "" for a standalone
-  std::string me;                  // this member's advertised host:port, "" if absent
-  std::vector<std::string> hosts;  // hosts, passives and arbiters, in that order
-  bool writable_primary = false;
-  int32_t max_wire_version = 0;
-};
-
-// BuildHelloProbe is the OP_MSG {hello: 1, $db: "admin"} the probe sends.
-std::vector<uint8_t> BuildHelloProbe(int32_t request_id);
-
-// ParseHelloReply reads one whole reply message (OP_MSG, or OP_REPLY for very old servers).
-// An `ok` other than 1 is an error carrying mongod's errmsg.
-absl::StatusOr<HelloSummary> ParseHelloReply(absl::Span<const uint8_t> message);
+// HelloSummary, BuildHelloProbe and ParseHelloReply are the probe's bytes (protocol/).
+using protocol::HelloSummary;
 
 // SidecarAddresses is what the host check compares the advertised hosts with.
 struct SidecarAddresses {
@@ -103,9 +91,6 @@ class UpstreamProbe {
   // Start makes the first attempt now (its result comes later, from the loop).
   void Start();
 
-  // last_hello is the last successful answer, if any.
-  const std::optional<HelloSummary>& last_hello() const { return last_hello_; }
-
  private:
   struct Attempt;
   struct CheckJob;
@@ -132,7 +117,6 @@ class UpstreamProbe {
   int32_t next_request_id_ = 1;
   bool was_ok_ = false;
   bool reported_ = false;
-  std::optional<HelloSummary> last_hello_;
   std::vector<std::string> checked_hosts_;
   bool checks_ran_ = false;
   absl::Status pending_error_;  // a failure found synchronously, reported by the timer

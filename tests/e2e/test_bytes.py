@@ -6,6 +6,7 @@ client."""
 import hashlib
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -194,6 +195,34 @@ def test_silence_is_closed_at_the_sniff_timeout(procs, pki, sent):
         elapsed = _assert_closed_soon(sock, within=5)
     assert elapsed >= 0.4, f"closed after {elapsed:.2f}s, before the 500 ms sniff timeout"
     sidecar.wait_for_log("sniff_timeout")
+    _assert_serves_next_client(sidecar, pki)
+
+
+def _rejection_reasons(sidecar):
+    return [line["attr"].get("reason") for line in sidecar.log_lines()
+            if line.get("msg") == "connection rejected"]
+
+
+@pytest.mark.parametrize("reset,reason", [(False, "sniff_eof"), (True, "sniff_error")],
+                         ids=["closed", "reset"])
+def test_a_client_gone_before_the_sniff_is_counted_by_how_it_went(procs, pki, reset, reason):
+    """A clean close before 16 bytes is sniff_eof (health checks do that); a reset, a
+    socket error, is sniff_error."""
+    standin = procs.standin()
+    sidecar = procs.sidecar(*_tls_args(pki), upstream=standin.address)
+    sock = socket.create_connection(("127.0.0.1", sidecar.port))
+    if reset:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN. Nothing is
+        # sent first: with bytes still unread when the reset arrives, libuv reads them and
+        # reports the hang-up as an end of stream, so the reset is only seen on an empty
+        # socket.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        sock.sendall(PREFIX[:5])
+    sock.close()
+    sidecar.wait_for_log(f'"reason":"{reason}"')
+    other = "sniff_eof" if reset else "sniff_error"
+    assert other not in _rejection_reasons(sidecar), sidecar.describe()
     _assert_serves_next_client(sidecar, pki)
 
 

@@ -159,6 +159,45 @@ TEST(SetModeInTomlTextTest, RefusesWhatItCannotEditSafely) {
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("edit the file by hand"));
 }
 
+// Positions come from the parser's source regions: columns count code points, so text
+// before the value on the same line may be any UTF-8.
+TEST(SetModeInTomlTextTest, FindsTheValueAfterMultiByteText) {
+  const std::string text = "[net]\ntls = { CAFile = \"/etc/dépôt/ca.pem\", mode = 'allowTLS' }\n";
+  ExpectOnlyLineChanged(text, Edit(text, Mode::kRequireTls), 1,
+                        "tls = { CAFile = \"/etc/dépôt/ca.pem\", mode = 'requireTLS' }");
+}
+
+TEST(SetModeInTomlTextTest, AMultiLineStringValueBecomesABasicString) {
+  EXPECT_EQ(Edit("[net.tls]\nmode = \"\"\"allowTLS\"\"\"\n", Mode::kPreferTls),
+            "[net.tls]\nmode = \"preferTLS\"\n");
+  EXPECT_EQ(Edit("[net.tls]\nmode = '''allowTLS'''\n", Mode::kPreferTls),
+            "[net.tls]\nmode = \"preferTLS\"\n");
+}
+
+TEST(SetModeInTomlTextTest, InsertsAfterADottedKeysWholeValue) {
+  EXPECT_EQ(
+      Edit("[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\nport = 1\n", Mode::kAllowTls),
+      "[net]\ntls.allowedProtocols = [\n  \"TLS1_2\",\n]\ntls.mode = \"allowTLS\"\nport = 1\n");
+  // On the last line, without a newline.
+  EXPECT_EQ(Edit("net.tls.CAFile = \"ca.pem\"", Mode::kAllowTls),
+            "net.tls.CAFile = \"ca.pem\"\nnet.tls.mode = \"allowTLS\"\n");
+}
+
+TEST(SetModeInTomlTextTest, ATableOnlyImpliedBySubtablesGetsItsOwnHeader) {
+  EXPECT_EQ(Edit("[net.tls.extra]\na = 1\n", Mode::kAllowTls),
+            "[net.tls.extra]\na = 1\n\n[net.tls]\nmode = \"allowTLS\"\n");
+}
+
+TEST(SetModeInTomlTextTest, InsertsUnderAHeaderWithWindowsLineEndings) {
+  EXPECT_EQ(Edit("[net.tls] # TLS\r\nCAFile = \"ca.pem\"\r\n", Mode::kPreferTls),
+            "[net.tls] # TLS\r\nmode = \"preferTLS\"\r\nCAFile = \"ca.pem\"\r\n");
+}
+
+TEST(SetModeInTomlTextTest, AHeaderInACommentIsNotTheTable) {
+  const std::string text = "# [net.tls]\n# mode = \"x\"\n[net]\nport = 1\n";
+  EXPECT_EQ(Edit(text, Mode::kAllowTls), text + "\n[net.tls]\nmode = \"allowTLS\"\n");
+}
+
 // A directory with one config file, removed at the end of the test.
 class PersistModeTest : public ::testing::Test {
  protected:

@@ -1,5 +1,6 @@
 // Metrics label bounds, readiness, the /metrics and /ready endpoint, and the pure parts of the
-// upstream probe (hello reply parsing and the advertised-host check).
+// upstream probe (the advertised-host check; hello reply parsing is tested in
+// tests/protocol/hello_probe_test.cc).
 #include "proxy/metrics_endpoint.h"
 
 #include <arpa/inet.h>
@@ -13,8 +14,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "protocol/bson.h"
-#include "protocol/wire.h"
 #include "proxy/metrics.h"
 #include "proxy/mode.h"
 #include "proxy/readiness.h"
@@ -208,37 +207,6 @@ TEST(MetricsEndpointTest, AnAddressInUseIsAnErrorNamingIt) {
   EXPECT_NE(std::string(second.status().message()).find("address already in use"),
             std::string::npos)
       << second.status();
-}
-
-std::vector<uint8_t> HelloReply(protocol::BsonWriter& writer) {
-  std::vector<uint8_t> body = writer.Finish();
-  return protocol::BuildOpMsg(7, 1, body);
-}
-
-TEST(UpstreamProbeTest, ParsesHostsOfAReplicaSetHello) {
-  protocol::BsonWriter writer;
-  writer.AppendBool("isWritablePrimary", true).AppendString("setName", "rs0");
-  writer.StartArray("hosts").AppendString("0", "a:27017").AppendString("1", "b:27017").EndArray();
-  writer.StartArray("arbiters").AppendString("0", "c:27017").EndArray();
-  writer.AppendString("me", "a:27017").AppendInt32("maxWireVersion", 21).AppendDouble("ok", 1);
-  auto summary = ParseHelloReply(HelloReply(writer));
-  ASSERT_TRUE(summary.ok()) << summary.status();
-  EXPECT_EQ(summary->set_name, "rs0");
-  EXPECT_EQ(summary->me, "a:27017");
-  EXPECT_EQ(summary->hosts, (std::vector<std::string>{"a:27017", "b:27017", "c:27017"}));
-  EXPECT_TRUE(summary->writable_primary);
-  EXPECT_EQ(summary->max_wire_version, 21);
-}
-
-TEST(UpstreamProbeTest, AnErrorReplyCarriesItsMessage) {
-  protocol::BsonWriter writer;
-  writer.AppendDouble("ok", 0).AppendString("errmsg", "not now");
-  auto summary = ParseHelloReply(HelloReply(writer));
-  ASSERT_FALSE(summary.ok());
-  EXPECT_NE(std::string(summary.status().message()).find("not now"), std::string::npos);
-  std::vector<uint8_t> truncated = HelloReply(writer.AppendDouble("ok", 1));
-  truncated.pop_back();
-  EXPECT_FALSE(ParseHelloReply(truncated).ok());
 }
 
 sockaddr_storage V4(const char* ip, uint16_t port) {

@@ -3,6 +3,7 @@
 #include "proxy/tls_session.h"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <filesystem>
@@ -159,6 +160,36 @@ TEST_P(TlsSessionTest, GarbageIsAnErrorWithAReason) {
   server_->Feed(chunk);
   EXPECT_EQ(server_->Handshake(), TlsSession::Status::kError);
   EXPECT_FALSE(server_->error().empty());
+}
+
+// Preflight names a peer's refusal from error_code(): a disabled-mode sidecar's
+// handshake_failure alert, or a plaintext listener's bytes.
+TEST_P(TlsSessionTest, AHandshakeFailureAlertIsAnErrorCodeNamingIt) {
+  ASSERT_EQ(client_->Handshake(), TlsSession::Status::kWantRead);
+  Drain(client_out_);  // the ClientHello goes nowhere; the "peer" answers with an alert
+  Chunk* chunk = pool_.Take();
+  const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};  // fatal handshake_failure
+  std::memcpy(chunk->tail(), alert, sizeof(alert));
+  chunk->end += sizeof(alert);
+  client_->Feed(chunk);
+  ASSERT_EQ(client_->Handshake(), TlsSession::Status::kError);
+  ASSERT_NE(client_->error_code(), 0u);
+  EXPECT_NE(std::string(ERR_reason_error_string(client_->error_code())).find("HANDSHAKE_FAILURE"),
+            std::string::npos)
+      << client_->error();
+  EXPECT_NE(client_->error().find("HANDSHAKE_FAILURE"), std::string::npos) << client_->error();
+}
+
+TEST_P(TlsSessionTest, PlaintextInsteadOfTlsIsAWrongVersionError) {
+  ASSERT_EQ(client_->Handshake(), TlsSession::Status::kWantRead);
+  Drain(client_out_);
+  Chunk* chunk = pool_.Take();
+  const char reply[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+  std::memcpy(chunk->tail(), reply, sizeof(reply) - 1);
+  chunk->end += sizeof(reply) - 1;
+  client_->Feed(chunk);
+  ASSERT_EQ(client_->Handshake(), TlsSession::Status::kError);
+  EXPECT_EQ(ERR_GET_REASON(client_->error_code()), SSL_R_WRONG_VERSION_NUMBER) << client_->error();
 }
 
 INSTANTIATE_TEST_SUITE_P(Versions, TlsSessionTest, testing::Values(TLS1_2_VERSION, TLS1_3_VERSION),
