@@ -1,0 +1,45 @@
+"""Shared by the tests of what deploy/ ships (the package, the units, the image, the
+manifests): the e2e harness (stand-in mongod, certificates, free ports), and skips that ctest
+sees as skips.
+
+A run that skipped anything exits 77, which CMakeLists.txt declares as SKIP_RETURN_CODE: a
+test that could not run here (no root, a tool missing) is reported as skipped, never as
+passed. The reasons are printed (-rs).
+"""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "e2e"))
+
+import harness  # noqa: E402
+
+SOURCE_DIR = pathlib.Path(__file__).resolve().parents[3]
+DEPLOY_DIR = SOURCE_DIR / "deploy"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus == 0 and reporter is not None and reporter.stats.get("skipped"):
+        session.exitstatus = 77
+
+
+@pytest.fixture
+def procs(tmp_path):
+    """A harness.ProcessGroup whose children are stopped at teardown and checked for
+    sanitizer reports."""
+    group = harness.ProcessGroup(tmp_path)
+    try:
+        yield group
+    finally:
+        print(group.describe())
+        group.stop_all()
+    reports = group.sanitizer_reports()
+    assert not reports, "\n\n".join(reports)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return harness.make_pki(tmp_path_factory.mktemp("pki"))
