@@ -9,18 +9,24 @@
 
 include(GNUInstallDirs)
 
-set(SIDECAR_ETC_DIR ${CMAKE_INSTALL_SYSCONFDIR}/tls-sidecar)
+# Whoever builds the package for distribution names themselves here (lintian reports the
+# placeholder as bogus-mail-host).
+set(SIDECAR_PACKAGE_MAINTAINER "tls-sidecar maintainers <tls-sidecar@localhost>" CACHE STRING
+    "Maintainer: of the Debian package")
+
 if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(SIDECAR_ETC_DIR /etc/tls-sidecar)
   set(SIDECAR_UNIT_DIR /lib/systemd/system)
 else()
+  set(SIDECAR_ETC_DIR ${CMAKE_INSTALL_SYSCONFDIR}/tls-sidecar)
   set(SIDECAR_UNIT_DIR lib/systemd/system)
 endif()
 set(SIDECAR_SHARE_DIR ${CMAKE_INSTALL_DATADIR}/tls-sidecar)
 set(SIDECAR_DOC_DIR ${CMAKE_INSTALL_DATADIR}/doc/tls-sidecar)
 
 install(TARGETS tls-sidecar RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT sidecar)
-install(FILES deploy/systemd/tls-sidecar.toml DESTINATION ${SIDECAR_ETC_DIR}
-        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ COMPONENT sidecar)
+# 0644 in the package; postinst makes it 0640 root:tls-sidecar on the first install.
+install(FILES deploy/systemd/tls-sidecar.toml DESTINATION ${SIDECAR_ETC_DIR} COMPONENT sidecar)
 install(FILES deploy/systemd/tls-sidecar.service deploy/systemd/tls-sidecar@.service
         DESTINATION ${SIDECAR_UNIT_DIR} COMPONENT sidecar)
 install(DIRECTORY deploy/grafana deploy/prometheus deploy/kubernetes
@@ -29,13 +35,13 @@ install(PROGRAMS deploy/egress-iptables.sh DESTINATION ${SIDECAR_SHARE_DIR} COMP
 install(FILES README.md deploy/ROLLING-UPGRADE.md deploy/debian/copyright
         DESTINATION ${SIDECAR_DOC_DIR} COMPONENT sidecar)
 
-# Debian wants its changelog and man pages compressed, reproducibly (gzip -n: no name or
+# A native package (no Debian revision): its changelog is changelog.gz. Debian wants it and man pages compressed, reproducibly (gzip -n: no name or
 # time in the header).
 find_program(SIDECAR_GZIP gzip REQUIRED)
-configure_file(deploy/debian/changelog.in ${PROJECT_BINARY_DIR}/packaging/changelog.Debian @ONLY)
-add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz
-  COMMAND ${SIDECAR_GZIP} -9nf -k ${PROJECT_BINARY_DIR}/packaging/changelog.Debian
-  DEPENDS ${PROJECT_BINARY_DIR}/packaging/changelog.Debian)
+configure_file(deploy/debian/changelog.in ${PROJECT_BINARY_DIR}/packaging/changelog @ONLY)
+add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/packaging/changelog.gz
+  COMMAND ${SIDECAR_GZIP} -9nf -k ${PROJECT_BINARY_DIR}/packaging/changelog
+  DEPENDS ${PROJECT_BINARY_DIR}/packaging/changelog)
 
 # tls-sidecar(8), made from --help by help2man (Debian's help2man) with the sections --help
 # does not have (files, exit status, signals) from deploy/debian/tls-sidecar.h2m. Without
@@ -52,26 +58,27 @@ if(SIDECAR_HELP2MAN)
     DEPENDS tls-sidecar ${PROJECT_SOURCE_DIR}/deploy/debian/tls-sidecar.h2m
     COMMENT "Generating tls-sidecar(8) from --help")
   add_custom_target(tls-sidecar-man ALL
-    DEPENDS ${SIDECAR_MAN_PAGE}.gz ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz)
+    DEPENDS ${SIDECAR_MAN_PAGE}.gz ${PROJECT_BINARY_DIR}/packaging/changelog.gz)
   install(FILES ${SIDECAR_MAN_PAGE}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT sidecar)
 else()
   add_custom_target(tls-sidecar-man ALL
-    DEPENDS ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz)
+    DEPENDS ${PROJECT_BINARY_DIR}/packaging/changelog.gz)
 endif()
-install(FILES ${PROJECT_BINARY_DIR}/packaging/changelog.Debian.gz DESTINATION ${SIDECAR_DOC_DIR}
+install(FILES ${PROJECT_BINARY_DIR}/packaging/changelog.gz DESTINATION ${SIDECAR_DOC_DIR}
         COMPONENT sidecar)
 
 # --- CPack: tls-sidecar_<version>_amd64.deb ------------------------------------------------
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME tls-sidecar)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_CONTACT "tls-sidecar maintainers <tls-sidecar@localhost>")
+set(CPACK_PACKAGE_CONTACT "${SIDECAR_PACKAGE_MAINTAINER}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "TLS-terminating sidecar proxy for MongoDB")
-set(CPACK_PACKAGE_DESCRIPTION
-  "tls-sidecar runs beside an unmodified mongod, owns the node's public MongoDB port, tells\n"
-  "TLS from plaintext by the first bytes a client sends, terminates TLS (or passes\n"
-  "plaintext) according to its mode, and forwards plaintext to the local mongod, so that\n"
-  "a cluster can follow MongoDB's rolling upgrade to TLS without restarting mongod.")
+string(CONCAT CPACK_PACKAGE_DESCRIPTION
+  "tls-sidecar runs beside an unmodified mongod and owns the node's public\n"
+  "MongoDB port. It tells TLS from plaintext by the first bytes a client\n"
+  "sends, terminates TLS (or passes plaintext) according to its mode, and\n"
+  "forwards plaintext to the local mongod, so that a cluster can follow\n"
+  "MongoDB's rolling upgrade to TLS without restarting mongod.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION database)
