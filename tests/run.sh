@@ -52,7 +52,8 @@ log() { printf '==> %s\n' "$*"; }
 
 # Build tools and libraries, the clients the end-to-end tests drive (pymongo, openssl s_client)
 # and the tools they use (curl, ip, and Prometheus with promtool for the metrics and deploy tests;
-# tcpdump and iptables for the cluster test).
+# tcpdump and iptables for the cluster test; help2man, lintian, dpkg-dev, buildah and
+# systemd-analyze for the package, unit and image tests of tests/deploy/packaging).
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
@@ -60,6 +61,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   python3 python3-pymongo python3-pytest python3-yaml python3-cryptography prometheus
   openssl ca-certificates curl iproute2 tcpdump iptables
+  help2man lintian dpkg-dev fakeroot file buildah systemd util-linux adduser
 )
 
 is_installed() {
@@ -100,6 +102,18 @@ if [[ -f "${NODE_DIR}/package-lock.json" ]]; then
     # Scripts are not needed (they build optional native add-ons mongosh does without) and
     # would require a compiler toolchain for node-gyp.
     (cd "${NODE_DIR}" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "${want}" >"${stamp}"
+  fi
+fi
+
+# The offline Kubernetes schema validator of tests/deploy/packaging (kubernetes-models).
+K8S_DIR="${ROOT}/tests/deploy/packaging/kubernetes"
+if [[ -f "${K8S_DIR}/package-lock.json" ]]; then
+  stamp="${K8S_DIR}/node_modules/.installed-lock.sha256"
+  want="$(sha256sum "${K8S_DIR}/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
+    log "installing the Kubernetes schema validator (npm ci)"
+    (cd "${K8S_DIR}" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     echo "${want}" >"${stamp}"
   fi
 fi
