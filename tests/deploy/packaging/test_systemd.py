@@ -119,7 +119,7 @@ def test_unit_has_the_settings_operators_rely_on(package):
     max_connections = int(re.search(r"^maxConnections = (\d+)", config, re.M).group(1))
     assert int(s["LimitNOFILE"][0]) >= 2 * max_connections + 1024
     # The control socket is in the RuntimeDirectory, whatever the default of the binary.
-    assert "--control-socket ${RUNTIME_DIRECTORY}/27017.sock" in s["ExecStart"][0]
+    assert f"--control-socket /run/{s['RuntimeDirectory'][0]}/27017.sock" in s["ExecStart"][0]
 
 
 def free_privileged_port():
@@ -197,7 +197,7 @@ def test_the_installed_binary_serves_started_as_the_unit_starts_it(package, proc
         env = {"PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": str(runtime)}
 
         def command(line):
-            line = line.replace("${RUNTIME_DIRECTORY}", str(runtime))
+            line = line.replace(f"/run/{s['RuntimeDirectory'][0]}/", f"{runtime}/")
             argv = shlex.split(line)
             assert argv[0] == "/usr/bin/tls-sidecar"
             argv[0] = str(root / "usr/bin/tls-sidecar")
