@@ -1237,6 +1237,8 @@ std::string HelpText() {
       "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
   ConcatAppend(&out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
          HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
+         HelpLine("--check-config",
+                  "load the configuration, certificates and keys, bind nothing; exit 0 or 2"),
          HelpLine("-v, -vv, --verbose", "also log debug lines"));
   for (std::string_view group : {"Network", "TLS", "Control and metrics", "Limits"}) {
     ConcatAppend(&out, "\n", group, ":\n");

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
   mg_set_request_handler(endpoint->context_, "/metrics$", &MetricsEndpoint::OnMetrics,
                          endpoint.get());
   mg_set_request_handler(endpoint->context_, "/ready$", &MetricsEndpoint::OnReady, endpoint.get());
+  mg_set_request_handler(endpoint->context_, "/live$", &MetricsEndpoint::OnLive, endpoint.get());
   Log(Severity::kInfo, Component::kMetrics, "serving /metrics and /ready",
       {{"listen", listen}, {"port", static_cast<int64_t>(endpoint->port_)}});
   return endpoint;
@@ -156,6 +157,15 @@ int MetricsEndpoint::OnReady(mg_connection* connection, void* self_ptr) {
   }
   Respond(connection, 503, "Service Unavailable", "text/plain; charset=utf-8", state.text, head);
   return 503;
+}
+
+int MetricsEndpoint::OnLive(mg_connection* connection, void* self_ptr) {
+  bool head = false;
+  if (!AllowMethod(connection, &head)) {
+    return 405;
+  }
+  Respond(connection, 200, "OK", "text/plain; charset=utf-8", "live\n", head);
+  return 200;
 }
 
 }  // namespace sidecar::proxy

@@ -1,6 +1,9 @@
 // MetricsEndpoint serves HTTP on metrics.listen (SPEC §5, §7, §8):
 //   GET /metrics  Prometheus text format (0.0.4) of the registry
 //   GET /ready    200 "ready", or 503 with one line per unmet condition
+//   GET /live     200 "live" whenever the process answers at all: a liveness probe that,
+//                 unlike /ready, does not depend on mongod or on certificates, so a down
+//                 upstream makes an orchestrator stop routing to the sidecar, not restart it
 // Anything else is 404; methods other than GET and HEAD are 405.
 //
 // HTTP is civetweb's (Debian's libcivetweb, the server prometheus-cpp's exposer uses), on
@@ -45,6 +48,7 @@ class MetricsEndpoint {
 
   static int OnMetrics(mg_connection* connection, void* self);
   static int OnReady(mg_connection* connection, void* self);
+  static int OnLive(mg_connection* connection, void* self);
 
   std::shared_ptr<prometheus::Registry> registry_;
   const Readiness* readiness_;

@@ -194,6 +194,32 @@ TEST(MetricsEndpointTest, ReadinessIs503WhenNoClientCanBeServed) {
   }
 }
 
+// /live is the liveness probe of deploy/kubernetes: it answers 200 while /ready is 503 (an
+// upstream that is down, no certificate), so an orchestrator never restarts a sidecar for
+// what a restart cannot fix.
+TEST(MetricsEndpointTest, LiveAnswers200WhateverTheReadiness) {
+  Metrics metrics("test", "BoringSSL");
+  Readiness readiness(metrics);
+  auto endpoint = MetricsEndpoint::Create("127.0.0.1:0", metrics.registry(), &readiness);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  int port = (*endpoint)->port();
+  readiness.SetListenersBound(true);
+  readiness.SetCertificatesLoaded(true);
+  readiness.SetUpstream(absl::UnavailableError("connection refused"));
+  int status = 0;
+  Get(port, "/ready", &status);
+  ASSERT_EQ(status, 503);
+  EXPECT_EQ(Get(port, "/live", &status), "live\n");
+  EXPECT_EQ(status, 200);
+  readiness.SetUpstream(absl::OkStatus());
+  EXPECT_EQ(Get(port, "/live", &status), "live\n");
+  EXPECT_EQ(status, 200);
+  Get(port, "/live", &status, "POST");
+  EXPECT_EQ(status, 405);
+  Get(port, "/lively", &status);
+  EXPECT_EQ(status, 404);
+}
+
 TEST(MetricsEndpointTest, AnAddressInUseIsAnErrorNamingIt) {
   Metrics metrics("test", "BoringSSL");
   Readiness readiness(metrics);
