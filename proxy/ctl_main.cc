@@ -3,6 +3,7 @@
 // See control_commands.cc: JSON_NOEXCEPTION and only non-throwing calls.
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -82,6 +83,20 @@ struct Answer {
   Json json;
 };
 
+// InPrivateDirectoryOf: the socket file at `path` and its directory belong to `uid`, and
+// nobody else may write to the directory, so only `uid` (or root) can have put it there.
+bool InPrivateDirectoryOf(const std::string& path, uid_t uid) {
+  struct stat socket_stat {};
+  struct stat directory_stat {};
+  size_t slash = path.rfind('/');
+  std::string directory =
+      slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
+  return lstat(path.c_str(), &socket_stat) == 0 && S_ISSOCK(socket_stat.st_mode) &&
+         socket_stat.st_uid == uid && lstat(directory.c_str(), &directory_stat) == 0 &&
+         S_ISDIR(directory_stat.st_mode) && directory_stat.st_uid == uid &&
+         (directory_stat.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
 // Ask sends `request` on `path` and returns the answer line; errors are the message to
 // print (the socket cannot be reached or answered nonsense).
 std::optional<Answer> Ask(const std::string& path, const Json& request, std::string* error) {
@@ -106,14 +121,17 @@ std::optional<Answer> Ask(const std::string& path, const Json& request, std::str
                     " (is the sidecar running? --socket or --port names another one)");
     return std::nullopt;
   }
-  // Talk only to a sidecar run by root or by us: a socket given with --socket may be in a
-  // directory that others can write to.
+  // Talk only to a sidecar run by root, by us, or by the user whose private directory holds
+  // the socket (a packaged service's runtime directory): a socket given with --socket may be
+  // in a directory that others can write to, where anyone could have put it.
   ucred server{};
   socklen_t length = sizeof(server);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &server, &length) == 0 && server.uid != 0 &&
-      server.uid != geteuid()) {
+      server.uid != geteuid() && !InPrivateDirectoryOf(path, server.uid)) {
     *error = Concat("the control socket ", path, " is served by uid ", server.uid,
-                    ", neither root nor us (uid ", geteuid(), "); not talking to it");
+                    ", neither root nor us (uid ", geteuid(),
+                    "), and it is not in a directory only that uid can write to; not talking "
+                    "to it");
     return std::nullopt;
   }
   timeval timeout{kAnswerTimeoutSeconds, 0};

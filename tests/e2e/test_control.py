@@ -478,6 +478,46 @@ def test_socket_is_0600_and_another_uid_is_refused(procs, pki):
     assert ask(sidecar, cmd="status")["mode"] == "allowTLS"
 
 
+def test_root_ctl_talks_to_a_service_user_sidecar_in_its_private_directory(procs):
+    """The packaged unit runs the sidecar as its own user with the socket in that user's
+    RuntimeDirectory: `sudo tls-sidecar ctl` must reach it there, and must still refuse the
+    same sidecar's socket reached through a directory that others can write to."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root, to run the sidecar as nobody")
+    standin = procs.standin()
+    private = tempfile.mkdtemp(prefix="tls-sidecar-run-")
+    shared = tempfile.mkdtemp(prefix="tls-sidecar-shared-")
+    os.chown(private, 65534, 65534)
+    os.chmod(shared, 0o1777)
+    path = os.path.join(private, "control.sock")
+    port = harness.free_port()
+    sidecar = harness.Child("sidecar-as-nobody", [
+        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+        harness.sidecar_binary(), "--tlsMode", "disabled", "--bind_ip", "127.0.0.1",
+        "--port", port, "--metrics", "", "--upstream", standin.address,
+        "--control-socket", path], procs.workdir)
+    try:
+        wait_until(lambda: os.path.exists(path), what="the control socket")
+        result = subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket", path,
+                                 "--json", "status"], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result
+        assert json.loads(result.stdout)["mode"] == "disabled"
+        link = os.path.join(shared, "control.sock")
+        os.link(path, link)
+        result = subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket", link,
+                                 "status"], stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=30)
+        assert result.returncode == 2, result
+        assert "served by uid 65534" in result.stderr, result.stderr
+    finally:
+        assert sidecar.stop() == 0, sidecar.describe()
+        for directory in (private, shared):
+            for name in os.listdir(directory):
+                os.unlink(os.path.join(directory, name))
+            os.rmdir(directory)
+
+
 def test_garbage_is_answered_while_traffic_continues(procs, pki):
     sidecar = start(procs, "allowTLS", pki)
     path = control_path(sidecar)
