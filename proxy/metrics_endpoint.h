@@ -1,10 +1,13 @@
 // MetricsEndpoint serves HTTP on metrics.listen (SPEC §5, §7, §8):
 //   GET /metrics  Prometheus text format (0.0.4) of the registry
 //   GET /ready    200 "ready", or 503 with one line per unmet condition
-// Anything else is 404; methods other than GET and HEAD are 405.
+// Anything else is 404, matched on the path exactly as sent (no case folding, no dot
+// segments, no %XX decoding); methods other than GET and HEAD are 405.
 //
 // HTTP is civetweb's (Debian's libcivetweb, the server prometheus-cpp's exposer uses), on
-// threads of its own, so a scrape never runs on a data loop. No TLS port is configured, so
+// threads of its own, so a scrape never runs on a data loop. Enough threads and a bound on
+// reading a request keep /ready answering while idle or dribbling connections hold some of
+// them (SPEC §10; tests/hostile/test_metrics_port.py). No TLS port is configured, so
 // civetweb never loads OpenSSL (it would dlopen libssl only for an "s" port).
 //
 // Owned by Server; built on the main thread, destroyed there (which stops civetweb and
