@@ -110,7 +110,10 @@ TlsSession::Status TlsSession::Classify(int ret) {
   } else {
     error_ = absl::StrCat("TLS error ", err);
   }
-  if (SSL_get_verify_result(ssl_.get()) != X509_V_OK && !handshake_done()) {
+  // BoringSSL reports X509_V_ERR_INVALID_CALL until a certificate has been verified: only a
+  // verification that ran and failed explains the handshake failure.
+  if (long verify = SSL_get_verify_result(ssl_.get());
+      verify != X509_V_OK && verify != X509_V_ERR_INVALID_CALL && !handshake_done()) {
     absl::StrAppend(&error_, " (certificate verification: ",
                     X509_verify_cert_error_string(SSL_get_verify_result(ssl_.get())), ")");
   }
