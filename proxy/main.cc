@@ -14,6 +14,7 @@
 #include "proxy/config.h"
 #include "proxy/ctl_main.h"
 #include "proxy/log.h"
+#include "proxy/privileges.h"
 #include "proxy/server.h"
 
 namespace {
@@ -117,12 +118,20 @@ int main(int argc, char** argv) {
       return PrintVersion();
     }
   }
+  // --user is the process's business, not the configuration's: taken out before loading.
+  auto run_as_user = sidecar::proxy::ExtractUserFlag(&argc, argv);
+  if (!run_as_user.ok()) {
+    std::fprintf(stderr, "tls-sidecar: error: %s\n",
+                 std::string(run_as_user.status().message()).c_str());
+    return 2;
+  }
   auto config = sidecar::proxy::LoadConfig(argc, argv);
   if (!config.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: %s\n",
                  std::string(config.status().message()).c_str());
     return 2;
   }
+  config->run_as_user = *run_as_user;
   sidecar::proxy::Server server(*std::move(config));
   absl::Status status = server.Run();
   sidecar::proxy::FlushLogs();

@@ -2,18 +2,25 @@
 
 #include <openssl/crypto.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <ctime>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "certs/certificate_info.h"
+#include "certs/pem_file.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/log.h"
+#include "proxy/privileges.h"
 #include "proxy/server_control.h"
 #include "proxy/socket_address.h"
 
@@ -65,6 +72,20 @@ void Server::RaiseFileLimit() {
 
 absl::Status Server::Start() {
   RaiseFileLimit();
+  // The user is looked up before anything is bound, so a typo fails fast.
+  std::optional<RunAsUser> run_as;
+  if (!config_.run_as_user.empty()) {
+    auto user = LookUpUser(config_.run_as_user);
+    if (!user.ok()) {
+      return user.status();
+    }
+    run_as = *user;
+  } else if (geteuid() == 0) {
+    Log(Severity::kWarning, Component::kControl,
+        "running as root; start with --user NAME to give root up once the listeners are bound "
+        "and the keys are read",
+        {});
+  }
   for (const std::string& notice : config_.notices) {
     Log(Severity::kInfo, Component::kControl, "notice", {{"notice", notice}});
   }
@@ -85,6 +106,10 @@ absl::Status Server::Start() {
   readiness_.SetCertificatesLoaded(true);
   PublishCertificateExpiries();
   WarnAboutExpiringCertificates();
+  for (const std::string& warning :
+       certs::FilePermissionWarnings(config_.tls, config_.config_file)) {
+    Log(Severity::kWarning, Component::kTls, "file permissions", {{"warning", warning}});
+  }
   auto expiry_timer = UvHandle<uv_timer_t>::Create(
       "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
   if (!expiry_timer.ok()) {
@@ -187,6 +212,18 @@ absl::Status Server::Start() {
     metrics_endpoint_ = *std::move(endpoint);
   }
 
+  // Every listener is bound and every key read: root is no longer needed. Before the loops
+  // start, so no connection is ever served as root.
+  if (run_as) {
+    if (absl::Status status = DropPrivileges(*run_as, {config_.control_socket}); !status.ok()) {
+      return status;
+    }
+    Log(Severity::kInfo, Component::kControl, "gave root up",
+        {{"user", run_as->name},
+         {"uid", static_cast<int64_t>(run_as->uid)},
+         {"gid", static_cast<int64_t>(run_as->gid)}});
+  }
+
   for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
     auto handle = UvHandle<uv_signal_t>::Create(
         "uv_signal_init", [&](uv_signal_t* s) { return uv_signal_init(&loop_, s); });
@@ -239,6 +276,13 @@ absl::Status Server::Reload() {
     metrics_.CertificateReload(false);
     Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
         {{"error", std::string(snapshot.status().message())}});
+    if (!config_.run_as_user.empty() &&
+        (absl::IsPermissionDenied(snapshot.status()) ||
+         absl::StrContains(snapshot.status().message(), std::strerror(EACCES)))) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          snapshot.status().message(), " (since start the sidecar runs as user ",
+          config_.run_as_user, " (--user), so the files must be readable by that user)"));
+    }
     return snapshot.status();
   }
   shared_.tls.store(*snapshot);
