@@ -52,14 +52,14 @@ log() { printf '==> %s\n' "$*"; }
 
 # Build tools and libraries, the clients the end-to-end tests drive (pymongo, openssl s_client)
 # and the tools they use (curl, ip, and Prometheus with promtool for the metrics and deploy tests;
-# tcpdump and iptables for the cluster test).
+# tcpdump and iptables for the cluster test; testssl.sh for the TLS audit in tests/hostile).
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
   nlohmann-json3-dev
   libgtest-dev libgmock-dev
   python3 python3-pymongo python3-pytest python3-yaml python3-cryptography prometheus
-  openssl ca-certificates curl iproute2 tcpdump iptables
+  openssl ca-certificates curl iproute2 tcpdump iptables testssl.sh
 )
 
 is_installed() {
