@@ -133,8 +133,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   }
   if (st.st_size > static_cast<off_t>(kMaxFileSize)) {
     close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": is larger than ",
-                                                   kMaxFileSize / 1024, " KiB (", st.st_size,
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is larger than ", kMaxFileSize / 1024,
+                                                   " KiB (", st.st_size,
                                                    " bytes); not a certificate, key or config"));
   }
   std::string text;
@@ -156,8 +156,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
     // The size checked above may grow while the file is written: the cap holds regardless.
     if (text.size() + static_cast<size_t>(n) > kMaxFileSize) {
       close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": is larger than ", kMaxFileSize / 1024, " KiB; not a certificate, key or config"));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": is larger than ", kMaxFileSize / 1024,
+                                                     " KiB; not a certificate, key or config"));
     }
     text.append(buf, static_cast<size_t>(n));
   }

@@ -77,7 +77,8 @@ TEST(ReadFileToStringTest, RefusesDevicesAtOnce) {
   for (const char* device : {"/dev/zero", "/dev/urandom", "/dev/null"}) {
     absl::StatusOr<std::string> text = ReadFileToString(device);
     ASSERT_FALSE(text.ok()) << device;
-    EXPECT_THAT(text.status().message(), HasSubstr(std::string(device) + ": is not a regular file"));
+    EXPECT_THAT(text.status().message(),
+                HasSubstr(std::string(device) + ": is not a regular file"));
   }
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
 }
