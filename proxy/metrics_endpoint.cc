@@ -76,11 +76,21 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
     const Readiness* readiness) {
   std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint(std::move(registry), readiness));
   // No "s" suffix on the port and no ssl_* option: civetweb leaves TLS (and libssl) alone.
-  const char* options[] = {"listening_ports",   listen.c_str(),    "num_threads",
-                           kThreads,            "request_timeout_ms", kRequestTimeoutMs,
-                           "enable_keep_alive", "no",               "connection_queue",
-                           kConnectionQueue,    "listen_backlog",   kListenBacklog,
-                           "decode_url",        "no",               nullptr};
+  const char* options[] = {"listening_ports",
+                           listen.c_str(),
+                           "num_threads",
+                           kThreads,
+                           "request_timeout_ms",
+                           kRequestTimeoutMs,
+                           "enable_keep_alive",
+                           "no",
+                           "connection_queue",
+                           kConnectionQueue,
+                           "listen_backlog",
+                           kListenBacklog,
+                           "decode_url",
+                           "no",
+                           nullptr};
   mg_callbacks callbacks{};
   mg_init_data init{};
   init.callbacks = &callbacks;

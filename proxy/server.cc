@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "certs/certificate_info.h"
 #include "certs/pem_file.h"

@@ -312,11 +312,10 @@ struct FileErrorCase {
 
 TEST(LoadConfigFromStringTest, ANulByteInAPathIsAnErrorNotACutPath) {
   // TOML's \u0000 would otherwise reach open() and name another file than the one written.
-  for (std::string_view toml :
-       {"[net.tls]\ncertificateKeyFile = \"/etc/server.pem\\u0000.bak\"\n",
-        "[net.tls]\nCAFile = \"/etc/ca.pem\\u0000\"\n",
-        "[control]\nsocket = \"/run/x.sock\\u0000y\"\n",
-        "[net]\nbindIp = [\"127.0.0.1\\u0000\"]\n"}) {
+  for (std::string_view toml : {"[net.tls]\ncertificateKeyFile = \"/etc/server.pem\\u0000.bak\"\n",
+                                "[net.tls]\nCAFile = \"/etc/ca.pem\\u0000\"\n",
+                                "[control]\nsocket = \"/run/x.sock\\u0000y\"\n",
+                                "[net]\nbindIp = [\"127.0.0.1\\u0000\"]\n"}) {
     absl::StatusOr<Config> config = LoadConfigFromString(toml, "s.toml");
     ASSERT_FALSE(config.ok()) << toml;
     EXPECT_NE(config.status().message().find("holds a NUL byte"), std::string_view::npos)

@@ -193,10 +193,10 @@ class TlsSessionTls12Test : public TlsSessionTest {};
 
 TEST_P(TlsSessionTls12Test, TheServerChoosesTheSuiteInItsOwnOrder) {
   // The client prefers ChaCha20; the server's list puts AES-128-GCM first.
-  ASSERT_TRUE(SSL_set_strict_cipher_list(
-      client_->ssl(),
-      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"));
+  ASSERT_TRUE(
+      SSL_set_strict_cipher_list(client_->ssl(),
+                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"));
   Handshake();
   EXPECT_NE(std::string(server_->cipher()).find("AES128-GCM"), std::string::npos)
       << server_->cipher();
