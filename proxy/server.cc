@@ -80,6 +80,15 @@ absl::Status Server::Start() {
       return user.status();
     }
     run_as = *user;
+    // Marking the sidecar's own sockets (SO_MARK) needs CAP_NET_ADMIN, which a dropped root
+    // no longer has: every transparent egress connection would fail later, one by one.
+    if (config_.egress_transparent_listen && geteuid() == 0 && run_as->uid != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--user ", run_as->name,
+          ": egress.transparent marks the sidecar's sockets with SO_MARK, which needs "
+          "CAP_NET_ADMIN; without root, run under systemd with "
+          "AmbientCapabilities=CAP_NET_ADMIN instead"));
+    }
   } else if (geteuid() == 0) {
     Log(Severity::kWarning, Component::kControl,
         "running as root; start with --user NAME to give root up once the listeners are bound "

@@ -180,6 +180,19 @@ def test_user_gives_root_up_after_binding_and_reload_reads_as_that_user(procs, p
 
 
 @needs_root
+def test_user_with_transparent_egress_is_refused_at_start(procs, tmp_path):
+    # SO_MARK needs CAP_NET_ADMIN: without root every transparent connection would fail.
+    config = tmp_path / "transparent.toml"
+    config.write_text(f'[egress.transparent]\nlisten = "127.0.0.1:{harness.free_port()}"\n')
+    result = procs.run_sidecar("--config", config, "--user", "nobody", "--port",
+                               harness.free_port(), "--metrics", "", "--control-socket",
+                               tmp_path / "s.sock")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "--user nobody: egress.transparent" in last and "CAP_NET_ADMIN" in last, last
+
+
+@needs_root
 def test_running_as_root_without_user_warns_once(procs, pki):
     standin = procs.standin()
     sidecar = procs.sidecar(upstream=standin.address)
