@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -95,7 +97,14 @@ int PasswordCallback(char* buf, int size, int rwflag, void* userdata) {
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (path.find('\0') != std::string::npos) {
+    // open() would stop at the NUL and read another file than the one named.
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.substr(0, path.find('\0')), "...: the path holds a NUL byte"));
+  }
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, and
+  // start-up with it. Regular files ignore the flag.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) {
@@ -105,9 +114,28 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
         absl::StrCat(path, ": cannot be read: ", std::strerror(err)));
   }
   struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, ": cannot be read: ", std::strerror(err)));
+  }
+  if (S_ISDIR(st.st_mode)) {
     close(fd);
     return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a file"));
+  }
+  // A device (/dev/zero, /dev/urandom) never ends and a FIFO or socket may never send: only
+  // regular files are read, so start-up and reload cannot hang or eat memory.
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": is not a regular file (a device, FIFO or socket)"));
+  }
+  if (st.st_size > static_cast<off_t>(kMaxFileSize)) {
+    close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is larger than ", kMaxFileSize / 1024,
+                                                   " KiB (", st.st_size,
+                                                   " bytes); not a certificate, key or config"));
   }
   std::string text;
   char buf[16384];
@@ -124,6 +152,12 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
     }
     if (n == 0) {
       break;
+    }
+    // The size checked above may grow while the file is written: the cap holds regardless.
+    if (text.size() + static_cast<size_t>(n) > kMaxFileSize) {
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": is larger than ", kMaxFileSize / 1024,
+                                                     " KiB; not a certificate, key or config"));
     }
     text.append(buf, static_cast<size_t>(n));
   }
@@ -270,6 +304,41 @@ absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> LoadCrls(const std::strin
     return absl::InvalidArgumentError(absl::StrCat(path, ": holds no X509 CRL block"));
   }
   return crls;
+}
+
+std::vector<std::string> FilePermissionWarnings(const TlsSettings& tls,
+                                                const std::string& config_file) {
+  std::vector<std::string> warnings;
+  auto mode_text = [](mode_t mode) {
+    char text[8];
+    std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode & 07777));
+    return std::string(text);
+  };
+  std::vector<std::pair<std::string, const std::string*>> keys = {
+      {"net.tls.certificateKeyFile", &tls.certificate_key_file},
+      {"net.tls.clusterFile", &tls.cluster_file}};
+  for (const auto& [option, path] : keys) {
+    struct stat st;
+    if (path->empty() || (option == "net.tls.clusterFile" && *path == tls.certificate_key_file) ||
+        stat(path->c_str(), &st) != 0) {
+      continue;
+    }
+    if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+      warnings.push_back(absl::StrCat(
+          option, " ", *path, " holds a private key and is readable by ",
+          (st.st_mode & S_IROTH) != 0 ? "every user of the host" : "its group", " (mode ",
+          mode_text(st.st_mode), "); make it readable by the sidecar's user only (chmod 600)."));
+    }
+  }
+  struct stat st;
+  if (!config_file.empty() && stat(config_file.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0) {
+    warnings.push_back(absl::StrCat(
+        "The configuration file ", config_file, " is writable by every user of the host (mode ",
+        mode_text(st.st_mode),
+        "), who could change the mode and the certificates at the next start or persist; "
+        "chmod o-w it."));
+  }
+  return warnings;
 }
 
 absl::Status CheckValidity(X509* cert, const std::string& path, int64_t now_unix) {

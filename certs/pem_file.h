@@ -8,10 +8,12 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "certs/tls_settings.h"
 
 namespace sidecar::certs {
 
@@ -24,8 +26,15 @@ struct CertificateKeyPair {
   bssl::UniquePtr<EVP_PKEY> key;
 };
 
-// ReadFileToString reads `path` whole. Errors: "PATH: not found", "PATH: cannot be read:
-// <errno text>", "PATH: is a directory".
+// kMaxFileSize caps every file the sidecar reads (certificates, keys, CA bundles, CRLs, the
+// configuration): the largest real CA bundles are a few hundred KiB.
+inline constexpr size_t kMaxFileSize = 1024 * 1024;
+
+// ReadFileToString reads `path` whole, if it is a regular file of at most kMaxFileSize
+// bytes; never blocks on a FIFO and never reads a device. Errors: "PATH: not found", "PATH:
+// cannot be read: <errno text>", "PATH: is a directory", "PATH: is not a regular file",
+// "PATH: is larger than 1024 KiB", and for a path holding a NUL byte, which the system
+// would cut short, "PATH...: the path holds a NUL byte".
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // LoadCertificateKeyFile reads a PEM file holding a certificate chain (leaf first) and the
@@ -41,6 +50,14 @@ absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> LoadCertificates(const std::s
 
 // LoadCrls reads every X509 CRL block of a PEM file. Error when there is none.
 absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> LoadCrls(const std::string& path);
+
+// FilePermissionWarnings returns one sentence per file whose permissions put it at risk: a
+// file holding a private key (certificateKeyFile, clusterFile) that group or others may
+// read, and the configuration file (`config_file`, "" for none) when others may write it.
+// Symlinks are followed (a mounted Kubernetes secret is one). Files that cannot be
+// examined are left out: loading them reports why.
+std::vector<std::string> FilePermissionWarnings(const TlsSettings& tls,
+                                                const std::string& config_file);
 
 // CheckValidity returns an error naming `path` when `cert` (borrowed) is expired or not yet
 // valid at `now_unix`.

@@ -152,6 +152,10 @@ absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewContext(uint16_t min_version, uint16
   if (!SSL_CTX_set_strict_cipher_list(ctx.get(), ciphers.c_str())) {
     return absl::InternalError(absl::StrCat("setting cipher suites: ", OpenSslError()));
   }
+  // In TLS 1.2 a server picks from the client's suites in its own order (kAeadCiphers),
+  // not the client's, so what is chosen is the operator's policy rather than each client's;
+  // TLS 1.3 suites are all AEAD and BoringSSL orders them itself. Only servers read this.
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
   return ctx;
 }
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "protocol/bson.h"
+#include "protocol/byte_reader.h"
 #include "protocol/wire.h"
 
 namespace sidecar::protocol {
@@ -20,6 +21,37 @@ std::vector<uint8_t> BuildErrorReply(const RequestInfo& request, int32_t code,
     return BuildOpReply(/*request_id=*/0, request.request_id, document);
   }
   return BuildOpMsg(/*request_id=*/0, request.request_id, document);
+}
+
+std::optional<RequestInfo> RequestToAnswer(absl::Span<const uint8_t> message_start) {
+  ByteReader reader(message_start);
+  int32_t message_length = 0;
+  int32_t request_id = 0;
+  int32_t response_to = 0;
+  int32_t op_code = 0;
+  if (!reader.ReadI32(&message_length) || !reader.ReadI32(&request_id) ||
+      !reader.ReadI32(&response_to) || !reader.ReadI32(&op_code)) {
+    return std::nullopt;
+  }
+  if (message_length < static_cast<int32_t>(kHeaderSize) || message_length > kMaxMessageSize ||
+      !IsKnownOpCode(op_code) || op_code == static_cast<int32_t>(OpCode::kReply)) {
+    return std::nullopt;
+  }
+  RequestInfo request;
+  request.request_id = request_id;
+  request.op_code = OpCode::kMsg;
+  if (op_code == static_cast<int32_t>(OpCode::kQuery)) {
+    request.op_code = OpCode::kQuery;
+  } else if (op_code == static_cast<int32_t>(OpCode::kCompressed)) {
+    // OP_COMPRESSED: originalOpcode follows the header (the reply goes out uncompressed,
+    // which every driver accepts).
+    int32_t original = 0;
+    if (message_length >= static_cast<int32_t>(kHeaderSize) + 4 && reader.ReadI32(&original) &&
+        original == static_cast<int32_t>(OpCode::kQuery)) {
+      request.op_code = OpCode::kQuery;
+    }
+  }
+  return request;
 }
 
 std::vector<uint8_t> BuildTlsRequiredReply(const RequestInfo& request) {

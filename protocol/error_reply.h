@@ -6,9 +6,11 @@
 #define SIDECAR_PROTOCOL_ERROR_REPLY_H_
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "protocol/hello.h"
 
 namespace sidecar::protocol {
@@ -33,6 +35,15 @@ inline constexpr std::string_view kSslHandshakeFailedName = "SSLHandshakeFailed"
 // the document.
 std::vector<uint8_t> BuildErrorReply(const RequestInfo& request, int32_t code,
                                      std::string_view code_name, std::string_view errmsg);
+
+// RequestToAnswer reads, from the start of a client's first message, what an error reply
+// needs: the requestID and the opcode to answer in (OP_QUERY for OP_QUERY, and for an
+// OP_COMPRESSED whose originalOpcode is OP_QUERY when those 4 bytes are given; OP_MSG for
+// every other request). nullopt unless the 16-byte header frames as a MongoDB request:
+// messageLength within [16, 48 MB] and a request opcode. responseTo and the body are not
+// looked at, so a message too large, too deep, compressed or otherwise undecodable can
+// still be told why it is refused.
+std::optional<RequestInfo> RequestToAnswer(absl::Span<const uint8_t> message_start);
 
 // BuildTlsRequiredReply: plaintext in requireTLS. errmsg contains "requires TLS" and
 // "tls=true". Code SSLHandshakeFailed (141).

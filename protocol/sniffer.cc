@@ -106,6 +106,31 @@ Match MatchTlsClientHello(absl::Span<const uint8_t> bytes) {
   return handshake_type == 0x01 ? Match::kYes : Match::kNo;  // client_hello
 }
 
+// MatchSslV2ClientHello recognises an SSLv2-format CLIENT-HELLO (RFC 6101 appendix E.2;
+// also what old clients send to offer SSLv3/TLS "v2-compatibly"): a two-byte record header
+// with the high bit set, message type 1 (CLIENT-HELLO), then the version, 0x0002 for SSLv2
+// or 0x03XX. Other bytes with the high bit set are not TLS of any age: invalid_first_bytes.
+Match MatchSslV2ClientHello(absl::Span<const uint8_t> bytes) {
+  if (bytes.empty()) {
+    return Match::kMaybe;
+  }
+  if ((bytes[0] & 0x80) == 0) {
+    return Match::kNo;
+  }
+  if (bytes.size() < 3) {
+    return Match::kMaybe;
+  }
+  if (bytes[2] != 0x01) {  // MSG-CLIENT-HELLO
+    return Match::kNo;
+  }
+  if (bytes.size() < 5) {
+    return bytes.size() == 4 && bytes[3] != 0x00 && bytes[3] != 0x03 ? Match::kNo : Match::kMaybe;
+  }
+  bool sslv2 = bytes[3] == 0x00 && bytes[4] == 0x02;
+  bool v3_in_v2_format = bytes[3] == 0x03;
+  return sslv2 || v3_in_v2_format ? Match::kYes : Match::kNo;
+}
+
 Match MatchHttp(absl::Span<const uint8_t> bytes) {
   static constexpr std::array<std::string_view, 9> kMethods = {
       "GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "};
@@ -154,10 +179,15 @@ SniffVerdict Sniff(absl::Span<const uint8_t> first_bytes) {
     case Match::kNo:
       break;
   }
-  // An SSLv2 record header sets the high bit of its first length byte. Checked last because
-  // a MongoDB length byte may have it too (a 200-byte message starts 0xC8).
-  if (!bytes.empty() && (bytes[0] & 0x80) != 0) {
-    return SniffVerdict::kUnsupportedTls;
+  // Checked last because a MongoDB length byte may have the high bit too (a 200-byte
+  // message starts 0xC8).
+  switch (MatchSslV2ClientHello(bytes)) {
+    case Match::kYes:
+      return SniffVerdict::kUnsupportedTls;
+    case Match::kMaybe:
+      return SniffVerdict::kNeedMore;
+    case Match::kNo:
+      break;
   }
   return SniffVerdict::kInvalid;
 }

@@ -21,7 +21,7 @@ enum class SniffVerdict {
   kTls,             // a TLS handshake record carrying a ClientHello
   kMongo,           // a MongoDB message header with a request opcode
   kHttp,            // an HTTP/1.x request line ("GET ", "POST", ...)
-  kUnsupportedTls,  // an SSLv2-style (or SSLv2-compatible) hello: byte 0 has the high bit set
+  kUnsupportedTls,  // an SSLv2-format (or SSLv2-compatible) CLIENT-HELLO
   kInvalid,         // none of the above
 };
 
@@ -38,7 +38,9 @@ enum class SniffVerdict {
 //   kTls    byte 0 = 0x16, byte 1 = 0x03, byte 2 in 0x00-0x04, bytes 3-4 (big-endian record
 //           length) in [4, 16384 + 2048], byte 5 = 0x01 (ClientHello);
 //   kHttp   an HTTP method followed by a space;
-//   kUnsupportedTls  byte 0 has its high bit set (SSLv2 record header);
+//   kUnsupportedTls  an SSLv2 record header (byte 0 has its high bit set), byte 2 = 0x01
+//           (CLIENT-HELLO), bytes 3-4 = 0x0002 or 0x03XX; other bytes with the high bit
+//           set are kInvalid;
 //   kInvalid otherwise.
 SniffVerdict Sniff(absl::Span<const uint8_t> first_bytes);
 

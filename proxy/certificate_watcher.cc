@@ -6,12 +6,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <functional>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "certs/pem_file.h"
 #include "proxy/log.h"
 
 namespace sidecar::proxy {
@@ -35,16 +36,14 @@ void AddOnce(std::vector<std::string>* list, const std::string& item) {
 }
 
 // FileDigest is the length and a 64-bit hash of the file's contents, following symlinks,
-// or the reason it cannot be read.
+// or the reason it cannot be read. Read as the loader reads (regular files, capped), so a
+// path at a device or FIFO cannot hang or grow the watcher either.
 std::string FileDigest(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::StrCat("unreadable:", errno);
+  absl::StatusOr<std::string> bytes = certs::ReadFileToString(path);
+  if (!bytes.ok()) {
+    return absl::StrCat("unreadable:", bytes.status().message());
   }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  const std::string bytes = contents.str();
-  return absl::StrCat(bytes.size(), ":", std::hash<std::string>{}(bytes));
+  return absl::StrCat(bytes->size(), ":", std::hash<std::string>{}(*bytes));
 }
 
 bool IsDirectory(const std::string& path) {

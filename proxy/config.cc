@@ -561,6 +561,14 @@ absl::StatusOr<Value> ValueFromToml(const toml::node& node, const Setting& setti
       }
       break;
   }
+  // TOML allows "\u0000"; the system would cut a path (or name) there and use another file.
+  bool nul = v.str.find('\0') != std::string::npos;
+  for (const std::string& element : v.list) {
+    nul = nul || element.find('\0') != std::string::npos;
+  }
+  if (nul) {
+    return absl::InvalidArgumentError("holds a NUL byte (\\u0000), which no path or name may hold");
+  }
   return v;
 }
 
@@ -1236,6 +1244,8 @@ std::string HelpText() {
       "local mongod. Flags override the configuration file. TLS flags take mongod's\n"
       "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
   ConcatAppend(&out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
+         HelpLine("--user NAME", "started as root: run as NAME once listeners are bound and keys "
+                                 "read (a reload then reads the files as NAME)"),
          HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
          HelpLine("--check-config",
                   "load the configuration, certificates and keys, bind nothing; exit 0 or 2"),

@@ -64,6 +64,9 @@ struct Config {
   int64_t handshake_timeout_ms = 10000;
   int64_t drain_seconds = 30;
 
+  // --user NAME (main.cc): give root up to NAME once listeners are bound and keys read.
+  std::string run_as_user;
+
   // -v / -vv ... (as mongod): 1 or more turns debug logs on.
   int verbosity = 0;
 

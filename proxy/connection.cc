@@ -237,6 +237,14 @@ void Connection::OnSniffBytes(Chunk* chunk) {
       BeginClose(CloseReason::kUnsupportedTls);
       return;
     case protocol::SniffVerdict::kInvalid:
+      // A MongoDB header whose responseTo is neither 0 nor -1 is no client's first message
+      // (SPEC §3), but in requireTLS it is still a plaintext client that can read why.
+      if (!IngressAcceptsPlaintext(mode_) &&
+          protocol::RequestToAnswer(absl::MakeConstSpan(sniff_bytes_.data(), sniff_size_))) {
+        transport_ = Transport::kPlaintext;
+        RejectPlaintextInRequireTls();
+        return;
+      }
       BeginClose(CloseReason::kInvalidFirstBytes);
       return;
   }
@@ -411,12 +419,14 @@ void Connection::MaybeAnswerRejectedRequest() {
   std::vector<uint8_t> reply;
   bool answerable = request_.op_code == protocol::OpCode::kMsg ||
                     request_.op_code == protocol::OpCode::kQuery;
-  if (answerable && identified_) {
-    if (reject_reason_ == CloseReason::kPlaintextInRequireTls) {
-      reply = protocol::BuildTlsRequiredReply(request_);
-    } else {
-      reply = protocol::BuildUpstreamUnavailableReply(request_, upstream_error_);
+  if (reject_reason_ == CloseReason::kPlaintextInRequireTls) {
+    // The refusal needs only the request id and opcode: a message that frames as MongoDB
+    // is answered even when compressed, too large to inspect or too deep to decode.
+    if (reply_target_) {
+      reply = protocol::BuildTlsRequiredReply(*reply_target_);
     }
+  } else if (answerable && identified_) {
+    reply = protocol::BuildUpstreamUnavailableReply(request_, upstream_error_);
   }
   state_ = State::kRejecting;
   closing_after_flush_ = true;
@@ -675,6 +685,8 @@ void Connection::Inspect(const ChunkQueue& plaintext) {
       continue;
     }
     inspected_ = true;
+    reply_target_ = protocol::RequestToAnswer(absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(first_request_.data()), first_request_.size()));
     if (result.status == protocol::ParseStatus::kDone) {
       identified_ = true;
       request_ = result.request;

@@ -47,6 +47,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "certs/tls_snapshot.h"
@@ -246,6 +247,9 @@ class Connection {
   bool inspected_ = false;
   bool identified_ = false;
   protocol::RequestInfo request_;
+  // The request id and opcode to answer the first message in, from its header alone: set
+  // whenever the header frames as MongoDB, even when the body cannot be decoded.
+  std::optional<protocol::RequestInfo> reply_target_;
   protocol::HelloMetadata metadata_;
   ClientRegistry::Handle client_row_;
   // The most bytes queued so far towards upstream [0] and towards the client [1].

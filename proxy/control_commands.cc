@@ -561,6 +561,8 @@ std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
                               "(or net.tls.certificateSelector) and restart."));
   }
   warnings.insert(warnings.end(), outlook.warnings.begin(), outlook.warnings.end());
+  warnings.insert(warnings.end(), facts.file_permission_warnings.begin(),
+                  facts.file_permission_warnings.end());
   for (std::string& warning :
        certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
     warnings.push_back(std::move(warning));

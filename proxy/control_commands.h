@@ -51,6 +51,8 @@ struct StatusFacts {
   TransportCounts accepted;  // ingress connections admitted since start
   std::vector<std::pair<std::string, int64_t>> rejected;  // reason name → count
   std::vector<certs::CertificateInfo> certificates;
+  // Keys readable by group/others, a configuration file writable by others (sentences).
+  std::vector<std::string> file_permission_warnings;
 };
 
 // DrainStarted is what `drainPlaintext` answers.

@@ -15,6 +15,7 @@
 #include "proxy/config.h"
 #include "proxy/ctl_main.h"
 #include "proxy/log.h"
+#include "proxy/privileges.h"
 #include "proxy/server.h"
 
 namespace {
@@ -154,6 +155,13 @@ int main(int argc, char** argv) {
       return PrintVersion();
     }
   }
+  // --user is the process's business, not the configuration's: taken out before loading.
+  auto run_as_user = sidecar::proxy::ExtractUserFlag(&argc, argv);
+  if (!run_as_user.ok()) {
+    std::fprintf(stderr, "tls-sidecar: error: %s\n",
+                 std::string(run_as_user.status().message()).c_str());
+    return 2;
+  }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--check-config") == 0) {
       std::vector<const char*> args(argv, argv + argc);
@@ -167,6 +175,7 @@ int main(int argc, char** argv) {
                  std::string(config.status().message()).c_str());
     return 2;
   }
+  config->run_as_user = *run_as_user;
   absl::Status status;
   {
     sidecar::proxy::Server server(*std::move(config));

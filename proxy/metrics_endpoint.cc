@@ -17,10 +17,36 @@ namespace sidecar::proxy {
 
 namespace {
 
-// Enough for Prometheus (one scrape at a time), a readiness probe and a person with curl.
-// Without keep-alive a thread is held only for the length of one request.
-constexpr char kThreads[] = "4";
-constexpr char kRequestTimeoutMs[] = "10000";
+// civetweb gives each connection a worker thread for as long as it takes to read its
+// request, so a connection that sends nothing (or a byte a second) holds one thread until
+// kRequestTimeoutMs, which bounds the whole request read, not each read. A readiness probe
+// must still get a thread while 64 such connections are held (SPEC §10): so 128 threads
+// (civetweb starts them all; each is mostly an idle stack), a 3 s bound that Prometheus and
+// kubelet, which send the whole request at once, never come near, and no keep-alive, so a
+// thread is held for one request only. The accept queue behind the workers (civetweb's
+// connection_queue) and the listen backlog hold the rest of a burst instead of refusing it.
+constexpr char kThreads[] = "128";
+constexpr char kRequestTimeoutMs[] = "3000";
+constexpr char kConnectionQueue[] = "256";
+constexpr char kListenBacklog[] = "1024";
+
+// IsExactly is whether the request's path, as the client sent it, is `path` exactly.
+// civetweb matches handlers without regard to case, after removing dot segments and
+// decoding %XX (so %00 ends the string): "/METRICS", "/ready/../metrics" and
+// "/metrics%00.txt" would all reach the /metrics handler. With decode_url off, local_uri
+// keeps %XX as sent, and request_uri keeps the dot segments (the query string is cut off
+// from both); anything but the exact bytes in both is 404 (SPEC §10).
+bool IsExactly(mg_connection* connection, std::string_view path) {
+  const mg_request_info* info = mg_get_request_info(connection);
+  return info->request_uri != nullptr && std::string_view(info->request_uri) == path &&
+         info->local_uri != nullptr && std::string_view(info->local_uri) == path;
+}
+
+void NotFound(mg_connection* connection) {
+  mg_printf(connection,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
+            "Connection: close\r\n\r\nnot found\n");
+}
 
 // AllowMethod answers 405 for anything but GET/HEAD; returns whether the request may go on.
 bool AllowMethod(mg_connection* connection, bool* head) {
@@ -88,9 +114,21 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
     const Readiness* readiness) {
   std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint(std::move(registry), readiness));
   // No "s" suffix on the port and no ssl_* option: civetweb leaves TLS (and libssl) alone.
-  const char* options[] = {
-      "listening_ports", listen.c_str(),      "num_threads", kThreads, "request_timeout_ms",
-      kRequestTimeoutMs, "enable_keep_alive", "no",          nullptr};
+  const char* options[] = {"listening_ports",
+                           listen.c_str(),
+                           "num_threads",
+                           kThreads,
+                           "request_timeout_ms",
+                           kRequestTimeoutMs,
+                           "enable_keep_alive",
+                           "no",
+                           "connection_queue",
+                           kConnectionQueue,
+                           "listen_backlog",
+                           kListenBacklog,
+                           "decode_url",
+                           "no",
+                           nullptr};
   mg_callbacks callbacks{};
   mg_init_data init{};
   init.callbacks = &callbacks;
@@ -133,6 +171,10 @@ MetricsEndpoint::~MetricsEndpoint() {
 
 int MetricsEndpoint::OnMetrics(mg_connection* connection, void* self_ptr) {
   auto* self = static_cast<MetricsEndpoint*>(self_ptr);
+  if (!IsExactly(connection, "/metrics")) {
+    NotFound(connection);
+    return 404;
+  }
   bool head = false;
   if (!AllowMethod(connection, &head)) {
     return 405;
@@ -146,6 +188,10 @@ int MetricsEndpoint::OnMetrics(mg_connection* connection, void* self_ptr) {
 
 int MetricsEndpoint::OnReady(mg_connection* connection, void* self_ptr) {
   auto* self = static_cast<MetricsEndpoint*>(self_ptr);
+  if (!IsExactly(connection, "/ready")) {
+    NotFound(connection);
+    return 404;
+  }
   bool head = false;
   if (!AllowMethod(connection, &head)) {
     return 405;

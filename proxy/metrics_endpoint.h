@@ -4,10 +4,13 @@
 //   GET /live     200 "live" whenever the process answers at all: a liveness probe that,
 //                 unlike /ready, does not depend on mongod or on certificates, so a down
 //                 upstream makes an orchestrator stop routing to the sidecar, not restart it
-// Anything else is 404; methods other than GET and HEAD are 405.
+// Anything else is 404, matched on the path exactly as sent (no case folding, no dot
+// segments, no %XX decoding); methods other than GET and HEAD are 405.
 //
 // HTTP is civetweb's (Debian's libcivetweb, the server prometheus-cpp's exposer uses), on
-// threads of its own, so a scrape never runs on a data loop. No TLS port is configured, so
+// threads of its own, so a scrape never runs on a data loop. Enough threads and a bound on
+// reading a request keep /ready answering while idle or dribbling connections hold some of
+// them (SPEC §10; tests/hostile/test_metrics_port.py). No TLS port is configured, so
 // civetweb never loads OpenSSL (it would dlopen libssl only for an "s" port).
 //
 // Owned by Server; built on the main thread, destroyed there (which stops civetweb and

@@ -2,18 +2,25 @@
 
 #include <openssl/crypto.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <ctime>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "certs/certificate_info.h"
+#include "certs/pem_file.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/log.h"
+#include "proxy/privileges.h"
 #include "proxy/runtime_dir.h"
 #include "proxy/server_control.h"
 #include "proxy/socket_address.h"
@@ -86,6 +93,29 @@ void Server::RaiseFileLimit() {
 
 absl::Status Server::Start() {
   RaiseFileLimit();
+  // The user is looked up before anything is bound, so a typo fails fast.
+  std::optional<RunAsUser> run_as;
+  if (!config_.run_as_user.empty()) {
+    auto user = LookUpUser(config_.run_as_user);
+    if (!user.ok()) {
+      return user.status();
+    }
+    run_as = *user;
+    // Marking the sidecar's own sockets (SO_MARK) needs CAP_NET_ADMIN, which a dropped root
+    // no longer has: every transparent egress connection would fail later, one by one.
+    if (config_.egress_transparent_listen && geteuid() == 0 && run_as->uid != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--user ", run_as->name,
+          ": egress.transparent marks the sidecar's sockets with SO_MARK, which needs "
+          "CAP_NET_ADMIN; without root, run under systemd with "
+          "AmbientCapabilities=CAP_NET_ADMIN instead"));
+    }
+  } else if (geteuid() == 0) {
+    Log(Severity::kWarning, Component::kControl,
+        "running as root; start with --user NAME to give root up once the listeners are bound "
+        "and the keys are read",
+        {});
+  }
   for (const std::string& notice : config_.notices) {
     Log(Severity::kInfo, Component::kControl, "notice", {{"notice", notice}});
   }
@@ -107,6 +137,10 @@ absl::Status Server::Start() {
   LogClientCertificatePolicy();
   PublishCertificateExpiries();
   WarnAboutExpiringCertificates();
+  for (const std::string& warning :
+       certs::FilePermissionWarnings(config_.tls, config_.config_file)) {
+    Log(Severity::kWarning, Component::kTls, "file permissions", {{"warning", warning}});
+  }
   auto expiry_timer = UvHandle<uv_timer_t>::Create(
       "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
   if (!expiry_timer.ok()) {
@@ -222,6 +256,25 @@ absl::Status Server::Start() {
     metrics_endpoint_ = *std::move(endpoint);
   }
 
+  // Every listener is bound and every key read: root is no longer needed. Before the loops
+  // start, so no connection is ever served as root.
+  if (run_as) {
+    // The socket goes to the user, and so does the default runtime directory the sidecar
+    // made for it: the user then removes its socket at exit, and root's `ctl` trusts a
+    // socket in a directory only its server's user can write to.
+    std::vector<std::string> handed_over = {config_.control_socket};
+    if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
+      handed_over.push_back(config_.control_socket.substr(0, config_.control_socket.rfind('/')));
+    }
+    if (absl::Status status = DropPrivileges(*run_as, handed_over); !status.ok()) {
+      return status;
+    }
+    Log(Severity::kInfo, Component::kControl, "gave root up",
+        {{"user", run_as->name},
+         {"uid", static_cast<int64_t>(run_as->uid)},
+         {"gid", static_cast<int64_t>(run_as->gid)}});
+  }
+
   for (int signum : {SIGTERM, SIGINT, SIGHUP}) {
     auto handle = UvHandle<uv_signal_t>::Create(
         "uv_signal_init", [&](uv_signal_t* s) { return uv_signal_init(&loop_, s); });
@@ -300,6 +353,13 @@ absl::Status Server::Reload() {
     metrics_.CertificateReload(false);
     Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
         {{"error", std::string(status.message())}});
+    if (!config_.run_as_user.empty() &&
+        (absl::IsPermissionDenied(status) ||
+         absl::StrContains(status.message(), std::strerror(EACCES)))) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          status.message(), " (since start the sidecar runs as user ", config_.run_as_user,
+          " (--user), so the files must be readable by that user)"));
+    }
     return status;
   }
   shared_.tls.store(*snapshot);

@@ -9,6 +9,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "certs/pem_file.h"
 #include "proxy/client_registry.h"
 #include "proxy/config_file_edit.h"
 #include "proxy/connection.h"
@@ -201,6 +202,9 @@ StatusFacts Server::ControlPlane::Facts() {
   if (std::shared_ptr<const certs::TlsSnapshot> snapshot = server_.shared_.tls.load()) {
     facts.certificates = snapshot->certificates();
   }
+  // Looked at again for every status, so a chmod is seen without a restart.
+  facts.file_permission_warnings =
+      certs::FilePermissionWarnings(server_.config_.tls, server_.config_.config_file);
   return facts;
 }
 

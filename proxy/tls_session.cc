@@ -114,9 +114,12 @@ TlsCallResult ClassifyTlsCall(const SSL* ssl, int ret) {
   } else {
     result.error = absl::StrCat("TLS error ", err);
   }
-  if (SSL_get_verify_result(ssl) != X509_V_OK && SSL_in_init(ssl)) {
+  // BoringSSL reports X509_V_ERR_INVALID_CALL until a certificate has been verified: only a
+  // verification that ran and failed explains the handshake failure.
+  if (long verify = SSL_get_verify_result(ssl);
+      verify != X509_V_OK && verify != X509_V_ERR_INVALID_CALL && SSL_in_init(ssl)) {
     absl::StrAppend(&result.error, " (certificate verification: ",
-                    X509_verify_cert_error_string(SSL_get_verify_result(ssl)), ")");
+                    X509_verify_cert_error_string(verify), ")");
   }
   ERR_clear_error();
   return result;

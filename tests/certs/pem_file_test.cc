@@ -1,8 +1,11 @@
 #include "certs/pem_file.h"
 
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
+#include <chrono>
 #include <ctime>
+#include <string>
 
 #include "certs/certificate_info.h"
 #include "certs/test_pki.h"
@@ -65,6 +68,78 @@ TEST(PemFileTest, DirectoryIsRefused) {
   absl::StatusOr<CertificateKeyPair> pair = LoadCertificateKeyFile(dir.path(), "");
   ASSERT_FALSE(pair.ok());
   EXPECT_THAT(pair.status().message(), HasSubstr("is a directory"));
+}
+
+// Each of these once hung start-up (a FIFO without a writer) or read without end
+// (/dev/zero): every file is now a regular file of at most kMaxFileSize, or an error.
+TEST(ReadFileToStringTest, RefusesDevicesAtOnce) {
+  auto started = std::chrono::steady_clock::now();
+  for (const char* device : {"/dev/zero", "/dev/urandom", "/dev/null"}) {
+    absl::StatusOr<std::string> text = ReadFileToString(device);
+    ASSERT_FALSE(text.ok()) << device;
+    EXPECT_THAT(text.status().message(),
+                HasSubstr(std::string(device) + ": is not a regular file"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+}
+
+TEST(ReadFileToStringTest, RefusesAFifoWithoutWaitingForAWriter) {
+  TempDir dir;
+  std::string fifo = dir.File("fifo.pem");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto started = std::chrono::steady_clock::now();
+  absl::StatusOr<std::string> text = ReadFileToString(fifo);
+  ASSERT_FALSE(text.ok());
+  EXPECT_THAT(text.status().message(), HasSubstr(fifo + ": is not a regular file"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  absl::StatusOr<CertificateKeyPair> pair = LoadCertificateKeyFile(fifo, "");
+  EXPECT_FALSE(pair.ok());
+}
+
+TEST(ReadFileToStringTest, CapsTheSize) {
+  TempDir dir;
+  std::string at_cap = dir.Write("at-cap.pem", std::string(kMaxFileSize, 'a'));
+  absl::StatusOr<std::string> text = ReadFileToString(at_cap);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->size(), kMaxFileSize);
+  std::string over = dir.Write("over.pem", std::string(kMaxFileSize + 1, 'a'));
+  text = ReadFileToString(over);
+  ASSERT_FALSE(text.ok());
+  EXPECT_THAT(text.status().message(), HasSubstr(over + ": is larger than 1024 KiB"));
+}
+
+TEST(ReadFileToStringTest, RefusesAPathWithANulByte) {
+  TempDir dir;
+  std::string real = dir.Write("server.pem", "text");
+  absl::StatusOr<std::string> text = ReadFileToString(real + std::string("\0.bak", 5));
+  ASSERT_FALSE(text.ok()) << "the path was cut at the NUL and another file read";
+  EXPECT_THAT(text.status().message(), HasSubstr("holds a NUL byte"));
+}
+
+TEST(FilePermissionWarningsTest, NamesAKeyOthersCanReadAndAConfigOthersCanWrite) {
+  TempDir dir;
+  TlsSettings tls;
+  tls.certificate_key_file = dir.Write("server.pem", "key");
+  tls.cluster_file = dir.Write("cluster.pem", "key");
+  tls.ca_file = dir.Write("ca.pem", "ca");
+  std::string config = dir.Write("sidecar.toml", "");
+  ASSERT_EQ(chmod(tls.ca_file.c_str(), 0644), 0);  // a CA is public: never warned about
+  EXPECT_THAT(FilePermissionWarnings(tls, config), SizeIs(0));
+
+  ASSERT_EQ(chmod(tls.certificate_key_file.c_str(), 0644), 0);
+  ASSERT_EQ(chmod(tls.cluster_file.c_str(), 0640), 0);
+  ASSERT_EQ(chmod(config.c_str(), 0666), 0);
+  std::vector<std::string> warnings = FilePermissionWarnings(tls, config);
+  ASSERT_THAT(warnings, SizeIs(3));
+  EXPECT_THAT(warnings[0], HasSubstr("net.tls.certificateKeyFile " + tls.certificate_key_file +
+                                     " holds a private key and is readable by every user"));
+  EXPECT_THAT(warnings[0], HasSubstr("mode 0644"));
+  EXPECT_THAT(warnings[1], HasSubstr("net.tls.clusterFile " + tls.cluster_file));
+  EXPECT_THAT(warnings[1], HasSubstr("readable by its group (mode 0640)"));
+  EXPECT_THAT(warnings[2], HasSubstr("configuration file " + config + " is writable by every"));
+
+  ASSERT_EQ(chmod(config.c_str(), 0664), 0);  // group-writable is an operator's choice
+  EXPECT_THAT(FilePermissionWarnings(tls, config), SizeIs(2));
 }
 
 TEST(PemFileTest, NonPemFileIsReportedAsNotPem) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,56 @@ TEST(ErrorReplyTest, AnswersNonQueryOpCodesWithOpMsg) {
   request.request_id = 3;
   DecodedReply reply = Decode(BuildTlsRequiredReply(request), OpCode::kMsg);
   EXPECT_EQ(reply.response_to, 3);
+}
+
+std::vector<uint8_t> Header(int32_t length, int32_t request_id, int32_t response_to,
+                            int32_t op_code, std::vector<int32_t> more = {}) {
+  std::vector<uint8_t> bytes;
+  for (int32_t v : {length, request_id, response_to, op_code}) {
+    for (int i = 0; i < 4; ++i) {
+      bytes.push_back(static_cast<uint8_t>(static_cast<uint32_t>(v) >> (8 * i)));
+    }
+  }
+  for (int32_t v : more) {
+    for (int i = 0; i < 4; ++i) {
+      bytes.push_back(static_cast<uint8_t>(static_cast<uint32_t>(v) >> (8 * i)));
+    }
+  }
+  return bytes;
+}
+
+TEST(RequestToAnswerTest, NeedsOnlyAHeaderThatFramesAsARequest) {
+  // responseTo is not looked at: a client that sets it is still a client to answer.
+  std::optional<RequestInfo> msg = RequestToAnswer(Header(100, 41, 77, 2013));
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_EQ(msg->request_id, 41);
+  EXPECT_EQ(msg->op_code, OpCode::kMsg);
+  std::optional<RequestInfo> query = RequestToAnswer(Header(100, 42, 0, 2004));
+  ASSERT_TRUE(query.has_value());
+  EXPECT_EQ(query->op_code, OpCode::kQuery);
+  // Legacy writes have no reply of their own: OP_MSG, which every driver reads.
+  EXPECT_EQ(RequestToAnswer(Header(100, 43, 0, 2002))->op_code, OpCode::kMsg);
+  // Not a request: too short, out of bounds, a reply, an unknown opcode.
+  std::vector<uint8_t> short_header = Header(100, 1, 0, 2013);
+  short_header.pop_back();
+  EXPECT_FALSE(RequestToAnswer(short_header).has_value());
+  EXPECT_FALSE(RequestToAnswer(Header(15, 1, 0, 2013)).has_value());
+  EXPECT_FALSE(RequestToAnswer(Header(kMaxMessageSize + 1, 1, 0, 2013)).has_value());
+  EXPECT_FALSE(RequestToAnswer(Header(100, 1, 0, 1)).has_value());
+  EXPECT_FALSE(RequestToAnswer(Header(100, 1, 0, 2010)).has_value());
+}
+
+TEST(RequestToAnswerTest, OpCompressedIsAnsweredInItsOriginalOpcodesReplyFamily) {
+  std::optional<RequestInfo> query = RequestToAnswer(Header(100, 51, 0, 2012, {2004}));
+  ASSERT_TRUE(query.has_value());
+  EXPECT_EQ(query->request_id, 51);
+  EXPECT_EQ(query->op_code, OpCode::kQuery);
+  DecodedReply reply = Decode(BuildTlsRequiredReply(*query), OpCode::kReply);
+  EXPECT_EQ(reply.response_to, 51);
+  EXPECT_EQ(reply.code, 141);
+  EXPECT_EQ(RequestToAnswer(Header(100, 52, 0, 2012, {2013}))->op_code, OpCode::kMsg);
+  // Without the originalOpcode bytes, OP_MSG (what every current driver compresses).
+  EXPECT_EQ(RequestToAnswer(Header(100, 53, 0, 2012))->op_code, OpCode::kMsg);
 }
 
 TEST(ErrorReplyTest, HttpResponseIsMongodsCompleteHttp10Answer) {

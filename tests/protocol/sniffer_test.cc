@@ -154,8 +154,8 @@ TEST(SniffTest, ClassifiesEveryRequestOpCodeAsMongo) {
 
 TEST(SniffTest, RejectsReplyAndUnknownOpCodes) {
   EXPECT_EQ(Sniff(MongoHeader(200, 0, static_cast<int32_t>(OpCode::kReply))),
-            SniffVerdict::kUnsupportedTls)
-      << "200 = 0xC8: byte 0 has the high bit set, and nothing else matches";
+            SniffVerdict::kInvalid)
+      << "200 = 0xC8: byte 0 has the high bit set, but no SSLv2 CLIENT-HELLO follows";
   EXPECT_EQ(Sniff(MongoHeader(100, 0, 2010)), SniffVerdict::kInvalid);  // removed OP_COMMAND
   EXPECT_EQ(Sniff(MongoHeader(100, 0, 0)), SniffVerdict::kInvalid);
 }
@@ -172,7 +172,7 @@ TEST(SniffTest, ChecksMongoMessageLengthBounds) {
   EXPECT_EQ(Sniff(MongoHeader(16, 0, 2013)), SniffVerdict::kMongo);
   EXPECT_EQ(Sniff(MongoHeader(kMaxMessageSize, 0, 2013)), SniffVerdict::kMongo);
   EXPECT_EQ(Sniff(MongoHeader(kMaxMessageSize + 1, 0, 2013)), SniffVerdict::kInvalid);
-  EXPECT_EQ(Sniff(MongoHeader(-20, 0, 2013)), SniffVerdict::kUnsupportedTls);  // 0xEC...
+  EXPECT_EQ(Sniff(MongoHeader(-20, 0, 2013)), SniffVerdict::kInvalid);  // 0xEC, not SSLv2
 }
 
 TEST(SniffTest, MongoWinsWhenBothPatternsMatch) {
@@ -213,6 +213,33 @@ TEST(SniffTest, RejectsSslV2CompatibleHelloAsUnsupportedTls) {
   auto [verdict, decided_at] = FirstVerdictFedOneByteAtATime(sslv2);
   EXPECT_EQ(verdict, SniffVerdict::kUnsupportedTls);
   EXPECT_LE(decided_at, kSniffBytes);
+}
+
+TEST(SniffTest, RejectsAPureSslV2HelloAsUnsupportedTls) {
+  // SSLv2 CLIENT-HELLO: length 0x25 with the high bit, msg_type 1, version 0x0002.
+  std::vector<uint8_t> sslv2 = Bytes({0x80, 0x25, 0x01, 0x00, 0x02, 0x00, 0x0C, 0x00, 0x00, 0x00,
+                                      0x10, 0x07, 0x00, 0xC0, 0x05, 0x00});
+  auto [verdict, decided_at] = FirstVerdictFedOneByteAtATime(sslv2);
+  EXPECT_EQ(verdict, SniffVerdict::kUnsupportedTls);
+  // Bytes 0-3 are also a plausible MongoDB length: decided once responseTo rules that out.
+  EXPECT_LE(decided_at, kSniffBytes);
+}
+
+TEST(SniffTest, HighBitBytesThatAreNotAnSslV2HelloAreInvalidFirstBytes) {
+  // The high bit alone says nothing: random binary, a 2-byte length followed by another
+  // message type, or an SSLv2 SERVER-HELLO (type 4) are not clients offering old TLS.
+  for (std::vector<uint8_t> bytes : {Bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}),
+                                     Bytes({0x80, 0x2E, 0x04, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00,
+                                            0x00, 0x10, 0x07, 0x00, 0xC0, 0x05, 0x00}),
+                                     Bytes({0x80, 0x2E, 0x01, 0x07, 0x01, 0x00, 0x15, 0x00, 0x00,
+                                            0x00, 0x10, 0x07, 0x00, 0xC0, 0x05, 0x00}),
+                                     Bytes({0xC8, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05,
+                                            0x00, 0x00, 0x00, 0xDD, 0x07, 0x00, 0x00})}) {
+    auto [verdict, decided_at] = FirstVerdictFedOneByteAtATime(bytes);
+    EXPECT_EQ(verdict, SniffVerdict::kInvalid) << SniffVerdictName(Sniff(bytes));
+    EXPECT_EQ(Sniff(bytes), SniffVerdict::kInvalid);
+  }
 }
 
 TEST(SniffTest, DecidesGarbageEarlyWhenNothingCanMatch) {

@@ -314,6 +314,20 @@ struct FileErrorCase {
   std::string message;  // after "s.toml: "; a prefix when it ends with "..."
 };
 
+TEST(LoadConfigFromStringTest, ANulByteInAPathIsAnErrorNotACutPath) {
+  // TOML's \u0000 would otherwise reach open() and name another file than the one written.
+  for (std::string_view toml : {"[net.tls]\ncertificateKeyFile = \"/etc/server.pem\\u0000.bak\"\n",
+                                "[net.tls]\nCAFile = \"/etc/ca.pem\\u0000\"\n",
+                                "[control]\nsocket = \"/run/x.sock\\u0000y\"\n",
+                                "[net]\nbindIp = [\"127.0.0.1\\u0000\"]\n"}) {
+    absl::StatusOr<Config> config = LoadConfigFromString(toml, "s.toml");
+    ASSERT_FALSE(config.ok()) << toml;
+    EXPECT_NE(config.status().message().find("holds a NUL byte"), std::string_view::npos)
+        << config.status().message();
+    EXPECT_EQ(config.status().message().rfind("s.toml: ", 0), 0u) << config.status().message();
+  }
+}
+
 TEST(LoadConfigFromStringTest, FileErrorsNameFileAndKey) {
   const std::vector<FileErrorCase> cases = {
       {"[net]\nprot = 1\n", "net.prot: unknown key; did you mean net.port?"},

@@ -160,6 +160,27 @@ TEST_P(TlsSessionTest, GarbageIsAnErrorWithAReason) {
   server_->Feed(chunk);
   EXPECT_EQ(server_->Handshake(), TlsSession::Status::kError);
   EXPECT_FALSE(server_->error().empty());
+  // No certificate was checked: the reason must not blame verification.
+  EXPECT_EQ(server_->error().find("certificate verification"), std::string::npos)
+      << server_->error();
+}
+
+TEST_P(TlsSessionTest, AFailedVerificationIsNamedInTheReason) {
+  auto client = TlsSession::Create(snapshot_->client_context(), TlsSession::Role::kClient, &pool_,
+                                   &client_out_);
+  ASSERT_TRUE(client.ok());
+  client_ = *std::move(client);
+  ASSERT_TRUE(snapshot_->PrepareEgressSession(client_->ssl(), "not-this-host.example").ok());
+  TlsSession::Status c = TlsSession::Status::kOk;
+  for (int round = 0; round < 100 && c != TlsSession::Status::kError; ++round) {
+    c = client_->Handshake();
+    Transfer(client_out_, *server_);
+    server_->Handshake();
+    Transfer(server_out_, *client_);
+  }
+  ASSERT_EQ(c, TlsSession::Status::kError);
+  EXPECT_NE(client_->error().find("(certificate verification: "), std::string::npos)
+      << client_->error();
 }
 
 // Preflight names a peer's refusal from error_code(): a disabled-mode sidecar's
@@ -197,6 +218,23 @@ INSTANTIATE_TEST_SUITE_P(Versions, TlsSessionTest, testing::Values(TLS1_2_VERSIO
                            return info.param == TLS1_3_VERSION ? std::string("TLS13")
                                                                : std::string("TLS12");
                          });
+
+// Cipher suite order is a TLS 1.2 matter: TLS 1.3 suites are chosen by BoringSSL.
+class TlsSessionTls12Test : public TlsSessionTest {};
+
+TEST_P(TlsSessionTls12Test, TheServerChoosesTheSuiteInItsOwnOrder) {
+  // The client prefers ChaCha20; the server's list puts AES-128-GCM first.
+  ASSERT_TRUE(
+      SSL_set_strict_cipher_list(client_->ssl(),
+                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"));
+  Handshake();
+  EXPECT_NE(std::string(server_->cipher()).find("AES128-GCM"), std::string::npos)
+      << server_->cipher();
+}
+
+INSTANTIATE_TEST_SUITE_P(Tls12, TlsSessionTls12Test, testing::Values(TLS1_2_VERSION),
+                         [](const auto&) { return std::string("TLS12"); });
 
 }  // namespace
 }  // namespace sidecar::proxy
