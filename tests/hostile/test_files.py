@@ -180,6 +180,38 @@ def test_user_gives_root_up_after_binding_and_reload_reads_as_that_user(procs, p
 
 
 @needs_root
+def test_user_gets_the_default_runtime_directory_so_root_ctl_and_cleanup_work(procs):
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    parent = pathlib.Path(tempfile.mkdtemp(prefix="tls-sidecar-user-"))
+    os.chmod(parent, 0o755)  # a /run of its own, that nobody may traverse
+    runtime = parent / "tls-sidecar"
+    try:
+        standin = procs.standin()
+        sidecar = procs.sidecar("--user", "nobody", upstream=standin.address,
+                                control_socket="default",
+                                env=dict(os.environ, RUNTIME_DIRECTORY=str(runtime)))
+        sidecar.wait_for_log("gave root up")
+        socket_path = runtime / f"{sidecar.port}.sock"
+        assert runtime.stat().st_uid == nobody.pw_uid
+        assert socket_path.stat().st_uid == nobody.pw_uid
+        # Root's ctl trusts the socket: only its server's user can write to the directory.
+        result = subprocess.run([str(harness.sidecar_binary()), "ctl", "--socket",
+                                 str(socket_path), "--json", "status"],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["ok"] is True
+        # The user removes its own socket at exit.
+        assert sidecar.stop() == 0, sidecar.describe()
+        assert not socket_path.exists()
+    finally:
+        shutil.rmtree(parent)
+
+
+@needs_root
 def test_user_with_transparent_egress_is_refused_at_start(procs, tmp_path):
     # SO_MARK needs CAP_NET_ADMIN: without root every transparent connection would fail.
     config = tmp_path / "transparent.toml"
