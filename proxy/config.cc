@@ -1129,6 +1129,15 @@ std::string HelpLine(std::string_view flags, std::string_view text) {
 
 }  // namespace
 
+absl::Status Config::NameOrigin(const absl::Status& status) const {
+  std::string message(status.message());
+  size_t colon = message.find(": ");
+  if (!message.starts_with("net.tls.") || colon == std::string::npos) {
+    return status;
+  }
+  return absl::Status(status.code(), Origin(message.substr(0, colon)) + message.substr(colon));
+}
+
 absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   absl::StatusOr<std::vector<FlagUse>> uses = SplitFlags(argc, argv);
   if (!uses.ok()) {

@@ -82,6 +82,10 @@ struct Config {
     auto it = origins.find(key);
     return it == origins.end() ? std::string(key) : it->second;
   }
+  // NameOrigin replaces the configuration key in front of an error from certs/
+  // ("net.tls.CAFile: ...") with where that key was set: the file and key, or the flag
+  // ("--tlsCAFile: pki: is a directory, not a file"). Other errors are returned as they are.
+  absl::Status NameOrigin(const absl::Status& status) const;
 };
 
 // LoadConfig reads the flags in argv (argv[0] is skipped), the TOML file named by --config

@@ -117,7 +117,7 @@ int CheckConfig(const std::vector<const char*>& args) {
   auto snapshot = sidecar::certs::TlsSnapshot::Create(config->tls);
   if (!snapshot.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: %s\n",
-                 std::string(snapshot.status().message()).c_str());
+                 std::string(config->NameOrigin(snapshot.status()).message()).c_str());
     return 2;
   }
   std::printf("tls-sidecar: configuration OK: %s (mode %s, %zu certificate(s) loaded)\n",

@@ -39,19 +39,6 @@ constexpr int kExpiryWarningDays = 21;
 // reply; a peer that stalls mid-message will not finish it at all, so a longer wait buys
 // nothing and only delays the exit past what orchestrators wait before their SIGKILL.
 constexpr uint64_t kDrainBoundaryGraceMs = 2000;
-// NameOrigin replaces the configuration key in front of a certificate error
-// ("net.tls.CAFile: ...", as certs/ words it) with where that key was set: the file and key,
-// or the flag ("--tlsCAFile: pki: is a directory, not a file").
-absl::Status NameOrigin(const Config& config, const absl::Status& status) {
-  std::string message(status.message());
-  size_t colon = message.find(": ");
-  if (!message.starts_with("net.tls.") || colon == std::string::npos) {
-    return status;
-  }
-  return absl::Status(status.code(),
-                      config.Origin(message.substr(0, colon)) + message.substr(colon));
-}
-
 }  // namespace
 
 std::string TlsLibraryName() {
@@ -123,7 +110,7 @@ absl::Status Server::Start() {
   // Certificates first: a bad file is a start-up error, before any port is taken.
   auto snapshot = certs::TlsSnapshot::Create(config_.tls);
   if (!snapshot.ok()) {
-    return NameOrigin(config_, snapshot.status());
+    return config_.NameOrigin(snapshot.status());
   }
   shared_.tls.store(*snapshot);
   for (const auto& cert : (*snapshot)->certificates()) {
@@ -349,7 +336,7 @@ absl::Status Server::Run() {
 absl::Status Server::Reload() {
   auto snapshot = certs::TlsSnapshot::Create(config_.tls);
   if (!snapshot.ok()) {
-    absl::Status status = NameOrigin(config_, snapshot.status());
+    absl::Status status = config_.NameOrigin(snapshot.status());
     metrics_.CertificateReload(false);
     Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
         {{"error", std::string(status.message())}});

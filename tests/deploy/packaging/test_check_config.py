@@ -56,8 +56,10 @@ def test_a_key_file_without_a_key_is_one_error_line_and_exit_2(tmp_path, pki):
     result = check("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["ca"])
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == f"tls-sidecar: error: {pki['ca']}: holds no private key (expected " \
-                            "the certificate and its key in one PEM file)\n"
+    # Worded as a start words it: the flag that named the file, then the file.
+    assert result.stderr == (f"tls-sidecar: error: --tlsCertificateKeyFile: {pki['ca']}: holds "
+                             "no private key (expected the certificate and its key in one PEM "
+                             "file)\n")
 
 
 def test_an_unknown_key_names_the_file_and_the_key(tmp_path):
