@@ -6,38 +6,54 @@
 // the client table and Connection::state() through Worker::ForEachConnection, so they
 // should survive the restructuring of issue 11 with few edits.
 //
-// Which transitions of the diagram at the top of proxy/connection.h each test reaches
-// (ingress; egress, kConnecting, is not driven here yet):
+// Which transitions of the diagram at the top of proxy/connection.h each test reaches. All 17
+// arrows of the diagram are reached (counting `any -> kClosing` once; several in more than
+// one way), plus the kRejecting -> kClosing step the diagram leaves implicit:
 //
-//   transition                                          reached by
-//   kSniffing    -> kProxying   (MongoDB, mode allows)  PlaintextIsAdmittedAndForwardedBothWays,
-//                                                       PlaintextFirstMessageSplitAtEveryByte,
-//                                                       the half-close, backpressure and
-//                                                       drain tests
-//   kSniffing    -> kHandshaking (TLS, mode allows)     TlsHandshakeThenBytesBothWays,
-//                                                       HandshakeTimeoutClosesTheConnection
-//   kHandshaking -> kProxying   (handshake done)        TlsHandshakeThenBytesBothWays,
-//                                                       TlsCloseNotifyBecomesFinUpstream...
-//   kSniffing    -> kRejecting  (plaintext, requireTLS) RequireTlsAnswersOpMsgHello...,
-//                                                       RequireTlsAnswersOpQueryHello...
-//   kSniffing    -> kRejecting  (TLS in disabled, HTTP) TlsInDisabledIsAnsweredWithAnAlert,
-//                                                       HttpOnTheNativePortIsAnswered
-//   kSniffing    -> kClosing    (EOF)                   ClientLeavingBeforeSniffIsSniffEof
-//   kSniffing    -> kClosing    (timeout)               SniffTimeoutClosesASilentClient
-//   kSniffing    -> kClosing    (garbage)               GarbageFirstBytesAreClosed
-//   kHandshaking -> kClosing    (timeout)               HandshakeTimeoutClosesTheConnection
-//   kHandshaking -> kClosing    (failure)               TlsHandshakeFailureClosesTheConnection
-//   kProxying    -> kRejecting  (upstream refused)      UpstreamRefusedIsAnsweredToPlaintext
-//   kHandshaking -> (rejecting) (upstream refused)      UpstreamRefusedIsAnsweredOverTls
-//                   the state stays kHandshaking with the refusal pending until the
-//                   handshake ends, then kRejecting (the disagreement issue 11 names)
-//   kRejecting   -> kClosing    (answer written)        the requireTLS and upstream tests
-//   kProxying    -> kHalfClosed (one side sent FIN)     ClientHalfClose..., UpstreamHalfClose...,
-//                                                       TlsCloseNotifyBecomesFinUpstream...
-//   kHalfClosed  -> kClosing    (the other side too)    the same three
-//   kProxying    -> kClosing    (drain, idle)           DrainClosesAnIdleConnectionAtOnce
-//   kProxying    -> kClosing    (drain, after reply)    DrainClosesAnInFlightConnectionAfter...
-//   kProxying    -> kClosing    (socket error / reset)  UpstreamResetClosesTheClient
+//   transition (connection.h)                   reached by
+//   ingress
+//   kSniffing    -> kHandshaking  TLS, allowed   TlsHandshakeThenBytesBothWays, and every TLS test
+//   kSniffing    -> kProxying     MongoDB        PlaintextIsAdmittedAndForwardedBothWays,
+//                                                PlaintextFirstMessageSplitAtEveryByte, the
+//                                                half-close, backpressure and drain tests
+//   kSniffing    -> kRejecting    plaintext in   RequireTlsAnswersOpMsgHelloWithTlsRequiredError,
+//                                 requireTLS     RequireTlsAnswersOpQueryHelloWithOpReplyError
+//   kSniffing    -> kRejecting    TLS in         TlsInDisabledIsAnsweredWithAnAlert,
+//                                 disabled, HTTP HttpOnTheNativePortIsAnswered
+//   kSniffing    -> kClosing      EOF            ClientLeavingBeforeSniffIsSniffEof
+//                                 timeout        SniffTimeoutClosesASilentClient
+//                                 garbage        GarbageFirstBytesAreClosed
+//   kHandshaking -> kClosing      failure        TlsHandshakeFailureClosesTheConnection
+//                                 timeout        HandshakeTimeoutClosesTheConnection
+//   kHandshaking -> kProxying     done           TlsHandshakeThenBytesBothWays,
+//                                                TlsCloseNotifyBecomesFinUpstreamAndReplies...
+//   kHandshaking -> kRejecting    upstream       UpstreamRefusedIsAnsweredOverTls (today the
+//                                 refused        state stays kHandshaking with the refusal
+//                                                pending until the handshake ends, then
+//                                                kRejecting: the disagreement issue 11 names)
+//   kProxying    -> kRejecting    upstream       UpstreamRefusedIsAnsweredToPlaintext
+//                                 refused
+//   kProxying    -> kHalfClosed   one side FIN   ClientHalfCloseIsPassedUpstreamAndReplies...,
+//                                 (close_notify) UpstreamHalfCloseIsPassedToClientAndRequests...,
+//                                                TlsCloseNotifyBecomesFinUpstreamAndReplies...
+//   kHalfClosed  -> kClosing      the other too  the same three, and Egress...ForwardsBothWays
+//   any          -> kClosing      socket error   UpstreamResetClosesTheClient
+//                                 drain          DrainClosesAnIdleConnectionAtOnce,
+//                                                DrainClosesAnInFlightConnectionAfterTheReply
+//                                 shutdown       every test's TearDown (Worker::CloseAll)
+//   (kRejecting  -> kClosing      answer sent)   the requireTLS, upstream-refused, alert and
+//                                                HTTP tests
+//   egress
+//   kConnecting  -> kProxying     plaintext mode EgressInPlaintextModeConnectsAndForwardsBothWays
+//   kConnecting  -> kHandshaking  TLS mode       EgressInPreferTlsHandshakesWithThePeer...,
+//                                                EgressTlsHandshakeFailureHasNoPlaintextFallback
+//   kHandshaking -> kProxying     done           EgressInPreferTlsHandshakesWithThePeerThenForwards
+//   kConnecting  -> kClosing      peer refused   EgressPeerRefusedClosesTheLocalConnection
+//   kHandshaking -> kClosing      peer's TLS     EgressTlsHandshakeFailureHasNoPlaintextFallback
+//                                 refused
+//
+// Every test ends (TearDown) by closing every connection and checking what uv_loop_close
+// checks: no handle left and no request in flight.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -73,6 +89,7 @@
 #include "proxy/metrics.h"
 #include "proxy/shared_state.h"
 #include "proxy/worker.h"
+#include "tests/support/standin.h"
 #include "tests/support/test_pki.h"
 
 namespace sidecar::proxy {
@@ -183,8 +200,7 @@ struct Peer {
 // TlsClient speaks TLS over a Peer's socket with BoringSSL (SSL_set_fd), as a driver does;
 // with `server`, it is the accepting end (a peer sidecar that egress dials).
 struct TlsClient {
-  TlsClient(Peer& peer, SSL_CTX* context, bool server = false)
-      : peer(peer), ssl(SSL_new(context)) {
+  TlsClient(Peer& peer, SSL_CTX* context, bool server = false) : peer(peer), ssl(SSL_new(context)) {
     SSL_set_fd(ssl.get(), peer.fd);
     if (server) {
       SSL_set_accept_state(ssl.get());
@@ -358,6 +374,32 @@ std::string ClientHelloBytes(SSL_CTX* context) {
   return std::string(reinterpret_cast<const char*>(data), size);
 }
 
+// AnswerWithStandin plays mongod on `upstream`: every whole OP_MSG in `upstream->received`
+// is run by the stand-in's command set and answered. Returns how many it answered.
+int AnswerWithStandin(support::Standin& standin, Peer& upstream) {
+  int answered = 0;
+  for (;;) {
+    auto bytes = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(upstream.received.data()),
+                                     upstream.received.size());
+    protocol::Frame frame = protocol::FrameMessage(bytes);
+    if (frame.status != protocol::ParseStatus::kDone) {
+      return answered;
+    }
+    auto message = protocol::ParseOpMsg(bytes.first(frame.size));
+    if (!message.ok()) {
+      ADD_FAILURE() << "not an OP_MSG: " << message.status();
+      return answered;
+    }
+    support::CommandRequest request;
+    request.body = *protocol::BsonView::Parse(message->body);
+    request.connection_id = 1;
+    support::Document reply = standin.Run(request);
+    upstream.pending += AsString(protocol::BuildOpMsg(0, frame.header.request_id, reply));
+    upstream.received.erase(0, frame.size);
+    ++answered;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // The fixture: one Worker on a loop run by the test thread, one upstream listener.
 
@@ -394,9 +436,9 @@ class DataPathTest : public ::testing::Test {
     auto pki = test_support::TestPki::Create();
     ASSERT_TRUE(pki.ok()) << pki.status();
     pki_ = pki->release();
-    client_context_ = test_support::NewClientContext(pki_->ca.cert_pem, "", TLS1_2_VERSION,
-                                                     TLS1_3_VERSION)
-                          .release();
+    client_context_ =
+        test_support::NewClientContext(pki_->ca.cert_pem, "", TLS1_2_VERSION, TLS1_3_VERSION)
+            .release();
   }
   static void TearDownTestSuite() {
     SSL_CTX_free(client_context_);
@@ -462,7 +504,8 @@ class DataPathTest : public ::testing::Test {
     // The same test uv_loop_close makes before it agrees to close (EBUSY otherwise): no
     // request in flight and no handle left, closing or not.
     int handles = 0;
-    uv_walk(loop, [](uv_handle_t*, void* count) { ++*static_cast<int*>(count); }, &handles);
+    uv_walk(
+        loop, [](uv_handle_t*, void* count) { ++*static_cast<int*>(count); }, &handles);
     EXPECT_EQ(handles, 0);
     EXPECT_EQ(loop->active_reqs.count, 0u);
     EXPECT_EQ(shared_->connections.load(), 0);
@@ -522,7 +565,9 @@ class DataPathTest : public ::testing::Test {
   }
 
   // RunFor runs the loop for `span`, for tests that show something does not happen.
-  void RunFor(milliseconds span) { RunUntil([] { return false; }, span); }
+  void RunFor(milliseconds span) {
+    RunUntil([] { return false; }, span);
+  }
 
   // Connect opens a client connection to the sidecar's port (or, with `egress`, the local
   // mongod's connection to the egress listener) and waits until the worker has it.
@@ -626,8 +671,8 @@ class DataPathTest : public ::testing::Test {
 
   // ReplyFrom waits for one whole MongoDB message at the start of `bytes`.
   bool WholeMessage(const std::string& bytes) {
-    auto frame = protocol::FrameMessage(absl::MakeConstSpan(
-        reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    auto frame = protocol::FrameMessage(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     return frame.status == protocol::ParseStatus::kDone && frame.size == bytes.size();
   }
 
@@ -700,14 +745,14 @@ TEST_F(DataPathTest, PlaintextIsAdmittedAndForwardedBothWays) {
   EXPECT_EQ(Active("plaintext"), 1);
   EXPECT_EQ(Accepted("tls"), 0);
   worker_->PublishBytes();
-  EXPECT_EQ(Metric("tls_sidecar_bytes_total", {{"direction", "ingress"},
-                                               {"transport", "plaintext"},
-                                               {"flow", "client_to_server"}}),
-            hello.size() + request.size());
-  EXPECT_EQ(Metric("tls_sidecar_bytes_total", {{"direction", "ingress"},
-                                               {"transport", "plaintext"},
-                                               {"flow", "server_to_client"}}),
-            reply.size() + big_reply.size());
+  EXPECT_EQ(
+      Metric("tls_sidecar_bytes_total",
+             {{"direction", "ingress"}, {"transport", "plaintext"}, {"flow", "client_to_server"}}),
+      hello.size() + request.size());
+  EXPECT_EQ(
+      Metric("tls_sidecar_bytes_total",
+             {{"direction", "ingress"}, {"transport", "plaintext"}, {"flow", "server_to_client"}}),
+      reply.size() + big_reply.size());
   // The hello named the client: it is listed as a plaintext client.
   auto rows = shared_->clients.Snapshot();
   ASSERT_EQ(rows.size(), 1u);
@@ -785,8 +830,8 @@ TEST_F(DataPathTest, TlsHandshakeFailureClosesTheConnection) {
   // A client that trusts another CA refuses the sidecar's certificate with an alert.
   auto other_pki = test_support::TestPki::Create();
   ASSERT_TRUE(other_pki.ok());
-  bssl::UniquePtr<SSL_CTX> distrusting = test_support::NewClientContext(
-      (*other_pki)->ca.cert_pem, "", TLS1_2_VERSION, TLS1_3_VERSION);
+  bssl::UniquePtr<SSL_CTX> distrusting =
+      test_support::NewClientContext((*other_pki)->ca.cert_pem, "", TLS1_2_VERSION, TLS1_3_VERSION);
   tls_storage_.push_back(std::make_unique<TlsClient>(client_socket, distrusting.get()));
   TlsClient& client = *tls_storage_.back();
   tls_clients_.push_back(&client);
@@ -801,9 +846,8 @@ TEST_F(DataPathTest, HandshakeTimeoutClosesTheConnection) {
   Peer& client_socket = Connect();
   // The ClientHello arrives, then the client goes silent.
   client_socket.pending = ClientHelloBytes(client_context_);
-  ASSERT_TRUE(RunUntil([&] {
-    return States() == std::vector<Connection::State>{Connection::State::kHandshaking};
-  }));
+  ASSERT_TRUE(RunUntil(
+      [&] { return States() == std::vector<Connection::State>{Connection::State::kHandshaking}; }));
   ASSERT_TRUE(RunUntil([&] { return client_socket.eof || client_socket.error != 0; }));
   EXPECT_TRUE(AllClosed());
   EXPECT_EQ(Rejected(CloseReason::kHandshakeTimeout), 1);
@@ -916,6 +960,55 @@ TEST_F(DataPathTest, UpstreamResetClosesTheClient) {
   ASSERT_TRUE(RunUntil([&] { return AllClosed(); }));
   EXPECT_EQ(Active("plaintext"), 0);
   EXPECT_EQ(RejectedTotal(), 0);  // the peers ended it, the sidecar refused nothing
+}
+
+TEST_F(DataPathTest, TlsClientTalksToTheStandInThroughTheSidecar) {
+  Start({.mode = Mode::kRequireTls});
+  support::Standin standin(support::StandinOptions{});
+  Peer& client_socket = Connect();
+  TlsClient& client = NewTlsClient(client_socket);
+  client.pending = OpMsgHello(31);
+  protocol::BsonWriter insert;
+  insert.AppendString("insert", "things").AppendString("$db", "test").StartArray("documents");
+  insert.StartDocument("0").AppendInt32("_id", 1).AppendString("name", "document-through-the-sidecar").EndDocument();
+  std::vector<uint8_t> insert_body = insert.Finish();
+  client.pending += AsString(protocol::BuildOpMsg(32, 0, insert_body));
+  protocol::BsonWriter find;
+  find.AppendString("find", "things").AppendString("$db", "test");
+  std::vector<uint8_t> find_body = find.Finish();
+  client.pending += AsString(protocol::BuildOpMsg(33, 0, find_body));
+  Peer* upstream = AcceptUpstream();
+  ASSERT_NE(upstream, nullptr);
+  int answered = 0;
+  ASSERT_TRUE(RunUntil([&] {
+    answered += AnswerWithStandin(standin, *upstream);
+    return answered == 3 || client.failed;
+  }));
+  // Three replies, in order, each whole and successful; the find sees the insert.
+  std::vector<int32_t> response_to;
+  std::string last_body;
+  ASSERT_TRUE(RunUntil([&] {
+    std::string rest = client.received;
+    response_to.clear();
+    while (rest.size() >= protocol::kHeaderSize) {
+      auto frame = protocol::FrameMessage(
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(rest.data()), rest.size()));
+      if (frame.status != protocol::ParseStatus::kDone) {
+        break;
+      }
+      response_to.push_back(frame.header.response_to);
+      last_body = rest.substr(0, frame.size);
+      rest.erase(0, frame.size);
+    }
+    return response_to.size() == 3;
+  }));
+  EXPECT_EQ(response_to, (std::vector<int32_t>{31, 32, 33}));
+  EXPECT_NE(last_body.find("document-through-the-sidecar"), std::string::npos);
+  EXPECT_EQ(Accepted("tls"), 1);
+  auto rows = shared_->clients.Snapshot();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].transport, Transport::kTls);
+  EXPECT_EQ(rows[0].application, "datapath");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1036,7 +1129,8 @@ TEST_F(DataPathTest, UpstreamRefusedIsAnsweredOverTls) {
   ASSERT_TRUE(RunUntil([&] { return client.handshake_done() || client.failed; }));
   ASSERT_TRUE(client.handshake_done());
   client.pending = OpMsgHello(14);
-  ASSERT_TRUE(RunUntil([&] { return client.eof || client.close_notify_received || client.failed; }));
+  ASSERT_TRUE(
+      RunUntil([&] { return client.eof || client.close_notify_received || client.failed; }));
   int32_t response_to = 0;
   std::string errmsg;
   EXPECT_EQ(ErrorOf(client.received, &response_to, &errmsg), protocol::kHostUnreachableCode);
