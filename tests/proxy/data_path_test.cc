@@ -40,6 +40,8 @@
 //   any          -> kClosing      socket error   UpstreamResetClosesTheClient
 //                                 drain          DrainClosesAnIdleConnectionAtOnce,
 //                                                DrainClosesAnInFlightConnectionAfterTheReply
+//                                 drain deadline DrainDeadlineClosesBetweenMessagesCounted...,
+//                                                DrainDeadlineWaitsForTheEndOfAMessage...
 //                                 shutdown       every test's TearDown (Worker::CloseAll)
 //   (kRejecting  -> kClosing      answer sent)   the requireTLS, upstream-refused, alert and
 //                                                HTTP tests
@@ -970,7 +972,10 @@ TEST_F(DataPathTest, TlsClientTalksToTheStandInThroughTheSidecar) {
   client.pending = OpMsgHello(31);
   protocol::BsonWriter insert;
   insert.AppendString("insert", "things").AppendString("$db", "test").StartArray("documents");
-  insert.StartDocument("0").AppendInt32("_id", 1).AppendString("name", "document-through-the-sidecar").EndDocument();
+  insert.StartDocument("0")
+      .AppendInt32("_id", 1)
+      .AppendString("name", "document-through-the-sidecar")
+      .EndDocument();
   std::vector<uint8_t> insert_body = insert.Finish();
   client.pending += AsString(protocol::BuildOpMsg(32, 0, insert_body));
   protocol::BsonWriter find;
@@ -1235,6 +1240,50 @@ TEST_F(DataPathTest, DrainClosesAnInFlightConnectionAfterTheReply) {
   EXPECT_EQ(client->received, reply);
   ASSERT_TRUE(RunUntil([&] { return AllClosed(); }));
   EXPECT_EQ(RejectedTotal(), 0);
+}
+
+TEST_F(DataPathTest, DrainDeadlineClosesBetweenMessagesCountedAsShutdown) {
+  Start({.mode = Mode::kAllowTls});
+  auto [client_end, upstream_end] = ProxiedPair();
+  Peer* client = client_end;
+  Peer* upstream = upstream_end;
+  ASSERT_NE(upstream, nullptr);
+  std::string request = OpMsgCommand(6, 500);
+  client->pending = request;
+  ASSERT_TRUE(RunUntil([&] { return upstream->received.size() >= request.size(); }));
+  worker_->DrainConnections();
+  RunFor(milliseconds(50));
+  ASSERT_EQ(Connections(), 1u);  // waiting for the reply
+  // drainSeconds is over and the reply has not started: the request gets no more time.
+  worker_->OnDrainDeadline();
+  ASSERT_TRUE(RunUntil([&] { return client->eof && upstream->eof; }));
+  EXPECT_TRUE(client->received.empty());
+  ASSERT_TRUE(RunUntil([&] { return AllClosed(); }));
+  EXPECT_EQ(Rejected(CloseReason::kShutdown), 1);
+}
+
+TEST_F(DataPathTest, DrainDeadlineWaitsForTheEndOfAMessageInProgress) {
+  Start({.mode = Mode::kAllowTls});
+  auto [client_end, upstream_end] = ProxiedPair();
+  Peer* client = client_end;
+  Peer* upstream = upstream_end;
+  ASSERT_NE(upstream, nullptr);
+  std::string request = OpMsgCommand(7, 500);
+  client->pending = request;
+  ASSERT_TRUE(RunUntil([&] { return upstream->received.size() >= request.size(); }));
+  worker_->DrainConnections();
+  std::string reply = OpMsgCommand(0, 100 * 1024);
+  upstream->pending = reply.substr(0, 1000);
+  ASSERT_TRUE(RunUntil([&] { return client->received.size() >= 1000; }));
+  // Past the deadline in the middle of the reply: it is finished, never cut.
+  worker_->OnDrainDeadline();
+  RunFor(milliseconds(100));
+  EXPECT_FALSE(client->eof);
+  upstream->pending = reply.substr(1000);
+  ASSERT_TRUE(RunUntil([&] { return client->eof; }));
+  EXPECT_EQ(client->received, reply);
+  ASSERT_TRUE(RunUntil([&] { return AllClosed(); }));
+  EXPECT_EQ(Rejected(CloseReason::kShutdown), 1);
 }
 
 // ---------------------------------------------------------------------------------------
