@@ -413,15 +413,17 @@ bssl::UniquePtr<SSL_CTX> ServerContext(const certs::GeneratedCertificate& certif
   return context;
 }
 
-// FreePort returns a port nothing listens on just now (for the egress listener, whose bound
-// port Worker does not report).
-uint16_t FreePort() {
+// ReservePort binds a socket to a free loopback port and returns it, without listening: the
+// port stays out of the kernel's hands for the test (the worker, which binds with
+// SO_REUSEPORT, shares it; connections go to the listening socket only).
+int ReservePort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   sockaddr_in any_port = Loopback(0);
   bind(fd, reinterpret_cast<sockaddr*>(&any_port), sizeof(any_port));
-  uint16_t port = BoundPort(fd);
-  close(fd);
-  return port;
+  return fd;
 }
 
 struct Options {
@@ -429,7 +431,7 @@ struct Options {
   bool egress = false;  // an [[egress.peers]] route to the upstream listener (at 127.0.0.1)
   int64_t sniff_timeout_ms = 10000;
   int64_t handshake_timeout_ms = 10000;
-  bool upstream_refuses = false;  // the upstream port has no listener
+  bool upstream_refuses = false;  // nothing listens on the upstream port
 };
 
 class DataPathTest : public ::testing::Test {
@@ -463,17 +465,16 @@ class DataPathTest : public ::testing::Test {
     ASSERT_EQ(bind(upstream_listener_, reinterpret_cast<sockaddr*>(&any_port), sizeof(any_port)),
               0);
     sockaddr_in upstream = Loopback(BoundPort(upstream_listener_));
-    if (options.upstream_refuses) {
-      // The port was just free and nothing listens on it: connect gets ECONNREFUSED.
-      close(upstream_listener_);
-      upstream_listener_ = -1;
-    } else {
+    // With upstream_refuses the socket stays bound (so no one else takes the port) but does
+    // not listen: connecting to it gets ECONNREFUSED.
+    if (!options.upstream_refuses) {
       ASSERT_EQ(listen(upstream_listener_, 64), 0);
     }
     std::memcpy(&shared_->upstream_address, &upstream, sizeof(upstream));
     if (options.egress) {
       EgressRoute route;
-      egress_port_ = FreePort();
+      egress_reservation_ = ReservePort();
+      egress_port_ = BoundPort(egress_reservation_);
       route.listen = {"127.0.0.1", egress_port_};
       route.target = {"127.0.0.1", ntohs(upstream.sin_port)};
       sockaddr_storage target{};
@@ -512,8 +513,9 @@ class DataPathTest : public ::testing::Test {
     EXPECT_EQ(loop->active_reqs.count, 0u);
     EXPECT_EQ(shared_->connections.load(), 0);
     worker_.reset();
-    if (upstream_listener_ >= 0) {
-      close(upstream_listener_);
+    close(upstream_listener_);
+    if (egress_reservation_ >= 0) {
+      close(egress_reservation_);
     }
   }
 
@@ -671,13 +673,6 @@ class DataPathTest : public ::testing::Test {
                   {{"direction", "egress"}, {"transport", std::string(transport)}});
   }
 
-  // ReplyFrom waits for one whole MongoDB message at the start of `bytes`.
-  bool WholeMessage(const std::string& bytes) {
-    auto frame = protocol::FrameMessage(
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-    return frame.status == protocol::ParseStatus::kDone && frame.size == bytes.size();
-  }
-
   // ProxiedPair opens a plaintext connection and its upstream, with one request and reply
   // passed through so the connection is identified and idle.
   std::pair<Peer*, Peer*> ProxiedPair() {
@@ -705,6 +700,7 @@ class DataPathTest : public ::testing::Test {
   std::unique_ptr<Worker> worker_;
   uint16_t port_ = 0;
   uint16_t egress_port_ = 0;
+  int egress_reservation_ = -1;
   int upstream_listener_ = -1;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<std::unique_ptr<TlsClient>> tls_storage_;
