@@ -7,7 +7,6 @@ name gives an empty panel or an alert that never fires, and passes every syntax 
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -112,17 +111,7 @@ def served_families(metrics_address, timeout=15):
 
 def control(sidecar, **request):
     """One request on the sidecar's control socket; the parsed answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(sidecar.stderr_path.parent / f"{sidecar.name}.sock"))
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = bytearray()
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    return harness.control_request(sidecar.stderr_path.parent / f"{sidecar.name}.sock", request)
 
 
 def plaintext_hello(port):

@@ -90,6 +90,22 @@ def sanitizer_report(name, text):
     return None
 
 
+def control_request(path, request, timeout=30):
+    """Sends `request` (a dict) as one JSON line on the control socket at `path` and returns
+    the answer line, parsed. Works from any network namespace: the socket is a path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = bytearray()
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
 def assert_no_sanitizer_report(name, text):
     """Fails when `text`, the output of process `name`, holds a sanitizer report: a memory
     error or leak fails the test that provoked it, even when the client side saw nothing."""

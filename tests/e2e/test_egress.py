@@ -3,11 +3,9 @@ one whose [[egress.peers]] listener pymongo dials as mongod would, and the peer'
 front of its own stand-in mongod. What travels between them is read from the peer's
 accepted counts by transport; refusals from the local sidecar's log and counters."""
 
-import json
 import os
 import shutil
 import pathlib
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,18 +23,8 @@ import harness
 
 def ask(sidecar, **request):
     """Sends one request on the sidecar's control socket; returns the parsed answer."""
-    path = sidecar.stderr_path.parent / f"{sidecar.name}.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(path))
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = bytearray()
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer = json.loads(data)
+    answer = harness.control_request(sidecar.stderr_path.parent / f"{sidecar.name}.sock",
+                                     request)
     assert "ok" in answer, answer
     if answer["ok"] is False:
         assert isinstance(answer.get("error"), str) and answer["error"], answer

@@ -14,7 +14,6 @@ import time
 import urllib.parse
 import urllib.request
 
-import bson
 import pymongo
 
 import harness

@@ -5,7 +5,6 @@ command line), `force` never enters a mode that needs a certificate while none i
 speaks the command line's words where the JSON keeps the protocol's."""
 
 import json
-import pathlib
 import re
 import shlex
 import subprocess

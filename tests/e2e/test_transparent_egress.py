@@ -8,12 +8,9 @@ listener in a loop.
 
 Needs root and `ip netns` (CI has both); elsewhere it is reported as skipped, never passed."""
 
-import json
 import os
 import pathlib
-import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -99,17 +96,7 @@ def sidecar_in(procs, ns, name, port, bind, upstream, config, metrics=""):
 
 def ask(child, **request):
     """One request on the control socket (a path: reachable from any network namespace)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(child.stderr_path.parent / f"{child.name}.sock"))
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = bytearray()
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    return harness.control_request(child.stderr_path.parent / f"{child.name}.sock", request)
 
 
 def accepted(child):
