@@ -34,6 +34,7 @@ enum class CloseReason : uint8_t {
   kEgressHandshakeFailed,
   kEgressPeerUnavailable,
   kSniffError,
+  kMaxEgressConnections,
   kCount  // not a reason: the number of reasons
 };
 
@@ -82,6 +83,8 @@ inline constexpr std::array<CloseReasonInfo, kCloseReasonCount> kCloseReasons = 
     // the client's socket failed (e.g. a reset) before the sniff decided; a clean close
     // there is sniff_eof
     {CloseReason::kSniffError, "sniff_error", true},
+    // an egress connection over limits.maxEgressConnections (max_connections is clients')
+    {CloseReason::kMaxEgressConnections, "max_egress_connections", true},
 }};
 
 // RowsFollowTheEnum: row i describes reason i, so a lookup is an index.

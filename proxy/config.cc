@@ -355,7 +355,13 @@ const std::vector<Setting>& Settings() {
 
     {"limits.maxConnections", "", Kind::kInt, {"--maxConns"}, 1, 16777216,
      SetInt64<&Config::max_connections>,
-     "Limits", "N", "65536", "accepted client and egress connections together"},
+     "Limits", "N", "65536",
+     "client connections; clamped at start to what the open file limit allows"},
+    {"limits.maxEgressConnections", "", Kind::kInt, {"--maxEgressConns"}, 1, 16777216,
+     SetInt64<&Config::max_egress_connections>,
+     "Limits", "N", "4096",
+     "connections mongod makes to its peers through egress listeners, counted apart from "
+     "clients so a client flood never refuses them"},
     {"limits.sniffTimeoutMs", "", Kind::kInt, {}, 1, 3600000,
      SetInt64<&Config::sniff_timeout_ms>, "Limits", "", "10000",
      "a client that sends less than 16 bytes for this long is closed"},

@@ -60,6 +60,7 @@ struct Config {
 
   // [limits]
   int64_t max_connections = 65536;
+  int64_t max_egress_connections = 4096;
   int64_t sniff_timeout_ms = 10000;
   int64_t handshake_timeout_ms = 10000;
   int64_t drain_seconds = 30;

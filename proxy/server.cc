@@ -1,9 +1,11 @@
 #include "proxy/server.h"
 
+#include <dirent.h>
 #include <openssl/crypto.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -76,6 +78,50 @@ void Server::RaiseFileLimit() {
   Log(Severity::kInfo, Component::kControl, "open file limit",
       {{"before", static_cast<int64_t>(before)},
        {"now", static_cast<int64_t>(limit.rlim_cur)}});
+}
+
+void Server::ClampConnectionLimits() {
+  // Descriptors kept free of connections: the signal pipes opened after the count,
+  // control-socket clients, /ready and /metrics scrapes, the upstream probe, certificate
+  // reloads and a refused connection being closed on each loop. Without it a flood leaves
+  // the sidecar unable to answer its operator.
+  constexpr int64_t kDescriptorReserve = 24;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return;
+  }
+  int64_t in_use = 0;
+  if (DIR* dir = opendir("/proc/self/fd"); dir != nullptr) {
+    while (readdir(dir) != nullptr) {
+      ++in_use;
+    }
+    closedir(dir);
+    in_use -= 3;  // ".", ".." and the directory's own descriptor
+  }
+  // Each admitted connection holds two descriptors: its client's and the one it dials.
+  int64_t budget =
+      std::max<int64_t>(static_cast<int64_t>(limit.rlim_cur) - in_use - kDescriptorReserve, 4) /
+      2;
+  int64_t wanted = config_.max_connections + config_.max_egress_connections;
+  if (wanted <= budget) {
+    return;
+  }
+  // Shared in proportion to the configured limits, neither below one.
+  int64_t egress =
+      std::max<int64_t>(1, config_.max_egress_connections * budget / wanted);
+  int64_t ingress = std::max<int64_t>(1, budget - egress);
+  shared_.max_connections = std::min(config_.max_connections, ingress);
+  shared_.max_egress_connections = std::min(config_.max_egress_connections, egress);
+  Log(Severity::kWarning, Component::kControl,
+      "connection limits lowered to fit the open file limit (each connection takes two "
+      "descriptors); raise it (ulimit -n, LimitNOFILE) to allow the configured ones",
+      {{"openFileLimit", static_cast<int64_t>(limit.rlim_cur)},
+       {"descriptorsInUse", in_use},
+       {"reserve", kDescriptorReserve},
+       {"maxConnections", shared_.max_connections},
+       {"configuredMaxConnections", config_.max_connections},
+       {"maxEgressConnections", shared_.max_egress_connections},
+       {"configuredMaxEgressConnections", config_.max_egress_connections}});
 }
 
 absl::Status Server::Start() {
@@ -242,6 +288,10 @@ absl::Status Server::Start() {
     }
     metrics_endpoint_ = *std::move(endpoint);
   }
+
+  // What the start opens is open, so what is left of the descriptor limit is known; counted
+  // before root is given up, as /proc/self/fd may then no longer be readable.
+  ClampConnectionLimits();
 
   // Every listener is bound and every key read: root is no longer needed. Before the loops
   // start, so no connection is ever served as root.

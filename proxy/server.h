@@ -45,6 +45,10 @@ class Server {
   // no other sidecar process can join them; the error names the setting and the holder.
   absl::Status ClaimPorts(const std::vector<sockaddr_storage>& listen_addresses);
   void RaiseFileLimit();
+  // ClampConnectionLimits lowers limits.maxConnections and maxEgressConnections to what
+  // RLIMIT_NOFILE allows once everything of the start is open, keeping a reserve for the
+  // control socket, /ready and /metrics, the upstream probe and reloads.
+  void ClampConnectionLimits();
   void BeginDrain();
   void FinishIfDrained();
   static void OnSignal(uv_signal_t* handle, int signum);

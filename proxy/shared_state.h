@@ -33,7 +33,11 @@ struct EgressRoute {
 };
 
 struct SharedState {
-  SharedState(const Config& config, Metrics& metrics) : config(config), metrics(metrics) {}
+  SharedState(const Config& config, Metrics& metrics)
+      : config(config),
+        metrics(metrics),
+        max_connections(config.max_connections),
+        max_egress_connections(config.max_egress_connections) {}
 
   const Config& config;
   Metrics& metrics;
@@ -45,7 +49,16 @@ struct SharedState {
   // Connections keep the snapshot they started with; reload swaps in a new one.
   std::atomic<std::shared_ptr<const certs::TlsSnapshot>> tls;
 
-  // Accepted client and egress connections together, against limits.maxConnections.
+  // The limits in force: the configured ones, clamped at start to what RLIMIT_NOFILE allows
+  // (Server::ClampConnectionLimits). Written before the loops start, read-only after.
+  int64_t max_connections;
+  int64_t max_egress_connections;
+
+  // Admitted client connections (against max_connections) and egress connections (against
+  // max_egress_connections), counted apart so that a client flood never refuses mongod's
+  // connections to its peers; `connections` is both together.
+  std::atomic<int64_t> ingress_connections{0};
+  std::atomic<int64_t> egress_connections{0};
   std::atomic<int64_t> connections{0};
 
   // Identified clients, for `ctl clients` and the requireTLS gate.

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -17,6 +19,14 @@ namespace sidecar::proxy {
 namespace {
 
 constexpr int kListenBacklog = 4096;
+
+// Accepts per readiness callback: the rest wait for the next loop iteration (the poll is
+// level-triggered), so a connection storm cannot keep timers and posted tasks from running.
+constexpr int kAcceptsPerWakeup = 128;
+
+// The first retry after accept() fails; doubled at each failure in a row, up to the maximum.
+constexpr uint64_t kAcceptRetryFirstMs = 10;
+constexpr uint64_t kAcceptRetryMaxMs = 1000;
 
 }  // namespace
 
@@ -47,6 +57,14 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int 
   uv_timer_start(worker->publish_timer_.get(), &Worker::OnPublishTimer, 1000, 1000);
   // The timer alone must not keep the loop running once everything else is done.
   uv_unref(worker->publish_timer_.base());
+  auto retry = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&worker->loop_, t); });
+  if (!retry.ok()) {
+    return retry.status();
+  }
+  worker->accept_retry_timer_ = *std::move(retry);
+  worker->accept_retry_timer_.get()->data = worker.get();
+  uv_unref(worker->accept_retry_timer_.base());
   for (sockaddr_storage& address : addresses) {
     if (absl::Status status = worker->Listen(address, nullptr); !status.ok()) {
       return status;
@@ -92,23 +110,35 @@ absl::Status Worker::Listen(sockaddr_storage& address, const EgressRoute* route)
     getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length);
     SetAddressPort(address, AddressPort(bound));
   }
-  auto handle = UvHandle<uv_tcp_t>::Create(
-      "uv_tcp_init", [&](uv_tcp_t* t) { return uv_tcp_init(&loop_, t); });
-  if (!handle.ok()) {
-    close(fd);
-    return handle.status();
+  auto listener = std::make_unique<Listener>();
+  listener->worker = this;
+  listener->fd = fd;  // closed by ~Listener from here on
+  listener->route = route;
+  if (::listen(fd, kListenBacklog) != 0) {
+    return absl::UnavailableError(absl::StrCat("listen on ", FormatAddress(address), ": ",
+                                               std::strerror(errno)));
   }
-  if (int rc = uv_tcp_open(handle->get(), fd); rc != 0) {
-    close(fd);
-    return UvError("uv_tcp_open", rc);
+  auto poll = UvHandle<uv_poll_t>::Create(
+      "uv_poll_init", [&](uv_poll_t* p) { return uv_poll_init(&loop_, p, fd); });
+  if (!poll.ok()) {
+    return poll.status();
   }
-  handle->get()->data = this;
-  if (int rc = uv_listen(handle->stream(), kListenBacklog, &Worker::OnAccept); rc != 0) {
+  listener->poll = *std::move(poll);
+  listener->poll.get()->data = listener.get();
+  if (int rc = uv_poll_start(listener->poll.get(), UV_READABLE, &Worker::OnListenerReadable);
+      rc != 0) {
     return UvError(absl::StrCat("listen on ", FormatAddress(address)), rc);
   }
-  listeners_.push_back(*std::move(handle));
-  listener_routes_.push_back(route);
+  listeners_.push_back(std::move(listener));
   return absl::OkStatus();
+}
+
+Worker::Listener::~Listener() {
+  // uv_close on a poll handle stops watching the descriptor at once, so it may close now.
+  poll.Close();
+  if (fd >= 0) {
+    close(fd);
+  }
 }
 
 Worker::~Worker() {
@@ -116,6 +146,7 @@ Worker::~Worker() {
     thread_.join();
   }
   listeners_.clear();
+  accept_retry_timer_.Close();
   publish_timer_.Close();
   {
     std::lock_guard<std::mutex> lock(tasks_mutex_);
@@ -160,50 +191,114 @@ void Worker::OnAsync(uv_async_t* async) {
   }
 }
 
-void Worker::OnAccept(uv_stream_t* server, int status) {
-  auto* self = static_cast<Worker*>(server->data);
-  if (status != 0) {
-    // EMFILE and friends: libuv already sheds the pending connection so we do not spin.
-    static LogRateLimiter limiter(1);
-    limiter.Log(Severity::kWarning, Component::kNetwork, "accept failed",
-               {{"error", uv_strerror(status)}});
+void Worker::OnListenerReadable(uv_poll_t* poll, int status, int events) {
+  auto* listener = static_cast<Listener*>(poll->data);
+  if (status < 0) {
+    listener->worker->PauseAccepting(status);
     return;
   }
-  auto client = UvHandle<uv_tcp_t>::Create(
-      "uv_tcp_init", [&](uv_tcp_t* t) { return uv_tcp_init(&self->loop_, t); });
-  if (!client.ok()) {
-    return;
+  if ((events & UV_READABLE) != 0) {
+    listener->worker->AcceptFrom(*listener);
   }
-  if (uv_accept(server, client->stream()) != 0) {
-    return;
-  }
-  SharedState& shared = self->shared_;
-  if (shared.connections.fetch_add(1, std::memory_order_relaxed) >=
-      shared.config.max_connections) {
-    shared.connections.fetch_sub(1, std::memory_order_relaxed);
-    shared.metrics.Rejected(CloseReason::kMaxConnections);
-    static LogRateLimiter limiter(1);
-    limiter.Log(Severity::kWarning, Component::kNetwork,
-               "connection refused: limits.maxConnections reached",
-               {{"remote", PeerAddress(client->get())},
-                {"maxConnections", shared.config.max_connections}});
-    return;  // the handle closes as it goes out of scope
-  }
-  const EgressRoute* route = nullptr;
-  for (size_t i = 0; i < self->listeners_.size(); ++i) {
-    if (self->listeners_[i].stream() == server) {
-      route = self->listener_routes_[i];
+}
+
+void Worker::AcceptFrom(Listener& listener) {
+  for (int i = 0; i < kAcceptsPerWakeup && !accept_paused_; ++i) {
+    int fd = accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accept_backoff_ms_ = 0;
+      Admit(listener, fd);
+      continue;
+    }
+    switch (errno) {
+      case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+      case EWOULDBLOCK:
+#endif
+        return;
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+        continue;  // that connection is gone; the next one may be fine
+      default:
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected: accepting again at once
+        // would fail again at once.
+        PauseAccepting(uv_translate_sys_error(errno));
+        return;
     }
   }
-  Connection* connection = route == nullptr
-                               ? Connection::StartIngress(self, *std::move(client))
-                               : Connection::StartEgress(self, *std::move(client), *route);
-  connection->next = self->connections_;
-  if (self->connections_ != nullptr) {
-    self->connections_->prev = connection;
+}
+
+void Worker::PauseAccepting(int error) {
+  if (accept_paused_ || stopping_) {
+    return;
   }
-  self->connections_ = connection;
-  ++self->connection_count_;
+  accept_paused_ = true;
+  accept_backoff_ms_ = accept_backoff_ms_ == 0
+                           ? kAcceptRetryFirstMs
+                           : std::min(accept_backoff_ms_ * 2, kAcceptRetryMaxMs);
+  for (auto& listener : listeners_) {
+    uv_poll_stop(listener->poll.get());
+  }
+  uv_timer_start(accept_retry_timer_.get(), &Worker::OnAcceptRetry, accept_backoff_ms_, 0);
+  static LogRateLimiter limiter(1);
+  limiter.Log(Severity::kWarning, Component::kNetwork,
+             "accept failed; accepting paused, new connections wait in the backlog",
+             {{"error", uv_strerror(error)},
+              {"retryMs", static_cast<int64_t>(accept_backoff_ms_)},
+              {"worker", static_cast<int64_t>(index_)}});
+}
+
+void Worker::OnAcceptRetry(uv_timer_t* timer) {
+  auto* self = static_cast<Worker*>(timer->data);
+  self->accept_paused_ = false;
+  for (auto& listener : self->listeners_) {
+    uv_poll_start(listener->poll.get(), UV_READABLE, &Worker::OnListenerReadable);
+  }
+}
+
+void Worker::Admit(Listener& listener, int fd) {
+  auto client = UvHandle<uv_tcp_t>::Create(
+      "uv_tcp_init", [&](uv_tcp_t* t) { return uv_tcp_init(&loop_, t); });
+  if (!client.ok()) {
+    close(fd);
+    return;
+  }
+  if (uv_tcp_open(client->get(), fd) != 0) {
+    close(fd);
+    return;
+  }
+  // Clients and egress are limited apart: a client flood must never refuse mongod's
+  // connections to its peers (replication), nor the reverse.
+  const bool egress = listener.route != nullptr;
+  std::atomic<int64_t>& count = egress ? shared_.egress_connections : shared_.ingress_connections;
+  const int64_t limit = egress ? shared_.max_egress_connections : shared_.max_connections;
+  if (count.fetch_add(1, std::memory_order_relaxed) >= limit) {
+    count.fetch_sub(1, std::memory_order_relaxed);
+    shared_.metrics.Rejected(egress ? CloseReason::kMaxEgressConnections
+                                    : CloseReason::kMaxConnections);
+    static LogRateLimiter limiter(1);
+    if (egress) {
+      limiter.Log(Severity::kWarning, Component::kNetwork,
+                 "egress connection refused: limits.maxEgressConnections reached",
+                 {{"remote", PeerAddress(client->get())}, {"maxEgressConnections", limit}});
+    } else {
+      limiter.Log(Severity::kWarning, Component::kNetwork,
+                 "connection refused: limits.maxConnections reached",
+                 {{"remote", PeerAddress(client->get())}, {"maxConnections", limit}});
+    }
+    return;  // the handle closes as it goes out of scope
+  }
+  shared_.connections.fetch_add(1, std::memory_order_relaxed);
+  Connection* connection =
+      egress ? Connection::StartEgress(this, *std::move(client), *listener.route)
+             : Connection::StartIngress(this, *std::move(client));
+  connection->next = connections_;
+  if (connections_ != nullptr) {
+    connections_->prev = connection;
+  }
+  connections_ = connection;
+  ++connection_count_;
 }
 
 void Worker::OnPublishTimer(uv_timer_t* timer) {
@@ -231,6 +326,9 @@ void Worker::Release(Connection* connection) {
     connection->next->prev = connection->prev;
   }
   --connection_count_;
+  (connection->direction() == Direction::kEgress ? shared_.egress_connections
+                                                   : shared_.ingress_connections)
+      .fetch_sub(1, std::memory_order_relaxed);
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
   delete connection;
   MaybeFinish();
@@ -239,7 +337,7 @@ void Worker::Release(Connection* connection) {
 void Worker::StopAccepting() {
   stopping_ = true;
   listeners_.clear();
-  listener_routes_.clear();
+  uv_timer_stop(accept_retry_timer_.get());
   MaybeFinish();
 }
 
@@ -277,6 +375,7 @@ void Worker::MaybeFinish() {
     // The async handle is the last thing keeping the loop alive.
     PublishBytes();
     publish_timer_.Close();
+    accept_retry_timer_.Close();
     std::lock_guard<std::mutex> lock(tasks_mutex_);
     finished_ = true;
     async_.Close();

@@ -86,9 +86,33 @@ class Worker {
 
  private:
   Worker(SharedState& shared, int index);
+  // Listener is one listening socket, accepted from by the worker itself rather than by
+  // uv_listen: libuv 1.44 answers EMFILE with a single spare descriptor per loop, which
+  // another thread can take, and then retries accept() without returning to epoll, forever.
+  // Owning the accept lets the worker stop watching the socket and retry later instead.
+  struct Listener {
+    Listener() = default;
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    ~Listener();
+
+    Worker* worker = nullptr;
+    int fd = -1;
+    const EgressRoute* route = nullptr;  // null: ingress
+    UvHandle<uv_poll_t> poll;
+  };
+
   // Listen binds `address`; connections on it are ingress, or egress along `route`.
   absl::Status Listen(sockaddr_storage& address, const EgressRoute* route);
-  static void OnAccept(uv_stream_t* server, int status);
+  static void OnListenerReadable(uv_poll_t* poll, int status, int events);
+  void AcceptFrom(Listener& listener);
+  void Admit(Listener& listener, int fd);
+  // PauseAccepting stops watching every listener after accept() ran out of descriptors
+  // (or failed otherwise) and retries after accept_backoff_ms_, doubled at each failure up
+  // to a second: pending connections wait in the kernel's backlog instead of the loop
+  // spinning (as HAProxy pauses its listeners and nginx delays its accept mutex).
+  void PauseAccepting(int error);
+  static void OnAcceptRetry(uv_timer_t* timer);
   static void OnAsync(uv_async_t* async);
   static void OnPublishTimer(uv_timer_t* timer);
   void MaybeFinish();
@@ -98,8 +122,10 @@ class Worker {
   uv_loop_t loop_{};
   bool loop_initialised_ = false;
   ChunkPool pool_;
-  std::vector<UvHandle<uv_tcp_t>> listeners_;
-  std::vector<const EgressRoute*> listener_routes_;  // parallel to listeners_; null: ingress
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  UvHandle<uv_timer_t> accept_retry_timer_;
+  bool accept_paused_ = false;
+  uint64_t accept_backoff_ms_ = 0;  // 0: the last accept succeeded
   UvHandle<uv_async_t> async_;
   UvHandle<uv_timer_t> publish_timer_;
   uint64_t pending_bytes_[8] = {};

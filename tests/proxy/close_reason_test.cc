@@ -42,6 +42,9 @@ TEST(CloseReasonTest, LabelsAreStable) {
   EXPECT_EQ(static_cast<int>(CloseReason::kEgressPeerUnavailable), 19);
   EXPECT_EQ(CloseReasonName(CloseReason::kSniffError), "sniff_error");
   EXPECT_TRUE(IsRejection(CloseReason::kSniffError));
+  EXPECT_EQ(CloseReasonName(CloseReason::kMaxEgressConnections), "max_egress_connections");
+  EXPECT_EQ(static_cast<int>(CloseReason::kMaxEgressConnections), 21);
+  EXPECT_TRUE(IsRejection(CloseReason::kMaxEgressConnections));
 }
 
 }  // namespace

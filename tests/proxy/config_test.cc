@@ -62,6 +62,7 @@ TEST(LoadConfigTest, DefaultsFollowTheSpec) {
   EXPECT_EQ(config->control_socket, DefaultControlSocketPath(27017));
   EXPECT_EQ(config->metrics_listen, "127.0.0.1:9442");
   EXPECT_EQ(config->max_connections, 65536);
+  EXPECT_EQ(config->max_egress_connections, 4096);
   EXPECT_EQ(config->sniff_timeout_ms, 10000);
   EXPECT_EQ(config->handshake_timeout_ms, 10000);
   EXPECT_EQ(config->drain_seconds, 30);
@@ -184,7 +185,7 @@ TEST(LoadConfigTest, NetworkAndOtherFlags) {
   absl::StatusOr<Config> config =
       Load({"--bind_ip", "10.0.0.5, ::1", "--port=27019", "--upstream", "[::1]:27018",
             "--control-socket", "/run/s.sock", "--metrics", "", "--threads", "4", "--maxConns",
-            "100", "-vv", "--upstream-proxy-protocol", "2"});
+            "100", "--maxEgressConns", "7", "-vv", "--upstream-proxy-protocol", "2"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_THAT(config->bind_ips, ElementsAre("10.0.0.5", "::1"));
   EXPECT_EQ(config->port, 27019);
@@ -194,6 +195,7 @@ TEST(LoadConfigTest, NetworkAndOtherFlags) {
   EXPECT_EQ(config->metrics_listen, "");
   EXPECT_EQ(config->threads, 4);
   EXPECT_EQ(config->max_connections, 100);
+  EXPECT_EQ(config->max_egress_connections, 7);
   EXPECT_EQ(config->verbosity, 2);
   EXPECT_EQ(config->upstream_proxy_protocol, 2);
 
@@ -439,6 +441,7 @@ listen = "0.0.0.0:9442"
 
 [limits]
 maxConnections = 1000
+maxEgressConnections = 50
 sniffTimeoutMs = 5000
 handshakeTimeoutMs = 6000
 drainSeconds = 7
@@ -469,6 +472,7 @@ drainSeconds = 7
   EXPECT_EQ(config->control_socket, "/run/tls-sidecar.sock");
   EXPECT_EQ(config->metrics_listen, "0.0.0.0:9442");
   EXPECT_EQ(config->max_connections, 1000);
+  EXPECT_EQ(config->max_egress_connections, 50);
   EXPECT_EQ(config->sniff_timeout_ms, 5000);
   EXPECT_EQ(config->handshake_timeout_ms, 6000);
   EXPECT_EQ(config->drain_seconds, 7);
@@ -592,6 +596,8 @@ TEST(HelpTextTest, ListsEveryFlagAndThePointersToMore) {
                            "--control-socket",
                            "--metrics",
                            "--threads",
+                           "--maxConns",
+                           "--maxEgressConns",
                            "--certificate-store",
                            "--replSet",
                            "--help",

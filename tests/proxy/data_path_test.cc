@@ -62,6 +62,7 @@
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -432,6 +433,8 @@ struct Options {
   int64_t sniff_timeout_ms = 10000;
   int64_t handshake_timeout_ms = 10000;
   bool upstream_refuses = false;  // nothing listens on the upstream port
+  int64_t max_connections = 65536;
+  int64_t max_egress_connections = 4096;
 };
 
 class DataPathTest : public ::testing::Test {
@@ -453,6 +456,8 @@ class DataPathTest : public ::testing::Test {
     config_.mode = options.mode;
     config_.sniff_timeout_ms = options.sniff_timeout_ms;
     config_.handshake_timeout_ms = options.handshake_timeout_ms;
+    config_.max_connections = options.max_connections;
+    config_.max_egress_connections = options.max_egress_connections;
     config_.tls = pki_->Settings();
     shared_ = std::make_unique<SharedState>(config_, metrics_);
     shared_->mode.store(options.mode);
@@ -1340,6 +1345,84 @@ TEST_F(DataPathTest, EgressPeerRefusedClosesTheLocalConnection) {
   ASSERT_TRUE(RunUntil([&] { return local.eof || local.error != 0; }));
   ASSERT_TRUE(RunUntil([&] { return AllClosed(); }));
   EXPECT_EQ(Rejected(CloseReason::kEgressPeerUnavailable), 1);
+}
+
+// Out of descriptors, the worker stops accepting and retries on a timer (SPEC §10): the
+// client waits in the listen backlog and is served once a descriptor is free, rather than
+// being accepted and dropped (libuv's spare-descriptor trick) or spun on.
+TEST_F(DataPathTest, OutOfDescriptorsPausesAcceptingAndServesTheClientAfter) {
+  Start({.mode = Mode::kAllowTls});
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // The lowest free descriptor number becomes the limit: no new descriptor can be made.
+  int lowest_free = dup(fd);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  rlimit exhausted = saved;
+  exhausted.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &exhausted), 0);
+  sockaddr_in address = Loopback(port_);
+  int connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  peers_.push_back(std::make_unique<Peer>(fd));
+  Peer& client = *peers_.back();
+  RunFor(milliseconds(300));
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(connected, 0);
+  EXPECT_FALSE(client.eof || client.error != 0) << "the waiting client was dropped";
+  EXPECT_EQ(Connections(), 0u);
+
+  // A descriptor is free again: the retry accepts the client, which is then served.
+  ASSERT_TRUE(RunUntil([&] { return Connections() == 1 || client.eof || client.error != 0; }));
+  EXPECT_EQ(Connections(), 1u);
+  std::string hello = OpMsgHello(41);
+  client.pending = hello;
+  Peer* upstream = AcceptUpstream();
+  ASSERT_NE(upstream, nullptr);
+  ASSERT_TRUE(RunUntil([&] { return upstream->received.size() >= hello.size(); }));
+  EXPECT_EQ(upstream->received, hello);
+  EXPECT_EQ(RejectedTotal(), 0);
+}
+
+// limits.maxConnections counts clients only (SPEC §5): idle clients filling it must not
+// refuse the local mongod's connection to a peer, or a client flood cuts replication.
+TEST_F(DataPathTest, ClientsAtMaxConnectionsDoNotRefuseEgress) {
+  Start({.mode = Mode::kAllowTls, .egress = true, .max_connections = 5});
+  for (int i = 0; i < 5; ++i) {
+    Connect();
+  }
+  ASSERT_EQ(Connections(), 5u);
+  Peer& refused = Connect();  // the sixth client is over the limit
+  ASSERT_TRUE(RunUntil([&] { return refused.eof || refused.error != 0; }));
+  EXPECT_EQ(Rejected(CloseReason::kMaxConnections), 1);
+
+  Peer& local = Connect(/*egress=*/true);
+  std::string hello = OpMsgHello(31);
+  local.pending = hello;
+  Peer* peer = AcceptUpstream();
+  ASSERT_NE(peer, nullptr) << "the egress connection was not dialled through";
+  ASSERT_TRUE(RunUntil([&] { return peer->received.size() >= hello.size(); }));
+  EXPECT_EQ(peer->received, hello);
+  EXPECT_FALSE(local.eof);
+  EXPECT_EQ(Connections(), 6u);
+  EXPECT_EQ(RejectedTotal(), 1);  // the sixth client only
+}
+
+// limits.maxEgressConnections is enforced on its own and counted under its own reason.
+TEST_F(DataPathTest, MaxEgressConnectionsRefusesTheNextEgressConnectionCounted) {
+  Start({.mode = Mode::kAllowTls, .egress = true, .max_egress_connections = 1});
+  Peer& first = Connect(/*egress=*/true);
+  Peer& second = Connect(/*egress=*/true);
+  ASSERT_TRUE(RunUntil([&] { return second.eof || second.error != 0; }));
+  EXPECT_TRUE(second.received.empty());
+  EXPECT_FALSE(first.eof);
+  EXPECT_EQ(Connections(), 1u);
+  EXPECT_EQ(Rejected(CloseReason::kMaxEgressConnections), 1);
+  EXPECT_EQ(RejectedTotal(), 1);
+  // Clients are not held to the egress limit.
+  Connect();
+  EXPECT_EQ(Connections(), 2u);
 }
 
 TEST_F(DataPathTest, EgressTlsHandshakeFailureHasNoPlaintextFallback) {

@@ -115,9 +115,11 @@ def test_unit_has_the_settings_operators_rely_on(package):
     config = (root / "etc/tls-sidecar/tls-sidecar.toml").read_text()
     drain = int(re.search(r"^drainSeconds = (\d+)", config, re.M).group(1))
     assert int(s["TimeoutStopSec"][0].rstrip("s")) > drain
-    # LimitNOFILE: two descriptors per client connection, and room to spare.
+    # LimitNOFILE: two descriptors per client and per egress connection, and room to spare
+    # (below it the sidecar lowers its limits at start).
     max_connections = int(re.search(r"^maxConnections = (\d+)", config, re.M).group(1))
-    assert int(s["LimitNOFILE"][0]) >= 2 * max_connections + 1024
+    max_egress = int(re.search(r"^maxEgressConnections = (\d+)", config, re.M).group(1))
+    assert int(s["LimitNOFILE"][0]) >= 2 * (max_connections + max_egress) + 1024
     # The control socket is in the RuntimeDirectory, whatever the default of the binary.
     assert f"--control-socket /run/{s['RuntimeDirectory'][0]}/27017.sock" in s["ExecStart"][0]
 
