@@ -90,6 +90,19 @@ def sanitizer_report(name, text):
     return None
 
 
+def wait_until(predicate, timeout=10, what="condition", interval=0.05):
+    """Polls `predicate` (asynchronous by nature: scrapes, probes, counts) until it returns a
+    truthy value, and returns that value; fails naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
 def control_request(path, request, timeout=30):
     """Sends `request` (a dict) as one JSON line on the control socket at `path` and returns
     the answer line, parsed. Works from any network namespace: the socket is a path."""

@@ -20,6 +20,7 @@ import pymongo
 import pytest
 
 import harness
+from harness import wait_until
 
 UPGRADE = ("disabled", "allowTLS", "preferTLS", "requireTLS")
 
@@ -111,15 +112,6 @@ def raw_connection(port, appname, member=False, tls_context=None):
     _, reply = harness.read_reply(sock)
     assert reply.get("ok") == 1, reply
     return sock
-
-
-def wait_until(predicate, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- transition rules ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import urllib.request
 import pymongo
 
 import harness
+from harness import wait_until
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -44,19 +45,6 @@ def series(text, name):
 
 def sample_value(line):
     return float(line.rsplit(" ", 1)[1])
-
-
-def wait_until(predicate, timeout, what):
-    """Polls `predicate` (asynchronous by nature: scrapes, probes) until it returns a truthy
-    value; returns it, or fails naming `what` and the last value seen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def open_sockets_to(port):

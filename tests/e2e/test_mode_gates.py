@@ -8,13 +8,13 @@ import json
 import re
 import shlex
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pymongo
 
 import harness
+from harness import wait_until
 
 RUNBOOK = harness.SOURCE_DIR / "deploy" / "ROLLING-UPGRADE.md"
 
@@ -48,17 +48,6 @@ def gauge(metrics_address, name):
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} is not exported:\n{body}")
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def ctl(socket_path, *args):
