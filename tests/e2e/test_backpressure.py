@@ -23,8 +23,8 @@ TRANSPORTS = ("plaintext", "tls")
 CONNECTIONS = 8
 PREFIX = harness.op_msg({"hello": 1, "$db": "admin"}, request_id=7)
 
-# proxy/connection.cc: reading stops once this much waits for one side (kHighWater), and a
-# read is at most one chunk (proxy/chunk.h, kChunkCapacity).
+# proxy/net/connection.cc: reading stops once this much waits for one side (kHighWater), and a
+# read is at most one chunk (proxy/net/chunk.h, kChunkCapacity).
 CAP = 256 << 10
 CHUNK = 32 << 10
 # Towards a TLS client the queue holds ciphertext: the chunk that crossed the mark grows by

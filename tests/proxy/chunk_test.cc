@@ -1,7 +1,7 @@
 // ChunkQueue carries every byte of the data path: appends across chunk boundaries, partial
 // consumption and moves between queues must keep bytes in order and counts exact, and every
 // chunk must find its way back to the pool.
-#include "proxy/chunk.h"
+#include "proxy/net/chunk.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The client table behind `ctl clients`: refused plaintext clients in rows of their own,
 // the transport filter, eviction of idle rows, and the per-row queued-bytes maxima.
-#include "proxy/client_registry.h"
+#include "proxy/observe/client_registry.h"
 
 #include <gtest/gtest.h>
 

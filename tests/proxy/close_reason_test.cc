@@ -1,6 +1,6 @@
 // The close reasons' table: a row per reason with a distinct label, and the rejections named
 // one by one rather than by a range of values.
-#include "proxy/close_reason.h"
+#include "proxy/base/close_reason.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "proxy/config_file_edit.h"
+#include "proxy/config/config_file_edit.h"
 
 #include <dirent.h>
 #include <gmock/gmock.h>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
 namespace sidecar::proxy {
 namespace {

@@ -1,6 +1,6 @@
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
-#include "proxy/runtime_dir.h"
+#include "proxy/config/runtime_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

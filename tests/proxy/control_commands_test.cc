@@ -1,4 +1,4 @@
-#include "proxy/control_commands.h"
+#include "proxy/control/control_commands.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "proxy/concat.h"
-#include "proxy/config.h"
-#include "proxy/config_file_edit.h"
-#include "proxy/mode_persistence.h"
+#include "proxy/base/concat.h"
+#include "proxy/config/config.h"
+#include "proxy/config/config_file_edit.h"
+#include "proxy/config/mode_persistence.h"
 
 namespace sidecar::proxy {
 namespace {

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "proxy/control_commands.h"
-#include "proxy/ctl_main.h"
-#include "proxy/mode_persistence.h"
-#include "proxy/mode_transition.h"
+#include "proxy/config/mode_persistence.h"
+#include "proxy/control/control_commands.h"
+#include "proxy/control/ctl_main.h"
+#include "proxy/control/mode_transition.h"
 
 namespace sidecar::proxy {
 namespace {

@@ -1,10 +1,10 @@
 // The one host:port parser, under each caller's rules: configuration (strict), the hosts a
 // replica set advertises (a bare host is port 27017), and a peer's address without its port.
-#include "proxy/host_port.h"
+#include "proxy/base/host_port.h"
 
 #include <gtest/gtest.h>
 
-#include "proxy/client_registry.h"
+#include "proxy/observe/client_registry.h"
 
 namespace sidecar::proxy {
 namespace {

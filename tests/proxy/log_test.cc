@@ -1,4 +1,4 @@
-#include "proxy/log.h"
+#include "proxy/observe/log.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>

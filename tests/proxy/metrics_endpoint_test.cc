@@ -1,7 +1,7 @@
 // Metrics label bounds, readiness, the /metrics and /ready endpoint, and the pure parts of the
 // upstream probe (the advertised-host check; hello reply parsing is tested in
 // tests/protocol/hello_probe_test.cc).
-#include "proxy/metrics_endpoint.h"
+#include "proxy/observe/metrics_endpoint.h"
 
 #include <arpa/inet.h>
 #include <civetweb.h>
@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "proxy/metrics.h"
-#include "proxy/mode.h"
-#include "proxy/readiness.h"
-#include "proxy/upstream_probe.h"
+#include "proxy/base/mode.h"
+#include "proxy/observe/metrics.h"
+#include "proxy/observe/readiness.h"
+#include "proxy/upstream/upstream_probe.h"
 
 namespace sidecar::proxy {
 namespace {

@@ -1,6 +1,6 @@
 // The refused-clients metric: tls_sidecar_plaintext_client_refusals_total{application,driver}
 // is bounded exactly as the plaintext clients' family (SPEC §7).
-#include "proxy/metrics.h"
+#include "proxy/observe/metrics.h"
 
 #include <gtest/gtest.h>
 

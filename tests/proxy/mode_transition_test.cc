@@ -1,4 +1,4 @@
-#include "proxy/mode_transition.h"
+#include "proxy/control/mode_transition.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

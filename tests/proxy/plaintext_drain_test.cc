@@ -1,4 +1,4 @@
-#include "proxy/plaintext_drain.h"
+#include "proxy/control/plaintext_drain.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>

@@ -1,4 +1,4 @@
-#include "proxy/port_lock.h"
+#include "proxy/server/port_lock.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>

@@ -1,4 +1,4 @@
-#include "proxy/runtime_dir.h"
+#include "proxy/config/runtime_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

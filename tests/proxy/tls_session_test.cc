@@ -1,6 +1,6 @@
 // TlsSession tested as BoringSSL tests its own: two sessions back to back in memory, the
 // output queue of one fed to the other, with no socket involved.
-#include "proxy/tls_session.h"
+#include "proxy/net/tls_session.h"
 
 #include <gtest/gtest.h>
 #include <openssl/err.h>

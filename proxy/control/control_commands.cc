@@ -1,0 +1,573 @@
+#include "proxy/control/control_commands.h"
+
+// JSON_NOEXCEPTION is set for every user of nlohmann::json in the project (see
+// proxy/CMakeLists.txt); on top of that every access below checks the type first and parses
+// with allow_exceptions=false, so no exception can be raised here.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_join.h"
+#include "proxy/base/concat.h"
+#include "proxy/observe/log.h"
+
+namespace sidecar::proxy {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+using Reply = absl::AnyInvocable<void(std::string)>;
+
+// Certificates that expire within this many days are warned about (mongod warns at 30).
+// As the start-up log and the alert rule: three weeks ahead.
+constexpr int kExpiryWarningDays = 21;
+
+std::string Dump(const Json& answer) {
+  // Peers' strings (application names) may hold invalid UTF-8: replace, never throw.
+  return answer.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Json Refusal(std::string_view sentence) {
+  Json answer = Json::object();
+  answer["ok"] = false;
+  answer["error"] = std::string(sentence);
+  return answer;
+}
+
+Json Counts(const TransportCounts& counts) {
+  return Json{{"tls", counts.tls}, {"plaintext", counts.plaintext}};
+}
+
+// UnknownFields returns a sentence naming fields of `request` outside `allowed`, or "".
+std::string UnknownFields(const Json& request, std::string_view command,
+                          std::initializer_list<std::string_view> allowed) {
+  std::vector<std::string> unknown;
+  for (auto it = request.begin(); it != request.end(); ++it) {
+    if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end()) {
+      unknown.push_back(Concat("\"", it.key(), "\""));
+    }
+  }
+  if (unknown.empty()) {
+    return "";
+  }
+  std::vector<std::string> valid;
+  for (std::string_view field : allowed) {
+    valid.push_back(Concat("\"", field, "\""));
+  }
+  return Concat(command, " does not take ", absl::StrJoin(unknown, ", "), "; its fields are ",
+                absl::StrJoin(valid, ", "), ".");
+}
+
+// OptionalBool reads `field` when present: it must be true or false.
+absl::StatusOr<bool> OptionalBool(const Json& request, std::string_view command,
+                                  const char* field) {
+  auto it = request.find(field);
+  if (it == request.end()) {
+    return false;
+  }
+  if (!it->is_boolean()) {
+    return absl::InvalidArgumentError(Concat(command, ": \"", field, "\" must be true or false."));
+  }
+  return it->get<bool>();
+}
+
+absl::StatusOr<Mode> RequiredMode(const Json& request, std::string_view command,
+                                  const char* field) {
+  auto it = request.find(field);
+  if (it == request.end()) {
+    return absl::InvalidArgumentError(Concat(
+        command, " needs \"", field, "\": one of disabled, allowTLS, preferTLS, requireTLS."));
+  }
+  if (!it->is_string()) {
+    return absl::InvalidArgumentError(
+        Concat(command, ": \"", field,
+               "\" must be a string: one of disabled, allowTLS, preferTLS, requireTLS."));
+  }
+  auto mode = ParseMode(it->get_ref<const std::string&>());
+  if (!mode.ok()) {
+    return absl::InvalidArgumentError(Concat(command, ": ", mode.status().message(), "."));
+  }
+  return *mode;
+}
+
+Json PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients) {
+  Json rows = Json::array();
+  for (const OpenPlaintextClient& client : clients) {
+    rows.push_back(Json{{"address", client.address},
+                        {"application", client.application},
+                        {"driver", client.driver},
+                        {"kind", client.member ? "member" : "client"},
+                        {"connections", client.connections}});
+  }
+  return rows;
+}
+
+Json CertificatesJson(const std::vector<certs::CertificateInfo>& certificates) {
+  Json rows = Json::array();
+  for (const certs::CertificateInfo& cert : certificates) {
+    rows.push_back(Json{{"role", cert.role},
+                        {"subject", cert.subject},
+                        {"notAfter", certs::FormatUnixTime(cert.not_after)},
+                        {"sha1", cert.sha1_hex},
+                        {"file", cert.source}});
+  }
+  return rows;
+}
+
+StartupMode Startup(const ControlTarget& target) {
+  return StartupMode{target.startup_mode(), target.mode_source(), target.mode_flag(),
+                     target.config_file()};
+}
+
+// FileMode rereads the configuration file's mode; nullopt without a configuration file.
+std::optional<absl::StatusOr<Mode>> FileMode(ControlTarget& target) {
+  if (target.config_file().empty()) {
+    return std::nullopt;
+  }
+  return target.ReadConfiguredMode();
+}
+
+// RefreshPersisted says what a restart would run now (the file as it is now, the flags the
+// sidecar was started with) and sets tls_sidecar_mode_persisted from it.
+RestartOutlook RefreshPersisted(ControlTarget& target,
+                                const std::optional<absl::StatusOr<Mode>>& file_mode) {
+  RestartOutlook outlook = PredictRestart(
+      Startup(target), target.mode(), file_mode.value_or(absl::StatusOr<Mode>(Mode::kDisabled)));
+  target.SetModePersisted(outlook.persisted);
+  return outlook;
+}
+
+// A setMode or setParameter request, parsed.
+struct SetModeRequest {
+  std::string_view command;  // "setMode" or "setParameter"
+  Mode to = Mode::kDisabled;
+  bool force = false;
+  bool persist = false;
+};
+
+void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t uid,
+                   std::vector<OpenPlaintextClient> open_plaintext, Reply reply) {
+  const Mode from = target.mode();
+  TransitionRequest facts{from,
+                          request.to,
+                          request.force,
+                          target.certificate_loaded(),
+                          std::move(open_plaintext),
+                          target.egress_peer_count(),
+                          target.last_preflight()};
+  TransitionDecision decision = DecideTransition(facts);
+
+  if (decision.verdict == TransitionVerdict::kRefused) {
+    Log(Severity::kInfo, Component::kControl, "mode change refused",
+        {{"from", ModeName(from)},
+         {"to", ModeName(request.to)},
+         {"uid", static_cast<int64_t>(uid)},
+         {"error", decision.error}});
+    Json answer = Refusal(decision.error);
+    answer["from"] = ModeName(from);
+    answer["to"] = ModeName(request.to);
+    if (decision.refused_by_gate()) {
+      answer["plaintextClients"] = PlaintextClientsJson(decision.plaintext_clients);
+    }
+    reply(Dump(answer));
+    return;
+  }
+
+  bool persisted = false;
+  if (request.persist) {
+    // Never claim a persist that the next start would undo (a mode flag wins over the file).
+    if (std::optional<std::string> refusal = PersistRefusal(Startup(target), request.to)) {
+      Log(Severity::kInfo, Component::kControl, "mode change refused",
+          {{"from", ModeName(from)},
+           {"to", ModeName(request.to)},
+           {"uid", static_cast<int64_t>(uid)},
+           {"error", *refusal}});
+      Json answer = Refusal(*refusal);
+      answer["from"] = ModeName(from);
+      answer["to"] = ModeName(request.to);
+      reply(Dump(answer));
+      return;
+    }
+    if (absl::Status status = target.PersistMode(request.to); !status.ok()) {
+      Log(Severity::kWarning, Component::kControl, "persisting the mode failed",
+          {{"to", ModeName(request.to)}, {"error", std::string(status.message())}});
+      reply(Dump(Refusal(Concat("Could not write the mode to the configuration file (",
+                                status.message(), "); the mode was not changed."))));
+      return;
+    }
+    persisted = true;
+  }
+
+  Json answer = Json::object();
+  answer["ok"] = true;
+  answer["from"] = ModeName(from);
+  answer["to"] = ModeName(request.to);
+  if (request.command == "setParameter") {
+    answer["was"] = ModeName(from);
+  }
+  if (decision.verdict == TransitionVerdict::kUnchanged) {
+    answer["unchanged"] = true;
+  } else {
+    target.ApplyMode(from, request.to);
+    bool forced = !decision.overridden.empty();
+    Log(Severity::kInfo, Component::kControl, "mode changed",
+        {{"from", ModeName(from)},
+         {"to", ModeName(request.to)},
+         {"forced", forced},
+         {"uid", static_cast<int64_t>(uid)},
+         {"persisted", persisted},
+         {"overridden", decision.overridden}});
+    answer["forced"] = forced;
+    if (forced) {
+      answer["overridden"] = decision.overridden;
+    }
+  }
+  answer["persisted"] = persisted;
+  RestartOutlook outlook = RefreshPersisted(target, FileMode(target));
+  if (!outlook.warnings.empty()) {
+    answer["warnings"] = outlook.warnings;
+  }
+  reply(Dump(answer));
+}
+
+void SetMode(ControlTarget& target, SetModeRequest request, uid_t uid, Reply reply) {
+  if (request.to == Mode::kRequireTls && target.mode() != Mode::kRequireTls) {
+    // The gate needs the open plaintext connections of every loop: ask them, answer later.
+    target.ListOpenPlaintext([&target, request, uid, reply = std::move(reply)](
+                                 std::vector<OpenPlaintextClient> open) mutable {
+      FinishSetMode(target, request, uid, std::move(open), std::move(reply));
+    });
+    return;
+  }
+  FinishSetMode(target, request, uid, {}, std::move(reply));
+}
+
+void Status(ControlTarget& target, Reply reply) {
+  StatusFacts facts = target.Facts();
+  std::optional<absl::StatusOr<Mode>> file_mode = FileMode(target);
+  RestartOutlook outlook = RefreshPersisted(target, file_mode);
+  Json answer = Json::object();
+  answer["ok"] = true;
+  answer["mode"] = ModeName(target.mode());
+  // configuredMode is what a restart with the same command line would run: the flag's mode
+  // when a flag set it, else the file's as it is now.
+  if (outlook.restart_mode.ok()) {
+    answer["configuredMode"] = ModeName(*outlook.restart_mode);
+  } else {
+    answer["configuredMode"] = nullptr;
+  }
+  answer["modeSource"] = ModeSourceName(target.mode_source());
+  if (target.mode_source() == ModeSource::kFlag) {
+    answer["modeFlag"] = target.mode_flag();
+  }
+  answer["configFile"] = target.config_file();
+  if (file_mode.has_value() && file_mode->ok()) {
+    answer["fileMode"] = ModeName(**file_mode);
+  } else {
+    answer["fileMode"] = nullptr;
+  }
+  answer["version"] = facts.version;
+  answer["uptimeSeconds"] = facts.uptime_seconds;
+  answer["active"] = Counts(facts.active);
+  answer["accepted"] = Counts(facts.accepted);
+  Json rejected = Json::object();
+  for (const auto& [reason, count] : facts.rejected) {
+    rejected[reason] = count;
+  }
+  answer["rejected"] = rejected;
+  answer["certificates"] = CertificatesJson(facts.certificates);
+  answer["warnings"] = StatusWarnings(target.mode(), target.certificate_loaded(), outlook, facts);
+  reply(Dump(answer));
+}
+
+void Reload(ControlTarget& target, uid_t uid, Reply reply) {
+  Log(Severity::kInfo, Component::kControl, "reload requested",
+      {{"uid", static_cast<int64_t>(uid)}});
+  if (absl::Status status = target.Reload(); !status.ok()) {
+    reply(Dump(Refusal(Concat(
+        "Reload failed, so the previous certificates stay in use: ", status.message(), "."))));
+    return;
+  }
+  Json answer = Json::object();
+  answer["ok"] = true;
+  answer["certificates"] = CertificatesJson(target.Facts().certificates);
+  reply(Dump(answer));
+}
+
+void Drain(ControlTarget& target, const Json& request, uid_t uid, Reply reply) {
+  auto it = request.find("overSeconds");
+  if (it == request.end() || !it->is_number()) {
+    reply(Dump(Refusal(
+        "drainPlaintext needs \"overSeconds\": the window, in seconds, over which to spread "
+        "the closes (e.g. {\"cmd\":\"drainPlaintext\",\"overSeconds\":60}).")));
+    return;
+  }
+  double seconds = it->get<double>();
+  if (!std::isfinite(seconds) || seconds < 0 || seconds > ControlCommands::kMaxDrainSeconds) {
+    reply(Dump(Refusal(Concat("drainPlaintext: \"overSeconds\" must be between 0 and ",
+                              ControlCommands::kMaxDrainSeconds, "."))));
+    return;
+  }
+  auto over_ms = static_cast<uint64_t>(std::llround(seconds * 1000));
+  target.DrainPlaintext(
+      over_ms, [seconds, uid, reply = std::move(reply)](DrainStarted started) mutable {
+        Log(Severity::kInfo, Component::kControl, "draining plaintext connections",
+            {{"clients", started.clients},
+             {"members", started.members},
+             {"overSeconds", seconds},
+             {"replacedPending", started.replaced},
+             {"uid", static_cast<int64_t>(uid)}});
+        Json answer = Json::object();
+        answer["ok"] = true;
+        answer["closing"] = started.clients + started.members;
+        answer["members"] = started.members;
+        answer["overSeconds"] = seconds;
+        if (started.replaced > 0) {
+          answer["replacedPending"] = started.replaced;
+        }
+        reply(Dump(answer));
+      });
+}
+
+void Clients(ControlTarget& target, const Json& request, Reply reply) {
+  std::optional<Transport> only;
+  if (auto it = request.find("transport"); it != request.end()) {
+    if (it->is_string() && it->get_ref<const std::string&>() == "tls") {
+      only = Transport::kTls;
+    } else if (it->is_string() && it->get_ref<const std::string&>() == "plaintext") {
+      only = Transport::kPlaintext;
+    } else {
+      reply(Dump(Refusal("clients: \"transport\" must be \"tls\" or \"plaintext\".")));
+      return;
+    }
+  }
+  std::vector<ClientRow> rows = target.Clients(only);
+  std::sort(rows.begin(), rows.end(), [](const ClientRow& a, const ClientRow& b) {
+    return std::tie(a.transport, a.state, a.address, a.application) <
+           std::tie(b.transport, b.state, b.address, b.application);
+  });
+  Json clients = Json::array();
+  for (const ClientRow& row : rows) {
+    clients.push_back(Json{{"address", row.address},
+                           {"application", row.application},
+                           {"driver", row.driver},
+                           {"kind", row.member ? "member" : "client"},
+                           {"transport", row.transport == Transport::kTls ? "tls" : "plaintext"},
+                           {"state", ClientStateName(row.state)},
+                           {"active", row.active},
+                           {"total", row.total},
+                           {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)},
+                           {"subject", row.subject},
+                           {"maxQueuedToClient", row.max_queued_to_client},
+                           {"maxQueuedToUpstream", row.max_queued_to_upstream}});
+  }
+  Json answer = Json::object();
+  answer["ok"] = true;
+  answer["clients"] = clients;
+  reply(Dump(answer));
+}
+
+void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
+  const bool tls = EgressUsesTls(mode);
+  target.Preflight(mode, [&target, mode, tls, uid, reply = std::move(reply)](
+                             absl::StatusOr<std::vector<PeerPreflight>> rows) mutable {
+    if (!rows.ok()) {
+      reply(Dump(Refusal(Concat("preflight: ", rows.status().message(), "."))));
+      return;
+    }
+    bool ok = true;
+    Json peers = Json::array();
+    for (const PeerPreflight& row : *rows) {
+      bool passed = row.error.empty() && row.connected && (!tls || row.handshake);
+      ok = ok && passed;
+      Json peer = Json::object();
+      peer["target"] = row.target;
+      peer["connected"] = row.connected;
+      if (tls) {
+        peer["handshake"] = row.handshake;
+        if (row.verification.empty()) {
+          peer["verification"] = nullptr;
+        } else {
+          peer["verification"] = row.verification;
+        }
+        peer["version"] = row.version;
+      }
+      peer["error"] = row.error;
+      peers.push_back(std::move(peer));
+      if (!passed) {
+        Log(Severity::kWarning, Component::kControl, "preflight failed for an egress peer",
+            {{"mode", ModeName(mode)}, {"target", row.target}, {"error", row.error}});
+      }
+    }
+    if (tls) {
+      target.RecordPreflight(ok);
+    }
+    Log(Severity::kInfo, Component::kControl, "preflight",
+        {{"mode", ModeName(mode)},
+         {"ok", ok},
+         {"peers", static_cast<int64_t>(rows->size())},
+         {"uid", static_cast<int64_t>(uid)}});
+    Json answer = Json::object();
+    answer["ok"] = ok;
+    answer["mode"] = ModeName(mode);
+    answer["transport"] = tls ? "tls" : "plaintext";
+    answer["peers"] = std::move(peers);
+    if (!ok) {
+      answer["error"] = Concat(
+          "Preflight for ", ModeName(mode), " failed: ",
+          tls ? "not every egress peer completed a verified TLS handshake"
+              : "not every egress peer could be reached",
+          " (see `peers`); fix the peers (their mode, certificates, CA) before changing the mode.");
+    } else if (rows->empty()) {
+      answer["warnings"] = Json::array(
+          {"No [[egress.peers]] are configured, so there was nothing to dial; connections "
+           "through a transparent egress listener are not covered by preflight."});
+    }
+    reply(Dump(answer));
+  });
+}
+
+constexpr char kCommands[] =
+    "status, setMode, reload, drainPlaintext, preflight, clients (or mongod's "
+    "{\"setParameter\":1,\"tlsMode\":...})";
+
+}  // namespace
+
+std::string ControlCommands::ErrorAnswer(std::string_view sentence) {
+  return Dump(Refusal(sentence));
+}
+
+void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply) {
+  Json request = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) {
+    reply(
+        ErrorAnswer("The request is not valid JSON; send one JSON object per line, e.g. "
+                    "{\"cmd\":\"status\"}."));
+    return;
+  }
+  if (!request.is_object()) {
+    reply(ErrorAnswer("The request must be a JSON object, e.g. {\"cmd\":\"status\"}."));
+    return;
+  }
+
+  if (request.contains("setParameter")) {
+    if (std::string unknown =
+            UnknownFields(request, "setParameter", {"setParameter", "tlsMode", "sslMode"});
+        !unknown.empty()) {
+      reply(ErrorAnswer(Concat(unknown, " Only tlsMode (or sslMode) can be set here.")));
+      return;
+    }
+    bool tls_mode = request.contains("tlsMode");
+    bool ssl_mode = request.contains("sslMode");
+    if (tls_mode == ssl_mode) {
+      reply(ErrorAnswer(tls_mode ? "setParameter: give tlsMode or sslMode, not both."
+                                 : "setParameter: give the mode as tlsMode (or sslMode), e.g. "
+                                   "{\"setParameter\":1,\"tlsMode\":\"preferTLS\"}."));
+      return;
+    }
+    auto mode = RequiredMode(request, "setParameter", tls_mode ? "tlsMode" : "sslMode");
+    if (!mode.ok()) {
+      reply(ErrorAnswer(std::string(mode.status().message())));
+      return;
+    }
+    SetMode(target_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
+            std::move(reply));
+    return;
+  }
+
+  auto cmd_it = request.find("cmd");
+  if (cmd_it == request.end()) {
+    reply(ErrorAnswer(Concat("The request has no \"cmd\"; commands are ", kCommands, ".")));
+    return;
+  }
+  if (!cmd_it->is_string()) {
+    reply(ErrorAnswer(Concat("\"cmd\" must be a string; commands are ", kCommands, ".")));
+    return;
+  }
+  const std::string cmd = cmd_it->get<std::string>();
+
+  auto check = [&](std::initializer_list<std::string_view> allowed) {
+    std::string unknown = UnknownFields(request, cmd, allowed);
+    if (!unknown.empty()) {
+      reply(ErrorAnswer(unknown));
+      return false;
+    }
+    return true;
+  };
+
+  if (cmd == "status") {
+    if (check({"cmd"})) {
+      Status(target_, std::move(reply));
+    }
+  } else if (cmd == "setMode") {
+    if (!check({"cmd", "mode", "force", "persist"})) {
+      return;
+    }
+    auto mode = RequiredMode(request, cmd, "mode");
+    auto force = OptionalBool(request, cmd, "force");
+    auto persist = OptionalBool(request, cmd, "persist");
+    for (const absl::Status& status : {mode.status(), force.status(), persist.status()}) {
+      if (!status.ok()) {
+        reply(ErrorAnswer(std::string(status.message())));
+        return;
+      }
+    }
+    SetMode(target_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
+            std::move(reply));
+  } else if (cmd == "reload") {
+    if (check({"cmd"})) {
+      Reload(target_, peer_uid, std::move(reply));
+    }
+  } else if (cmd == "drainPlaintext") {
+    if (check({"cmd", "overSeconds"})) {
+      Drain(target_, request, peer_uid, std::move(reply));
+    }
+  } else if (cmd == "clients") {
+    if (check({"cmd", "transport"})) {
+      Clients(target_, request, std::move(reply));
+    }
+  } else if (cmd == "preflight") {
+    if (!check({"cmd", "mode"})) {
+      return;
+    }
+    auto mode = RequiredMode(request, cmd, "mode");
+    if (!mode.ok()) {
+      reply(ErrorAnswer(std::string(mode.status().message())));
+      return;
+    }
+    Preflight(target_, *mode, peer_uid, std::move(reply));
+  } else {
+    reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
+  }
+}
+
+std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
+                                        const RestartOutlook& outlook, const StatusFacts& facts) {
+  std::vector<std::string> warnings;
+  if (!CanServeAnyClient(running, certificate_loaded)) {
+    warnings.push_back(Concat(
+        "No client can be served: ", ModeName(running),
+        " refuses plaintext and no server certificate is loaded, so every TLS handshake fails "
+        "(/ready answers 503). Configure net.tls.certificateKeyFile (or "
+        "net.tls.certificateSelector) and restart, or set a mode that accepts plaintext with "
+        "`force`."));
+  } else if (IngressAcceptsTls(running) && !certificate_loaded) {
+    warnings.push_back(Concat(ModeName(running),
+                              " accepts TLS but no server certificate is loaded, so every TLS "
+                              "client fails its handshake. Configure net.tls.certificateKeyFile "
+                              "(or net.tls.certificateSelector) and restart."));
+  }
+  warnings.insert(warnings.end(), outlook.warnings.begin(), outlook.warnings.end());
+  warnings.insert(warnings.end(), facts.file_permission_warnings.begin(),
+                  facts.file_permission_warnings.end());
+  for (std::string& warning :
+       certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
+    warnings.push_back(std::move(warning));
+  }
+  return warnings;
+}
+
+}  // namespace sidecar::proxy
