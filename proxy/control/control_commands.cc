@@ -4,6 +4,7 @@
 // proxy/CMakeLists.txt); on top of that every access below checks the type first and parses
 // with allow_exceptions=false, so no exception can be raised here.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,30 +13,20 @@
 
 #include "absl/strings/str_join.h"
 #include "proxy/base/concat.h"
+#include "proxy/control/control_json.h"
+#include "proxy/control/readiness_command.h"
 #include "proxy/observe/log.h"
 
 namespace sidecar::proxy {
 
 namespace {
 
-using Json = nlohmann::ordered_json;
+using Json = ControlJson;
 using Reply = absl::AnyInvocable<void(std::string)>;
 
-// Certificates that expire within this many days are warned about (mongod warns at 30).
-// As the start-up log and the alert rule: three weeks ahead.
-constexpr int kExpiryWarningDays = 21;
+std::string Dump(const Json& answer) { return DumpAnswer(answer); }
 
-std::string Dump(const Json& answer) {
-  // Peers' strings (application names) may hold invalid UTF-8: replace, never throw.
-  return answer.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-Json Refusal(std::string_view sentence) {
-  Json answer = Json::object();
-  answer["ok"] = false;
-  answer["error"] = std::string(sentence);
-  return answer;
-}
+Json Refusal(std::string_view sentence) { return RefusalJson(sentence); }
 
 Json Counts(const TransportCounts& counts) {
   return Json{{"tls", counts.tls}, {"plaintext", counts.plaintext}};
@@ -93,30 +84,6 @@ absl::StatusOr<Mode> RequiredMode(const Json& request, std::string_view command,
   return *mode;
 }
 
-Json PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients) {
-  Json rows = Json::array();
-  for (const OpenPlaintextClient& client : clients) {
-    rows.push_back(Json{{"address", client.address},
-                        {"application", client.application},
-                        {"driver", client.driver},
-                        {"kind", client.member ? "member" : "client"},
-                        {"connections", client.connections}});
-  }
-  return rows;
-}
-
-Json CertificatesJson(const std::vector<certs::CertificateInfo>& certificates) {
-  Json rows = Json::array();
-  for (const certs::CertificateInfo& cert : certificates) {
-    rows.push_back(Json{{"role", cert.role},
-                        {"subject", cert.subject},
-                        {"notAfter", certs::FormatUnixTime(cert.not_after)},
-                        {"sha1", cert.sha1_hex},
-                        {"file", cert.source}});
-  }
-  return rows;
-}
-
 StartupMode Startup(const ControlTarget& target) {
   return StartupMode{target.startup_mode(), target.mode_source(), target.mode_flag(),
                      target.config_file()};
@@ -148,16 +115,22 @@ struct SetModeRequest {
   bool persist = false;
 };
 
-void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t uid,
-                   std::vector<OpenPlaintextClient> open_plaintext, Reply reply) {
-  const Mode from = target.mode();
-  TransitionRequest facts{from,
-                          request.to,
-                          request.force,
-                          target.certificate_loaded(),
-                          std::move(open_plaintext),
-                          target.egress_peer_count(),
-                          target.last_preflight()};
+int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void Remember(ControlMemory& memory, ModeChangeRecord change) {
+  memory.changes.push_back(std::move(change));
+  while (memory.changes.size() > ControlMemory::kMaxChanges) {
+    memory.changes.pop_front();
+  }
+}
+
+void FinishSetMode(ControlTarget& target, ControlMemory& memory, const SetModeRequest& request,
+                   uid_t uid, const TransitionRequest& facts, Reply reply) {
+  const Mode from = facts.from;
   TransitionDecision decision = DecideTransition(facts);
 
   if (decision.verdict == TransitionVerdict::kRefused) {
@@ -169,6 +142,11 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
     Json answer = Refusal(decision.error);
     answer["from"] = ModeName(from);
     answer["to"] = ModeName(request.to);
+    Json codes = Json::array();
+    for (const TransitionReason& reason : decision.reasons) {
+      codes.push_back(ObstacleCode(reason.obstacle));
+    }
+    answer["reasonCodes"] = std::move(codes);
     if (decision.refused_by_gate()) {
       answer["plaintextClients"] = PlaintextClientsJson(decision.plaintext_clients);
     }
@@ -220,6 +198,8 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
          {"uid", static_cast<int64_t>(uid)},
          {"persisted", persisted},
          {"overridden", decision.overridden}});
+    Remember(memory, {NowUnix(), std::string(ModeName(from)), std::string(ModeName(request.to)),
+                      static_cast<int64_t>(uid), forced, std::string(request.command)});
     answer["forced"] = forced;
     if (forced) {
       answer["overridden"] = decision.overridden;
@@ -233,16 +213,19 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
   reply(Dump(answer));
 }
 
-void SetMode(ControlTarget& target, SetModeRequest request, uid_t uid, Reply reply) {
-  if (request.to == Mode::kRequireTls && target.mode() != Mode::kRequireTls) {
-    // The gate needs the open plaintext connections of every loop: ask them, answer later.
-    target.ListOpenPlaintext([&target, request, uid, reply = std::move(reply)](
-                                 std::vector<OpenPlaintextClient> open) mutable {
-      FinishSetMode(target, request, uid, std::move(open), std::move(reply));
-    });
-    return;
-  }
-  FinishSetMode(target, request, uid, {}, std::move(reply));
+void SetMode(ControlTarget& target, ControlMemory& memory, SetModeRequest request, uid_t uid,
+             Reply reply) {
+  GatherTransitionFacts(target, request.to, request.force,
+                        [&target, &memory, request, uid,
+                         reply = std::move(reply)](TransitionRequest facts) mutable {
+                          FinishSetMode(target, memory, request, uid, facts, std::move(reply));
+                        });
+}
+
+void Readiness(ControlTarget& target, std::optional<Mode> to, Reply reply) {
+  GatherReadiness(target, to, [reply = std::move(reply)](ReadinessReport report) mutable {
+    reply(Dump(ReadinessJson(report)));
+  });
 }
 
 void Status(ControlTarget& target, Reply reply) {
@@ -370,9 +353,9 @@ void Clients(ControlTarget& target, const Json& request, Reply reply) {
   reply(Dump(answer));
 }
 
-void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
+void Preflight(ControlTarget& target, ControlMemory& memory, Mode mode, uid_t uid, Reply reply) {
   const bool tls = EgressUsesTls(mode);
-  target.Preflight(mode, [&target, mode, tls, uid, reply = std::move(reply)](
+  target.Preflight(mode, [&target, &memory, mode, tls, uid, reply = std::move(reply)](
                              absl::StatusOr<std::vector<PeerPreflight>> rows) mutable {
     if (!rows.ok()) {
       reply(Dump(Refusal(Concat("preflight: ", rows.status().message(), "."))));
@@ -380,9 +363,14 @@ void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
     }
     bool ok = true;
     Json peers = Json::array();
+    PreflightRecord record{NowUnix(), std::string(ModeName(mode)), true, {}};
     for (const PeerPreflight& row : *rows) {
       bool passed = row.error.empty() && row.connected && (!tls || row.handshake);
       ok = ok && passed;
+      record.peers.push_back(
+          {row.target, passed,
+           passed ? (tls ? Concat(row.version, ", verified") : std::string("connected"))
+                  : row.error});
       Json peer = Json::object();
       peer["target"] = row.target;
       peer["connected"] = row.connected;
@@ -405,6 +393,8 @@ void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
     if (tls) {
       target.RecordPreflight(ok);
     }
+    record.ok = ok;
+    memory.preflight = std::move(record);
     Log(Severity::kInfo, Component::kControl, "preflight",
         {{"mode", ModeName(mode)},
          {"ok", ok},
@@ -431,7 +421,7 @@ void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
 }
 
 constexpr char kCommands[] =
-    "status, setMode, reload, drainPlaintext, preflight, clients (or mongod's "
+    "status, setMode, reload, drainPlaintext, preflight, clients, readiness (or mongod's "
     "{\"setParameter\":1,\"tlsMode\":...})";
 
 }  // namespace
@@ -473,7 +463,7 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    SetMode(target_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
+    SetMode(target_, memory_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
             std::move(reply));
     return;
   }
@@ -515,7 +505,7 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
         return;
       }
     }
-    SetMode(target_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
+    SetMode(target_, memory_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
             std::move(reply));
   } else if (cmd == "reload") {
     if (check({"cmd"})) {
@@ -538,7 +528,21 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    Preflight(target_, *mode, peer_uid, std::move(reply));
+    Preflight(target_, memory_, *mode, peer_uid, std::move(reply));
+  } else if (cmd == "readiness") {
+    if (!check({"cmd", "mode"})) {
+      return;
+    }
+    std::optional<Mode> to;
+    if (request.contains("mode")) {
+      auto mode = RequiredMode(request, cmd, "mode");
+      if (!mode.ok()) {
+        reply(ErrorAnswer(std::string(mode.status().message())));
+        return;
+      }
+      to = *mode;
+    }
+    Readiness(target_, to, std::move(reply));
   } else {
     reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
   }

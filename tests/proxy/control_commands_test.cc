@@ -71,6 +71,8 @@ class FakeTarget : public ControlTarget {
   }
   void RecordPreflight(bool ok) override { last_preflight_ = PreflightFacts{ok, 0}; }
   std::optional<PreflightFacts> last_preflight() const override { return last_preflight_; }
+  std::vector<std::string> topology_warnings() const override { return topology; }
+  std::vector<std::string> topology;
 
   Mode mode_ = Mode::kAllowTls;
   Mode startup_mode_ = Mode::kAllowTls;
