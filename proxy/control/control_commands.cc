@@ -568,7 +568,7 @@ std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
   warnings.insert(warnings.end(), facts.file_permission_warnings.begin(),
                   facts.file_permission_warnings.end());
   for (std::string& warning :
-       certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
+       certs::ExpiryWarnings(facts.certificates, kCertificateExpiryWarningDays, facts.now_unix)) {
     warnings.push_back(std::move(warning));
   }
   return warnings;

@@ -131,7 +131,7 @@ ReadinessReport AssessReadiness(const ReadinessFacts& facts) {
   }
 
   for (std::string& warning :
-       certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
+       certs::ExpiryWarnings(facts.certificates, kCertificateExpiryWarningDays, facts.now_unix)) {
     report.warnings.push_back({"certificate_expiry", std::move(warning)});
   }
   PreflightWarning(facts, decision.obstacles, &report.warnings);

@@ -26,7 +26,7 @@ namespace sidecar::proxy {
 
 // Certificates that expire within this many days are warned about; as the start-up log,
 // `status` and the alert rule: three weeks ahead.
-inline constexpr int kExpiryWarningDays = 21;
+inline constexpr int kCertificateExpiryWarningDays = 21;
 
 // ReadinessFacts is everything the verdict depends on, gathered by the control plane.
 struct ReadinessFacts {
