@@ -143,7 +143,10 @@ ReadinessReport AssessReadiness(const ReadinessFacts& facts) {
 }
 
 std::string_view MetricReason(const ReadinessReport& report) {
-  return report.reasons.empty() ? "none" : report.reasons.front().code;
+  if (report.reasons.empty()) {
+    return "none";
+  }
+  return report.reasons.front().code;
 }
 
 }  // namespace sidecar::proxy
