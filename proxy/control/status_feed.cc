@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/control/ctl_main.h"
 #include "proxy/control/readiness_command.h"
 
 namespace sidecar::proxy {
@@ -63,11 +64,13 @@ void StatusFeed::Publish(const ReadinessReport& report) {
   data.mode = ModeName(report.from);
   data.next_mode = ModeName(report.to);
   data.verdict = report.Verdict();
+  // The page is read by the person who will type the commands: ctl's words, not the
+  // protocol's ("add `--force`", "`tls-sidecar ctl drain-plaintext SECONDS`").
   for (const ReadinessItem& item : report.reasons) {
-    data.reasons.push_back(item.sentence);
+    data.reasons.push_back(CliWording(item.sentence));
   }
   for (const ReadinessItem& item : report.warnings) {
-    data.warnings.push_back(item.sentence);
+    data.warnings.push_back(CliWording(item.sentence));
   }
   data.note = report.note;
   data.mix.assign(mix_.begin(), mix_.end());

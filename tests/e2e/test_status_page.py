@@ -25,6 +25,7 @@ import pytest
 import harness
 from harness import wait_until
 
+WIDTH, HEIGHT = 1000, 1100  # the screenshot's size in CSS pixels
 EVIL = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
 
@@ -126,6 +127,8 @@ def load(url, profile):
         session = browser.call("Target.attachToTarget", targetId=page, flatten=True)["sessionId"]
         browser.call("Network.enable", session)
         browser.call("Page.enable", session)
+        browser.call("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=HEIGHT,
+                     deviceScaleFactor=1, mobile=False)
         browser.call("Page.navigate", session, url=url)
         browser.wait_event("Page.loadEventFired")
         dom = browser.call("Runtime.evaluate", session,
@@ -196,6 +199,9 @@ def test_status_page_in_chromium_with_real_clients(procs, pki, tmp_path):
 
     assert 'id="verdict"' in dom and "not ready" in text, dom
     assert "preferTLS" in text and "requireTLS" in text
+    # The reason, as `ctl readiness` prints it: what to do, in the command line's words.
+    assert "plaintext client connections are open" in text, text
+    assert "tls-sidecar ctl drain-plaintext SECONDS" in text, text
     rows = re.findall(r'<tr class="client (\w+)">(.*?)</tr>', dom)
     assert [state for state, _ in rows] == ["connected"], rows
     assert escaped in rows[0][1] and "127.0.0.1" in rows[0][1], rows
@@ -208,7 +214,7 @@ def test_status_page_in_chromium_with_real_clients(procs, pki, tmp_path):
     assert requested == [url], requested
 
     width, height, distinct = png_pixels_vary(png)
-    assert (width, height) == (1000, 1300), (width, height)
+    assert (width, height) == (WIDTH, HEIGHT), (width, height)
     assert distinct > 40, f"the screenshot looks blank ({distinct} distinct values)"
     (tmp_path / "status-page.png").write_bytes(png)
     if os.environ.get("SIDECAR_STATUS_SCREENSHOT"):
