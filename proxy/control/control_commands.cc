@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "proxy/base/concat.h"
 #include "proxy/control/control_json.h"
+#include "proxy/control/control_requests.h"
 #include "proxy/control/readiness_command.h"
 #include "proxy/observe/log.h"
 
@@ -114,12 +115,6 @@ struct SetModeRequest {
   bool force = false;
   bool persist = false;
 };
-
-int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 void Remember(ControlMemory& memory, ModeChangeRecord change) {
   memory.changes.push_back(std::move(change));
@@ -222,7 +217,16 @@ void SetMode(ControlTarget& target, ControlMemory& memory, SetModeRequest reques
                         });
 }
 
-void Readiness(ControlTarget& target, std::optional<Mode> to, Reply reply) {
+void Readiness(ControlTarget& target, const Json& request, Reply reply) {
+  std::optional<Mode> to;
+  if (request.contains("mode")) {
+    auto mode = RequiredMode(request, "readiness", "mode");
+    if (!mode.ok()) {
+      reply(Dump(Refusal(std::string(mode.status().message()))));
+      return;
+    }
+    to = *mode;
+  }
   GatherReadiness(target, to, [reply = std::move(reply)](ReadinessReport report) mutable {
     reply(Dump(ReadinessJson(report)));
   });
@@ -278,146 +282,6 @@ void Reload(ControlTarget& target, uid_t uid, Reply reply) {
   answer["ok"] = true;
   answer["certificates"] = CertificatesJson(target.Facts().certificates);
   reply(Dump(answer));
-}
-
-void Drain(ControlTarget& target, const Json& request, uid_t uid, Reply reply) {
-  auto it = request.find("overSeconds");
-  if (it == request.end() || !it->is_number()) {
-    reply(Dump(Refusal(
-        "drainPlaintext needs \"overSeconds\": the window, in seconds, over which to spread "
-        "the closes (e.g. {\"cmd\":\"drainPlaintext\",\"overSeconds\":60}).")));
-    return;
-  }
-  double seconds = it->get<double>();
-  if (!std::isfinite(seconds) || seconds < 0 || seconds > ControlCommands::kMaxDrainSeconds) {
-    reply(Dump(Refusal(Concat("drainPlaintext: \"overSeconds\" must be between 0 and ",
-                              ControlCommands::kMaxDrainSeconds, "."))));
-    return;
-  }
-  auto over_ms = static_cast<uint64_t>(std::llround(seconds * 1000));
-  target.DrainPlaintext(
-      over_ms, [seconds, uid, reply = std::move(reply)](DrainStarted started) mutable {
-        Log(Severity::kInfo, Component::kControl, "draining plaintext connections",
-            {{"clients", started.clients},
-             {"members", started.members},
-             {"overSeconds", seconds},
-             {"replacedPending", started.replaced},
-             {"uid", static_cast<int64_t>(uid)}});
-        Json answer = Json::object();
-        answer["ok"] = true;
-        answer["closing"] = started.clients + started.members;
-        answer["members"] = started.members;
-        answer["overSeconds"] = seconds;
-        if (started.replaced > 0) {
-          answer["replacedPending"] = started.replaced;
-        }
-        reply(Dump(answer));
-      });
-}
-
-void Clients(ControlTarget& target, const Json& request, Reply reply) {
-  std::optional<Transport> only;
-  if (auto it = request.find("transport"); it != request.end()) {
-    if (it->is_string() && it->get_ref<const std::string&>() == "tls") {
-      only = Transport::kTls;
-    } else if (it->is_string() && it->get_ref<const std::string&>() == "plaintext") {
-      only = Transport::kPlaintext;
-    } else {
-      reply(Dump(Refusal("clients: \"transport\" must be \"tls\" or \"plaintext\".")));
-      return;
-    }
-  }
-  std::vector<ClientRow> rows = target.Clients(only);
-  std::sort(rows.begin(), rows.end(), [](const ClientRow& a, const ClientRow& b) {
-    return std::tie(a.transport, a.state, a.address, a.application) <
-           std::tie(b.transport, b.state, b.address, b.application);
-  });
-  Json clients = Json::array();
-  for (const ClientRow& row : rows) {
-    clients.push_back(Json{{"address", row.address},
-                           {"application", row.application},
-                           {"driver", row.driver},
-                           {"kind", row.member ? "member" : "client"},
-                           {"transport", row.transport == Transport::kTls ? "tls" : "plaintext"},
-                           {"state", ClientStateName(row.state)},
-                           {"active", row.active},
-                           {"total", row.total},
-                           {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)},
-                           {"subject", row.subject},
-                           {"maxQueuedToClient", row.max_queued_to_client},
-                           {"maxQueuedToUpstream", row.max_queued_to_upstream}});
-  }
-  Json answer = Json::object();
-  answer["ok"] = true;
-  answer["clients"] = clients;
-  reply(Dump(answer));
-}
-
-void Preflight(ControlTarget& target, ControlMemory& memory, Mode mode, uid_t uid, Reply reply) {
-  const bool tls = EgressUsesTls(mode);
-  target.Preflight(mode, [&target, &memory, mode, tls, uid, reply = std::move(reply)](
-                             absl::StatusOr<std::vector<PeerPreflight>> rows) mutable {
-    if (!rows.ok()) {
-      reply(Dump(Refusal(Concat("preflight: ", rows.status().message(), "."))));
-      return;
-    }
-    bool ok = true;
-    Json peers = Json::array();
-    PreflightRecord record{NowUnix(), std::string(ModeName(mode)), true, {}};
-    for (const PeerPreflight& row : *rows) {
-      bool passed = row.error.empty() && row.connected && (!tls || row.handshake);
-      ok = ok && passed;
-      record.peers.push_back(
-          {row.target, passed,
-           passed ? (tls ? Concat(row.version, ", verified") : std::string("connected"))
-                  : row.error});
-      Json peer = Json::object();
-      peer["target"] = row.target;
-      peer["connected"] = row.connected;
-      if (tls) {
-        peer["handshake"] = row.handshake;
-        if (row.verification.empty()) {
-          peer["verification"] = nullptr;
-        } else {
-          peer["verification"] = row.verification;
-        }
-        peer["version"] = row.version;
-      }
-      peer["error"] = row.error;
-      peers.push_back(std::move(peer));
-      if (!passed) {
-        Log(Severity::kWarning, Component::kControl, "preflight failed for an egress peer",
-            {{"mode", ModeName(mode)}, {"target", row.target}, {"error", row.error}});
-      }
-    }
-    if (tls) {
-      target.RecordPreflight(ok);
-    }
-    record.ok = ok;
-    memory.preflight = std::move(record);
-    Log(Severity::kInfo, Component::kControl, "preflight",
-        {{"mode", ModeName(mode)},
-         {"ok", ok},
-         {"peers", static_cast<int64_t>(rows->size())},
-         {"uid", static_cast<int64_t>(uid)}});
-    Json answer = Json::object();
-    answer["ok"] = ok;
-    answer["mode"] = ModeName(mode);
-    answer["transport"] = tls ? "tls" : "plaintext";
-    answer["peers"] = std::move(peers);
-    if (!ok) {
-      answer["error"] = Concat(
-          "Preflight for ", ModeName(mode), " failed: ",
-          tls ? "not every egress peer completed a verified TLS handshake"
-              : "not every egress peer could be reached",
-          " (see `peers`); fix the peers (their mode, certificates, CA) before changing the mode.");
-    } else if (rows->empty()) {
-      answer["warnings"] = Json::array(
-          {"No [[egress.peers]] are configured, so there was nothing to dial; connections "
-           "through a transparent egress listener are not covered by preflight."});
-    }
-    reply(Dump(answer));
-  });
 }
 
 constexpr char kCommands[] =
@@ -513,11 +377,11 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
     }
   } else if (cmd == "drainPlaintext") {
     if (check({"cmd", "overSeconds"})) {
-      Drain(target_, request, peer_uid, std::move(reply));
+      DrainRequest(target_, request, peer_uid, std::move(reply));
     }
   } else if (cmd == "clients") {
     if (check({"cmd", "transport"})) {
-      Clients(target_, request, std::move(reply));
+      ClientsRequest(target_, request, std::move(reply));
     }
   } else if (cmd == "preflight") {
     if (!check({"cmd", "mode"})) {
@@ -528,21 +392,11 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    Preflight(target_, memory_, *mode, peer_uid, std::move(reply));
+    PreflightRequest(target_, memory_, *mode, peer_uid, std::move(reply));
   } else if (cmd == "readiness") {
-    if (!check({"cmd", "mode"})) {
-      return;
+    if (check({"cmd", "mode"})) {
+      Readiness(target_, request, std::move(reply));
     }
-    std::optional<Mode> to;
-    if (request.contains("mode")) {
-      auto mode = RequiredMode(request, cmd, "mode");
-      if (!mode.ok()) {
-        reply(ErrorAnswer(std::string(mode.status().message())));
-        return;
-      }
-      to = *mode;
-    }
-    Readiness(target_, to, std::move(reply));
   } else {
     reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
   }

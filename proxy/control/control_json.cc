@@ -1,5 +1,7 @@
 #include "proxy/control/control_json.h"
 
+#include <chrono>
+
 namespace sidecar::proxy {
 
 std::string DumpAnswer(const ControlJson& answer) {
@@ -24,6 +26,12 @@ ControlJson PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients
                                {"connections", client.connections}});
   }
   return rows;
+}
+
+int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 ControlJson CertificatesJson(const std::vector<certs::CertificateInfo>& certificates) {

@@ -4,6 +4,7 @@
 #ifndef SIDECAR_PROXY_CONTROL_CONTROL_JSON_H_
 #define SIDECAR_PROXY_CONTROL_CONTROL_JSON_H_
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@ std::string DumpAnswer(const ControlJson& answer);
 ControlJson RefusalJson(std::string_view sentence);
 // PlaintextClientsJson is the `plaintextClients` rows of a refusal or a readiness answer.
 ControlJson PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients);
+// NowUnix is the wall clock in Unix seconds, as answers and the status page show times.
+int64_t NowUnix();
 // CertificatesJson is the `certificates` rows of status and reload.
 ControlJson CertificatesJson(const std::vector<certs::CertificateInfo>& certificates);
 

@@ -163,10 +163,12 @@ TEST(StatusPageEndpointTest, ServedOnLoopbackWithAPolicyThatForbidsScriptsAndFet
   }
   int status = 0;
   std::string headers;
-  Get((*endpoint)->port(), "/status/", &status, &headers);
-  EXPECT_EQ(status, 404);
-  Get((*endpoint)->port(), "/index.html", &status, &headers);
-  EXPECT_EQ(status, 404);
+  // Paths match exactly as sent (SPEC §10), as for /metrics.
+  for (const char* path : {"/status/", "/index.html", "/STATUS", "/./", "/status/../status",
+                           "/%73tatus", "//"}) {
+    Get((*endpoint)->port(), path, &status, &headers);
+    EXPECT_EQ(status, 404) << path;
+  }
 }
 
 TEST(StatusPageEndpointTest, RefusedOnOtherListenersUnlessAskedFor) {
