@@ -150,8 +150,8 @@ class ControlCommands {
 
   // Handle answers one request line from a peer running as `peer_uid`. `reply` receives one
   // JSON object (no trailing newline) exactly once: before Handle returns, or later on the
-  // same loop for the requests that ask the worker loops (setMode to requireTLS,
-  // drainPlaintext).
+  // same loop for the requests that ask the worker loops (setMode and readiness for
+  // requireTLS, drainPlaintext) or the peers (preflight).
   void Handle(std::string_view line, uid_t peer_uid, absl::AnyInvocable<void(std::string)> reply);
 
   // ErrorAnswer is {"ok":false,"error":sentence}, for the socket layer's own refusals.

@@ -49,7 +49,8 @@ bool IsLoopbackListen(const std::string& listen);
 class MetricsEndpoint {
  public:
   // Create binds `listen` ("127.0.0.1:9442", "[::1]:9442"; port 0 picks a free port) and
-  // starts serving. Fails (UnavailableError naming the address and why) when it cannot bind.
+  // starts serving; with a board in `status_page`, / and /status serve the status page
+  // (when `listen` is loopback or on_any_listener is set; 403 otherwise). Fails (UnavailableError naming the address and why) when it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(
       const std::string& listen, std::shared_ptr<prometheus::Registry> registry,
       const Readiness* readiness, StatusPageOptions status_page = {});
