@@ -170,3 +170,20 @@ def test_next_mode_ready_metric_follows_the_gate(procs, pki):
     client.close()
     wait_until(lambda: series() == ['tls_sidecar_next_mode_ready{next_mode="requireTLS",'
                                     'reason="none"} 1'], what="ready again")
+
+
+def test_topology_warning_reaches_readiness(procs):
+    # The stand-in's replica set advertises mongod's own address: drivers would go around
+    # the sidecar. Not a gate of setMode, so ready, with the warning to act on.
+    standin = procs.standin("--replSet", "rs0")
+    sidecar = procs.sidecar("--tlsMode", "disabled", upstream=standin.address)
+    sidecar.wait_for_log("which is this host but not the sidecar", timeout=15)
+    answer = ask(sidecar, cmd="readiness")
+    assert answer["nextMode"] == "allowTLS" and answer["ready"] is False, answer
+    assert answer["reasonCodes"] == ["no_certificate"], answer
+    assert "topology" in answer["warningCodes"], answer
+    topology = answer["warnings"][answer["warningCodes"].index("topology")]
+    assert standin.address in topology, topology
+    shown = ctl(sidecar, "readiness")
+    assert shown.returncode == 1 and "warning: " in shown.stdout, shown
+    assert standin.address in shown.stdout, shown.stdout
