@@ -4,7 +4,6 @@
 // proxy/CMakeLists.txt); on top of that every access below checks the type first and parses
 // with allow_exceptions=false, so no exception can be raised here.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
