@@ -411,8 +411,6 @@ BsonWriter::BsonWriter() { Begin(); }
 
 void BsonWriter::Begin() {
   out_.clear();
-  open_.clear();
-  open_.push_back({0, 0});
   AppendLittleEndian<int32_t>(out_, 0);  // length, filled in by Finish
 }
 
@@ -424,7 +422,6 @@ void BsonWriter::AppendHeader(BsonType type, std::string_view key) {
   }
   out_.insert(out_.end(), key.begin(), key.end());
   out_.push_back(0);
-  ++open_.back().elements;
 }
 
 BsonWriter& BsonWriter::AppendDouble(std::string_view key, double value) {
@@ -449,120 +446,14 @@ BsonWriter& BsonWriter::AppendInt32(std::string_view key, int32_t value) {
   return *this;
 }
 
-BsonWriter& BsonWriter::AppendInt64(std::string_view key, int64_t value) {
-  AppendHeader(BsonType::kInt64, key);
-  AppendLittleEndian(out_, value);
+BsonWriter& BsonWriter::AppendValue(BsonType type, std::string_view key,
+                                    absl::Span<const uint8_t> value) {
+  AppendHeader(type, key);
+  out_.insert(out_.end(), value.begin(), value.end());
   return *this;
 }
-
-BsonWriter& BsonWriter::AppendBool(std::string_view key, bool value) {
-  AppendHeader(BsonType::kBool, key);
-  out_.push_back(value ? 1 : 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendNull(std::string_view key) {
-  AppendHeader(BsonType::kNull, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendMinKey(std::string_view key) {
-  AppendHeader(BsonType::kMinKey, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendMaxKey(std::string_view key) {
-  AppendHeader(BsonType::kMaxKey, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDateTime(std::string_view key, int64_t milliseconds_since_epoch) {
-  AppendHeader(BsonType::kDateTime, key);
-  AppendLittleEndian(out_, milliseconds_since_epoch);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendObjectId(std::string_view key, std::span<const uint8_t, 12> oid) {
-  AppendHeader(BsonType::kObjectId, key);
-  out_.insert(out_.end(), oid.begin(), oid.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendTimestamp(std::string_view key, uint32_t t, uint32_t i) {
-  AppendHeader(BsonType::kTimestamp, key);
-  AppendLittleEndian(out_, i);
-  AppendLittleEndian(out_, t);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendBinary(std::string_view key, uint8_t subtype,
-                                     absl::Span<const uint8_t> data) {
-  AppendHeader(BsonType::kBinary, key);
-  AppendLittleEndian<int32_t>(out_, static_cast<int32_t>(data.size()));
-  out_.push_back(subtype);
-  out_.insert(out_.end(), data.begin(), data.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw) {
-  AppendHeader(BsonType::kDecimal128, key);
-  out_.insert(out_.end(), raw.begin(), raw.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDocument(std::string_view key, const BsonView& document) {
-  AppendHeader(BsonType::kDocument, key);
-  out_.insert(out_.end(), document.bytes().begin(), document.bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendArray(std::string_view key, const BsonView& array) {
-  AppendHeader(BsonType::kArray, key);
-  out_.insert(out_.end(), array.bytes().begin(), array.bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendElement(const BsonElement& element) {
-  return AppendElement(element.key(), element);
-}
-
-BsonWriter& BsonWriter::AppendElement(std::string_view key, const BsonElement& element) {
-  AppendHeader(element.type(), key);
-  out_.insert(out_.end(), element.value_bytes().begin(), element.value_bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::StartDocument(std::string_view key) {
-  AppendHeader(BsonType::kDocument, key);
-  open_.push_back({out_.size(), 0});
-  AppendLittleEndian<int32_t>(out_, 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::StartArray(std::string_view key) {
-  AppendHeader(BsonType::kArray, key);
-  open_.push_back({out_.size(), 0});
-  AppendLittleEndian<int32_t>(out_, 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::EndDocument() {
-  if (open_.size() <= 1) {
-    return *this;  // the top-level document is closed by Finish
-  }
-  out_.push_back(0);
-  StoreLittleEndianI32(out_, open_.back().start,
-                       static_cast<int32_t>(out_.size() - open_.back().start));
-  open_.pop_back();
-  return *this;
-}
-
-std::string BsonWriter::NextArrayKey() const { return std::to_string(open_.back().elements); }
 
 std::vector<uint8_t> BsonWriter::Finish() {
-  while (open_.size() > 1) {
-    EndDocument();
-  }
   out_.push_back(0);
   StoreLittleEndianI32(out_, 0, static_cast<int32_t>(out_.size()));
   std::vector<uint8_t> document = std::move(out_);
