@@ -470,33 +470,6 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   return std::shared_ptr<const TlsSnapshot>(std::move(snapshot));
 }
 
-bssl::UniquePtr<SSL> TlsSnapshot::NewIngressSession() const {
-  if (server_context_ == nullptr) {
-    return nullptr;
-  }
-  bssl::UniquePtr<SSL> ssl(SSL_new(server_context_.get()));
-  if (ssl != nullptr) {
-    SSL_set_accept_state(ssl.get());
-  }
-  return ssl;
-}
-
-absl::StatusOr<bssl::UniquePtr<SSL>> TlsSnapshot::NewEgressSession(const std::string& host) const {
-  if (client_context_ == nullptr) {
-    return absl::FailedPreconditionError(
-        "no TLS client context: set CAFile or clusterCAFile to verify peers");
-  }
-  bssl::UniquePtr<SSL> ssl(SSL_new(client_context_.get()));
-  if (ssl == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("SSL_new: ", OpenSslError()));
-  }
-  SSL_set_connect_state(ssl.get());
-  if (absl::Status s = PrepareEgressSession(ssl.get(), host); !s.ok()) {
-    return s;
-  }
-  return ssl;
-}
-
 absl::Status TlsSnapshot::PrepareEgressSession(SSL* ssl, const std::string& host) const {
   if (host.empty()) {
     return absl::InvalidArgumentError("egress peer host is empty");

@@ -62,7 +62,7 @@ class TlsSnapshot {
   // certificate (clusterFile / clusterCertificateSelector, default the server certificate)
   // and verifies peers against clusterCAFile (default CAFile). nullptr when there is no CA to
   // verify peers against and allow_invalid_certificates is off. Hostnames are checked per
-  // connection: create sessions with NewEgressSession, or call PrepareEgressSession.
+  // connection: call PrepareEgressSession on each session.
   SSL_CTX* client_context() const { return client_context_.get(); }
 
   // certificates lists what was loaded, for `status` and the expiry metric: the server leaf
@@ -74,14 +74,6 @@ class TlsSnapshot {
 
   // settings is the configuration this snapshot was built from.
   const TlsSettings& settings() const { return settings_; }
-
-  // NewIngressSession returns a server-side SSL on server_context(), in accept state, or
-  // null when there is no server context. The caller attaches its BIOs.
-  bssl::UniquePtr<SSL> NewIngressSession() const;
-
-  // NewEgressSession returns a client-side SSL on client_context(), in connect state, set up
-  // by PrepareEgressSession for `host`. Error when there is no client context.
-  absl::StatusOr<bssl::UniquePtr<SSL>> NewEgressSession(const std::string& host) const;
 
   // PrepareEgressSession configures `ssl` (borrowed, a client made from client_context())
   // for a peer named `host` (a DNS name or an IP literal, without port): sends SNI for DNS
