@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -336,23 +337,18 @@ absl::Status WriteFile(const std::string& path, const std::string& contents, int
     return absl::PermissionDeniedError(
         absl::StrCat(path, ": cannot set its mode: ", std::strerror(err)));
   }
-  size_t written = 0;
-  while (written < contents.size()) {
-    ssize_t n = write(fd, contents.data() + written, contents.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      int err = errno;
-      close(fd);
-      return absl::PermissionDeniedError(
-          absl::StrCat(path, ": cannot be written: ", std::strerror(err)));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (close(fd) != 0) {
+  FILE* file = fdopen(fd, "w");  // owns fd from here on: fclose closes it
+  if (file == nullptr) {
+    int err = errno;
+    close(fd);
     return absl::PermissionDeniedError(
-        absl::StrCat(path, ": cannot be written: ", std::strerror(errno)));
+        absl::StrCat(path, ": cannot be written: ", std::strerror(err)));
+  }
+  const bool all_written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const int write_error = errno;
+  if (std::fclose(file) != 0 || !all_written) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        path, ": cannot be written: ", std::strerror(all_written ? errno : write_error)));
   }
   return absl::OkStatus();
 }

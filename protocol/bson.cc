@@ -45,6 +45,28 @@ bool ReadEmbedded(ByteReader& reader, absl::Span<const uint8_t>* out) {
   return reader.ReadBytes(length, out);
 }
 
+// ReadCodeWithScope consumes a JavaScript-with-scope value: int32 total length, string code,
+// document scope. `depth` as for ReadValue.
+absl::Status ReadCodeWithScope(ByteReader& reader, int depth) {
+  size_t at = reader.position();
+  int32_t total;
+  absl::Span<const uint8_t> whole;
+  {
+    ByteReader peek(reader.Rest());
+    if (!peek.ReadI32(&total) || total < 14 || !reader.ReadBytes(total, &whole)) {
+      return Malformed("bad code with scope", at);
+    }
+  }
+  ByteReader inner(whole);
+  inner.Skip(4);
+  std::string_view code;
+  absl::Span<const uint8_t> scope;
+  if (!ReadString(inner, &code) || !ReadEmbedded(inner, &scope) || !inner.empty()) {
+    return Malformed("bad code with scope", at);
+  }
+  return depth >= 0 ? ValidateDocument(scope, depth + 1) : absl::OkStatus();
+}
+
 // ReadValue consumes one value of type `type`. With depth >= 0 it also validates nested
 // documents (depth is the nesting level of the document holding the value); with depth < 0
 // it trusts them (the document was validated before).
@@ -109,23 +131,8 @@ absl::Status ReadValue(ByteReader& reader, uint8_t type, int depth) {
         return Malformed("bad embedded document length", at);
       }
       return depth >= 0 ? ValidateDocument(embedded, depth + 1) : absl::OkStatus();
-    case static_cast<uint8_t>(BsonType::kJavaScriptWithScope): {
-      // int32 total length, string code, document scope.
-      int32_t total;
-      absl::Span<const uint8_t> whole;
-      {
-        ByteReader peek(reader.Rest());
-        if (!peek.ReadI32(&total) || total < 14 || !reader.ReadBytes(total, &whole)) {
-          return Malformed("bad code with scope", at);
-        }
-      }
-      ByteReader inner(whole);
-      inner.Skip(4);
-      if (!ReadString(inner, &text) || !ReadEmbedded(inner, &embedded) || !inner.empty()) {
-        return Malformed("bad code with scope", at);
-      }
-      return depth >= 0 ? ValidateDocument(embedded, depth + 1) : absl::OkStatus();
-    }
+    case static_cast<uint8_t>(BsonType::kJavaScriptWithScope):
+      return ReadCodeWithScope(reader, depth);
     default:
       return Malformed(absl::StrCat("unknown element type ", type), at);
   }
@@ -169,6 +176,37 @@ bool FitsInt64(double value) {
   return value >= -9223372036854775808.0 && value < 9223372036854775808.0;
 }
 
+// Number is a numeric element read: int32 and int64 exactly (and as a double, which may
+// round an int64), a double as it is.
+struct Number {
+  bool is_integer = false;
+  int64_t integer = 0;
+  double real = 0;
+};
+
+std::optional<Number> ReadNumber(BsonType type, absl::Span<const uint8_t> bytes) {
+  ByteReader reader(bytes);
+  switch (type) {
+    case BsonType::kInt32: {
+      int32_t value = 0;
+      reader.ReadI32(&value);
+      return Number{true, value, static_cast<double>(value)};
+    }
+    case BsonType::kInt64: {
+      int64_t value = 0;
+      reader.ReadI64(&value);
+      return Number{true, value, static_cast<double>(value)};
+    }
+    case BsonType::kDouble: {
+      double value = 0;
+      reader.ReadDouble(&value);
+      return Number{false, 0, value};
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
 
 // --- BsonElement -----------------------------------------------------------------------
@@ -186,29 +224,18 @@ std::optional<std::string_view> BsonElement::AsString() const {
 }
 
 std::optional<int64_t> BsonElement::AsInt64() const {
-  ByteReader reader(value_);
-  switch (type_) {
-    case BsonType::kInt32: {
-      int32_t value = 0;
-      reader.ReadI32(&value);
-      return value;
-    }
-    case BsonType::kInt64: {
-      int64_t value = 0;
-      reader.ReadI64(&value);
-      return value;
-    }
-    case BsonType::kDouble: {
-      double value = 0;
-      reader.ReadDouble(&value);
-      if (!std::isfinite(value) || std::trunc(value) != value || !FitsInt64(value)) {
-        return std::nullopt;
-      }
-      return static_cast<int64_t>(value);
-    }
-    default:
-      return std::nullopt;
+  std::optional<Number> number = ReadNumber(type_, value_);
+  if (!number.has_value()) {
+    return std::nullopt;
   }
+  if (number->is_integer) {
+    return number->integer;
+  }
+  const double value = number->real;
+  if (!std::isfinite(value) || std::trunc(value) != value || !FitsInt64(value)) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(value);
 }
 
 std::optional<int32_t> BsonElement::AsInt32() const {
@@ -221,26 +248,11 @@ std::optional<int32_t> BsonElement::AsInt32() const {
 }
 
 std::optional<double> BsonElement::AsDouble() const {
-  ByteReader reader(value_);
-  switch (type_) {
-    case BsonType::kDouble: {
-      double value = 0;
-      reader.ReadDouble(&value);
-      return value;
-    }
-    case BsonType::kInt32: {
-      int32_t value = 0;
-      reader.ReadI32(&value);
-      return value;
-    }
-    case BsonType::kInt64: {
-      int64_t value = 0;
-      reader.ReadI64(&value);
-      return static_cast<double>(value);
-    }
-    default:
-      return std::nullopt;
+  std::optional<Number> number = ReadNumber(type_, value_);
+  if (!number.has_value()) {
+    return std::nullopt;
   }
+  return number->real;
 }
 
 std::optional<bool> BsonElement::AsBool() const {
