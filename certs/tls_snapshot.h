@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "certs/certificate_info.h"
+#include "certs/tls_contexts.h"
 #include "certs/tls_settings.h"
 
 namespace sidecar::certs {
@@ -106,16 +107,6 @@ class TlsSnapshot {
 // (borrowed) presented, when it presented one and it verified; "" otherwise (none sent, no
 // CA configured, or accepted only because of allow_invalid_certificates).
 std::string VerifiedPeerSubject(const SSL* ssl);
-
-// ProtocolVersionRange returns BoringSSL's min and max versions (TLS1_VERSION ...
-// TLS1_3_VERSION) left by `disabled`. Error when nothing is left, or when the versions left
-// are not contiguous (BoringSSL negotiates a range, it cannot skip a version).
-absl::StatusOr<std::pair<uint16_t, uint16_t>> ProtocolVersionRange(
-    const std::set<TlsProtocol>& disabled);
-
-// CipherListFor returns the TLS 1.0-1.2 cipher list for a minimum version `min_version`:
-// forward-secret AEAD suites, plus the ECDHE-CBC-SHA suites when TLS 1.0 or 1.1 is enabled.
-std::string CipherListFor(uint16_t min_version);
 
 }  // namespace sidecar::certs
 
