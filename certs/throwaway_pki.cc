@@ -178,10 +178,11 @@ absl::Status WritePem(const CertificateOptions& options, GeneratedCertificate* o
   bssl::UniquePtr<BIO> key_bio(BIO_new(BIO_s_mem()));
   const bool encrypt = !options.key_password.empty();
   std::string password = options.key_password;
-  if (key_bio == nullptr || !PEM_write_bio_PKCS8PrivateKey(
-                                key_bio.get(), out->key.get(), encrypt ? EVP_aes_256_cbc() : nullptr,
-                                encrypt ? password.data() : nullptr,
-                                static_cast<int>(password.size()), nullptr, nullptr)) {
+  if (key_bio == nullptr ||
+      !PEM_write_bio_PKCS8PrivateKey(key_bio.get(), out->key.get(),
+                                     encrypt ? EVP_aes_256_cbc() : nullptr,
+                                     encrypt ? password.data() : nullptr,
+                                     static_cast<int>(password.size()), nullptr, nullptr)) {
     return Internal("writing the private key PEM");
   }
   out->key_pem = BioToString(key_bio.get());
@@ -312,9 +313,9 @@ absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options
   client_options.subject_attributes = {org, {"OU", "client"}};
   client_options.server_auth = false;
   client_options.issuer = &pki.ca;
-  for (auto [made, leaf_options] : {std::pair{&pki.server, &server_options},
-                                    std::pair{&pki.cluster, &cluster_options},
-                                    std::pair{&pki.client, &client_options}}) {
+  for (auto [made, leaf_options] :
+       {std::pair{&pki.server, &server_options}, std::pair{&pki.cluster, &cluster_options},
+        std::pair{&pki.client, &client_options}}) {
     absl::StatusOr<GeneratedCertificate> leaf = MakeCertificate(*leaf_options);
     if (!leaf.ok()) {
       return leaf.status();
@@ -344,7 +345,8 @@ absl::Status WriteFile(const std::string& path, const std::string& contents, int
     return absl::PermissionDeniedError(
         absl::StrCat(path, ": cannot be written: ", std::strerror(err)));
   }
-  const bool all_written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const bool all_written =
+      std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
   const int write_error = errno;
   if (std::fclose(file) != 0 || !all_written) {
     return absl::PermissionDeniedError(absl::StrCat(

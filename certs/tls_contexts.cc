@@ -54,7 +54,6 @@ const char* NameOf(TlsProtocol p) {
   return "?";
 }
 
-
 // AcceptAnyCertificate is the verify callback for allow_invalid_certificates: the chain is
 // still built and checked, and the result stays visible through SSL_get_verify_result (so
 // VerifiedPeerSubject reports "" for it), but a failure no longer aborts the handshake.

@@ -97,9 +97,9 @@ void LogWriter::WriteBatch(const std::string& batch, size_t lines, uint64_t& dro
   uint64_t dropped = dropped_.load(std::memory_order_relaxed);
   if (lines_lost == 0 && dropped > dropped_reported) {
     // The output works again: say how much is missing from it.
-    std::string note = FormatLogLine(std::chrono::system_clock::now(), Severity::kWarning,
-                                     Component::kDefault, 0, "Log lines were dropped",
-                                     {{"dropped", dropped - dropped_reported}});
+    std::string note =
+        FormatLogLine(std::chrono::system_clock::now(), Severity::kWarning, Component::kDefault, 0,
+                      "Log lines were dropped", {{"dropped", dropped - dropped_reported}});
     if (WriteAll(note) == note.size()) {
       written_.fetch_add(1, std::memory_order_relaxed);
       dropped_reported = dropped;

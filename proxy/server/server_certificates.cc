@@ -76,7 +76,8 @@ absl::Status Server::Reload() {
   if (!snapshot.ok()) {
     absl::Status status = config_.NameOrigin(snapshot.status());
     metrics_.CertificateReload(false);
-    Log(Severity::kError, Component::kTls, "certificate reload failed; keeping the old certificates",
+    Log(Severity::kError, Component::kTls,
+        "certificate reload failed; keeping the old certificates",
         {{"error", std::string(status.message())}});
     if (!config_.run_as_user.empty() &&
         (absl::IsPermissionDenied(status) ||
@@ -113,8 +114,8 @@ void Server::LogClientCertificatePolicy() {
                        config_.Origin("net.tls.allowConnectionsWithoutCertificates"), ")");
   } else {
     policy = "required";
-    why = absl::StrCat("every TLS client must present a certificate that chains to ",
-                       tls.ca_file, ", as mongod with a CA file; set "
+    why = absl::StrCat("every TLS client must present a certificate that chains to ", tls.ca_file,
+                       ", as mongod with a CA file; set "
                        "net.tls.allowConnectionsWithoutCertificates to serve clients without one");
   }
   Log(Severity::kInfo, Component::kTls, "client certificate policy",

@@ -27,8 +27,7 @@ void Server::RaiseFileLimit() {
   setrlimit(RLIMIT_NOFILE, &limit);
   getrlimit(RLIMIT_NOFILE, &limit);
   Log(Severity::kInfo, Component::kControl, "open file limit",
-      {{"before", static_cast<int64_t>(before)},
-       {"now", static_cast<int64_t>(limit.rlim_cur)}});
+      {{"before", static_cast<int64_t>(before)}, {"now", static_cast<int64_t>(limit.rlim_cur)}});
 }
 
 void Server::ClampConnectionLimits() {
@@ -51,15 +50,13 @@ void Server::ClampConnectionLimits() {
   }
   // Each admitted connection holds two descriptors: its client's and the one it dials.
   int64_t budget =
-      std::max<int64_t>(static_cast<int64_t>(limit.rlim_cur) - in_use - kDescriptorReserve, 4) /
-      2;
+      std::max<int64_t>(static_cast<int64_t>(limit.rlim_cur) - in_use - kDescriptorReserve, 4) / 2;
   int64_t wanted = config_.max_connections + config_.max_egress_connections;
   if (wanted <= budget) {
     return;
   }
   // Shared in proportion to the configured limits, neither below one.
-  int64_t egress =
-      std::max<int64_t>(1, config_.max_egress_connections * budget / wanted);
+  int64_t egress = std::max<int64_t>(1, config_.max_egress_connections * budget / wanted);
   int64_t ingress = std::max<int64_t>(1, budget - egress);
   shared_.max_connections = std::min(config_.max_connections, ingress);
   shared_.max_egress_connections = std::min(config_.max_egress_connections, egress);

@@ -87,13 +87,11 @@ BsonBuilder& BsonBuilder::AppendBinary(std::string_view key, uint8_t subtype,
   return Append(BsonType::kBinary, key, bytes);
 }
 
-BsonBuilder& BsonBuilder::AppendDecimal128(std::string_view key,
-                                           std::span<const uint8_t, 16> raw) {
+BsonBuilder& BsonBuilder::AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw) {
   return Append(BsonType::kDecimal128, key, absl::MakeConstSpan(raw.data(), raw.size()));
 }
 
-BsonBuilder& BsonBuilder::AppendDocument(std::string_view key,
-                                         const protocol::BsonView& document) {
+BsonBuilder& BsonBuilder::AppendDocument(std::string_view key, const protocol::BsonView& document) {
   return Append(BsonType::kDocument, key, document.bytes());
 }
 
