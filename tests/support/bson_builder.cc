@@ -9,32 +9,48 @@ namespace sidecar::support {
 
 using protocol::AppendLittleEndian;
 using protocol::BsonType;
+using protocol::StoreLittleEndianI32;
 
-BsonBuilder::BsonBuilder() { open_.emplace_back(); }
+BsonBuilder::BsonBuilder() { Begin(); }
+
+void BsonBuilder::Begin() {
+  out_.clear();
+  open_.clear();
+  open_.push_back({0, 0});
+  AppendLittleEndian<int32_t>(out_, 0);  // length, filled in by Finish
+}
+
+BsonBuilder& BsonBuilder::AppendEncoded(protocol::BsonWriter& element) {
+  // The writer's document is [length][element][NUL]: the element is what lies between.
+  std::vector<uint8_t> document = element.Finish();
+  out_.insert(out_.end(), document.begin() + 4, document.end() - 1);
+  ++open_.back().elements;
+  return *this;
+}
 
 BsonBuilder& BsonBuilder::Append(BsonType type, std::string_view key,
                                  absl::Span<const uint8_t> value) {
-  open_.back().writer.AppendValue(type, key, value);
-  ++open_.back().elements;
-  return *this;
+  protocol::BsonWriter element;
+  element.AppendValue(type, key, value);
+  return AppendEncoded(element);
 }
 
 BsonBuilder& BsonBuilder::AppendDouble(std::string_view key, double value) {
-  open_.back().writer.AppendDouble(key, value);
-  ++open_.back().elements;
-  return *this;
+  protocol::BsonWriter element;
+  element.AppendDouble(key, value);
+  return AppendEncoded(element);
 }
 
 BsonBuilder& BsonBuilder::AppendString(std::string_view key, std::string_view value) {
-  open_.back().writer.AppendString(key, value);
-  ++open_.back().elements;
-  return *this;
+  protocol::BsonWriter element;
+  element.AppendString(key, value);
+  return AppendEncoded(element);
 }
 
 BsonBuilder& BsonBuilder::AppendInt32(std::string_view key, int32_t value) {
-  open_.back().writer.AppendInt32(key, value);
-  ++open_.back().elements;
-  return *this;
+  protocol::BsonWriter element;
+  element.AppendInt32(key, value);
+  return AppendEncoded(element);
 }
 
 BsonBuilder& BsonBuilder::AppendInt64(std::string_view key, int64_t value) {
@@ -109,10 +125,9 @@ BsonBuilder& BsonBuilder::AppendElement(std::string_view key,
 }
 
 BsonBuilder& BsonBuilder::Start(BsonType type, std::string_view key) {
-  Level level;
-  level.type = type;
-  level.key = std::string(key);
-  open_.push_back(std::move(level));
+  Append(type, key, {});  // the header; the value follows, its length filled in at the end
+  open_.push_back({out_.size(), 0});
+  AppendLittleEndian<int32_t>(out_, 0);
   return *this;
 }
 
@@ -126,9 +141,11 @@ BsonBuilder& BsonBuilder::EndDocument() {
   if (open_.size() <= 1) {
     return *this;  // the top-level document is closed by Finish
   }
-  Level closed = std::move(open_.back());
+  out_.push_back(0);
+  StoreLittleEndianI32(out_, open_.back().start,
+                       static_cast<int32_t>(out_.size() - open_.back().start));
   open_.pop_back();
-  return Append(closed.type, closed.key, closed.writer.Finish());
+  return *this;
 }
 
 std::string BsonBuilder::NextArrayKey() const { return std::to_string(open_.back().elements); }
@@ -137,8 +154,10 @@ std::vector<uint8_t> BsonBuilder::Finish() {
   while (open_.size() > 1) {
     EndDocument();
   }
-  std::vector<uint8_t> document = open_.back().writer.Finish();
-  open_.back().elements = 0;
+  out_.push_back(0);
+  StoreLittleEndianI32(out_, 0, static_cast<int32_t>(out_.size()));
+  std::vector<uint8_t> document = std::move(out_);
+  Begin();
   return document;
 }
 

@@ -1,7 +1,7 @@
 // BsonBuilder builds any document the tests and the stand-in mongod need: every BSON type,
-// nested documents and arrays, elements copied from other documents. It writes through the
-// sidecar's own protocol::BsonWriter (AppendValue), so the bytes the tests build are encoded
-// by the same code as the bytes the sidecar sends.
+// nested documents and arrays, elements copied from other documents. Every element is
+// encoded by the sidecar's own protocol::BsonWriter, so the bytes the tests build are
+// encoded by the same code as the bytes the sidecar sends; the builder adds the nesting.
 //
 // Calls chain; keys containing a NUL are cut at the NUL (BSON keys cannot hold one).
 // StartDocument/StartArray open a nested document closed by EndDocument/EndArray; inside an
@@ -60,20 +60,22 @@ class BsonBuilder {
   std::vector<uint8_t> Finish();
 
  private:
-  // Level is one open document: the top-level one, or a nested one waiting for its
-  // EndDocument to be appended to its parent under `key` as `type`.
-  struct Level {
-    protocol::BsonWriter writer;
-    protocol::BsonType type = protocol::BsonType::kDocument;
-    std::string key;
-    size_t elements = 0;  // elements appended directly inside
+  // Open is one document still open: where its length goes, and how many elements it has.
+  struct Open {
+    size_t start;
+    size_t elements;
   };
 
+  void Begin();
+  // Append encodes one element with protocol::BsonWriter and copies it into place, so that
+  // building stays linear however deep the nesting.
   BsonBuilder& Append(protocol::BsonType type, std::string_view key,
                       absl::Span<const uint8_t> value);
+  BsonBuilder& AppendEncoded(protocol::BsonWriter& element);
   BsonBuilder& Start(protocol::BsonType type, std::string_view key);
 
-  std::vector<Level> open_;  // open_[0] is the top-level document
+  std::vector<uint8_t> out_;
+  std::vector<Open> open_;  // open_[0] is the top-level document
 };
 
 }  // namespace sidecar::support
