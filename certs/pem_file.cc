@@ -174,6 +174,34 @@ absl::StatusOr<std::vector<PemBlock>> ReadPemBlocks(const std::string& path) {
   return SplitPem(*text, path);
 }
 
+namespace {
+
+// CheckKeyMatchesLeaf: the key belongs to the first certificate, the one presented.
+absl::Status CheckKeyMatchesLeaf(const CertificateKeyPair& pair) {
+  const std::string& path = pair.source;
+  if (X509_check_private_key(pair.leaf.get(), pair.key.get())) {
+    return absl::OkStatus();
+  }
+  ERR_clear_error();
+  // A key that belongs to a later certificate means the file lists the chain in the wrong
+  // order, which deserves its own hint.
+  for (size_t i = 0; i < pair.chain.size(); ++i) {
+    if (X509_check_private_key(pair.chain[i].get(), pair.key.get())) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": the private key belongs to certificate ", i + 2, " (",
+                       FormatName(X509_get_subject_name(pair.chain[i].get())),
+                       "), not to the first one; put that certificate first, then its issuers"));
+    }
+    ERR_clear_error();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": the private key does not match the certificate ",
+                   FormatName(X509_get_subject_name(pair.leaf.get()))));
+}
+
+}  // namespace
+
 absl::StatusOr<CertificateKeyPair> LoadCertificateKeyFile(const std::string& path,
                                                           const std::string& password) {
   // The text is read once: the key is parsed from it in a second pass below.
@@ -237,23 +265,8 @@ absl::StatusOr<CertificateKeyPair> LoadCertificateKeyFile(const std::string& pat
     }
     return absl::InvalidArgumentError(absl::StrCat(path, ": the private key cannot be parsed"));
   }
-  if (!X509_check_private_key(pair.leaf.get(), pair.key.get())) {
-    ERR_clear_error();
-    // The first certificate is the one presented; a key that belongs to a later one means
-    // the file lists the chain in the wrong order, which deserves its own hint.
-    for (size_t i = 0; i < pair.chain.size(); ++i) {
-      if (X509_check_private_key(pair.chain[i].get(), pair.key.get())) {
-        ERR_clear_error();
-        return absl::InvalidArgumentError(
-            absl::StrCat(path, ": the private key belongs to certificate ", i + 2, " (",
-                         FormatName(X509_get_subject_name(pair.chain[i].get())),
-                         "), not to the first one; put that certificate first, then its issuers"));
-      }
-      ERR_clear_error();
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": the private key does not match the certificate ",
-                     FormatName(X509_get_subject_name(pair.leaf.get()))));
+  if (absl::Status s = CheckKeyMatchesLeaf(pair); !s.ok()) {
+    return s;
   }
   return pair;
 }

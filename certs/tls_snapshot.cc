@@ -12,68 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "certs/certificate_selector.h"
 #include "certs/pem_file.h"
+#include "certs/tls_contexts.h"
 
 namespace sidecar::certs {
 namespace {
-
-// Session ID context: required for resumption whenever peers are verified, so a session
-// established under one verification policy is never resumed under another context.
-constexpr char kSessionIdContext[] = "tls-sidecar";
-
-// Forward-secret AEAD suites for TLS 1.2, ECDSA before RSA, AES-128-GCM first (fast with
-// AES-NI), CHACHA20 for clients without it.
-constexpr char kAeadCiphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-// TLS 1.0 and 1.1 have no AEAD suites; when an operator re-enables them ("none"), these
-// ECDHE suites keep forward secrecy.
-constexpr char kLegacyCiphers[] =
-    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
-
-uint16_t VersionOf(TlsProtocol p) {
-  switch (p) {
-    case TlsProtocol::kTls1_0:
-      return TLS1_VERSION;
-    case TlsProtocol::kTls1_1:
-      return TLS1_1_VERSION;
-    case TlsProtocol::kTls1_2:
-      return TLS1_2_VERSION;
-    case TlsProtocol::kTls1_3:
-      return TLS1_3_VERSION;
-  }
-  return TLS1_3_VERSION;
-}
-
-const char* NameOf(TlsProtocol p) {
-  switch (p) {
-    case TlsProtocol::kTls1_0:
-      return "TLS1_0";
-    case TlsProtocol::kTls1_1:
-      return "TLS1_1";
-    case TlsProtocol::kTls1_2:
-      return "TLS1_2";
-    case TlsProtocol::kTls1_3:
-      return "TLS1_3";
-  }
-  return "?";
-}
-
-std::string OpenSslError() {
-  uint32_t err = ERR_get_error();
-  ERR_clear_error();
-  if (err == 0) {
-    return "unknown error";
-  }
-  char buf[256];
-  ERR_error_string_n(err, buf, sizeof(buf));
-  return buf;
-}
-
-// AcceptAnyCertificate is the verify callback for allow_invalid_certificates: the chain is
-// still built and checked, and the result stays visible through SSL_get_verify_result (so
-// VerifiedPeerSubject reports "" for it), but a failure no longer aborts the handshake.
-int AcceptAnyCertificate(int preverify_ok, X509_STORE_CTX* store_ctx) { return 1; }
 
 // LoadRoleCertificate loads the certificate and key of one role from a file or a selector.
 // Returns nullopt when neither is configured.
@@ -117,73 +59,6 @@ absl::StatusOr<std::optional<CertificateKeyPair>> LoadRoleCertificate(
     return s;
   }
   return pair;
-}
-
-absl::Status UseCertificate(SSL_CTX* ctx, const CertificateKeyPair& pair) {
-  // use_certificate, use_PrivateKey and add1_chain_cert take their own references.
-  if (!SSL_CTX_use_certificate(ctx, pair.leaf.get()) ||
-      !SSL_CTX_use_PrivateKey(ctx, pair.key.get())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(pair.source, ": the certificate cannot be used: ", OpenSslError()));
-  }
-  for (const bssl::UniquePtr<X509>& cert : pair.chain) {
-    if (!SSL_CTX_add1_chain_cert(ctx, cert.get())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(pair.source, ": the chain cannot be used: ", OpenSslError()));
-    }
-  }
-  if (!SSL_CTX_check_private_key(ctx)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        pair.source, ": the private key does not match the certificate: ", OpenSslError()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewContext(uint16_t min_version, uint16_t max_version) {
-  bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
-  if (ctx == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("SSL_CTX_new: ", OpenSslError()));
-  }
-  if (!SSL_CTX_set_min_proto_version(ctx.get(), min_version) ||
-      !SSL_CTX_set_max_proto_version(ctx.get(), max_version)) {
-    return absl::InternalError(absl::StrCat("setting protocol versions: ", OpenSslError()));
-  }
-  std::string ciphers = CipherListFor(min_version);
-  if (!SSL_CTX_set_strict_cipher_list(ctx.get(), ciphers.c_str())) {
-    return absl::InternalError(absl::StrCat("setting cipher suites: ", OpenSslError()));
-  }
-  // In TLS 1.2 a server picks from the client's suites in its own order (kAeadCiphers),
-  // not the client's, so what is chosen is the operator's policy rather than each client's;
-  // TLS 1.3 suites are all AEAD and BoringSSL orders them itself. Only servers read this.
-  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
-  return ctx;
-}
-
-absl::Status AddTrustAnchors(SSL_CTX* ctx, const std::vector<bssl::UniquePtr<X509>>& cas,
-                             const std::string& source) {
-  X509_STORE* store = SSL_CTX_get_cert_store(ctx);  // borrowed from ctx
-  for (const bssl::UniquePtr<X509>& ca : cas) {
-    if (!X509_STORE_add_cert(store, ca.get())) {  // takes its own reference
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": cannot add the CA certificate: ", OpenSslError()));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status AddCrls(SSL_CTX* ctx, const std::vector<bssl::UniquePtr<X509_CRL>>& crls) {
-  X509_STORE* store = SSL_CTX_get_cert_store(ctx);  // borrowed from ctx
-  for (const bssl::UniquePtr<X509_CRL>& crl : crls) {
-    if (!X509_STORE_add_crl(store, crl.get())) {  // takes its own reference
-      return absl::InternalError(absl::StrCat("cannot add a CRL: ", OpenSslError()));
-    }
-  }
-  // As mongod: check the leaf against its issuer's CRL. The flag goes on the context's
-  // verify parameters, which every SSL made from it copies.
-  if (!X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_CRL_CHECK)) {
-    return absl::InternalError("cannot enable CRL checking");
-  }
-  return absl::OkStatus();
 }
 
 // CheckCrls makes sure every CRL is signed by one of `cas` and is current, so that a wrong
@@ -252,42 +127,69 @@ absl::Status NameSetting(const char* key, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(key, ": ", status.message()));
 }
 
+// Trust is what peers are verified against: CAFile's certificates and CRLs, and
+// clusterCAFile's certificates when that is a file of its own.
+struct Trust {
+  std::vector<bssl::UniquePtr<X509>> cas;
+  bool separate_cluster_ca = false;
+  std::vector<bssl::UniquePtr<X509>> separate_cluster_cas;
+  std::vector<bssl::UniquePtr<X509_CRL>> crls;
+};
+
+absl::StatusOr<Trust> LoadTrust(const TlsSettings& settings, int64_t now) {
+  Trust trust;
+  if (!settings.ca_file.empty()) {
+    absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded = LoadCertificates(settings.ca_file);
+    if (!loaded.ok()) {
+      return NameSetting("net.tls.CAFile", loaded.status());
+    }
+    trust.cas = std::move(*loaded);
+  }
+  trust.separate_cluster_ca =
+      !settings.cluster_ca_file.empty() && settings.cluster_ca_file != settings.ca_file;
+  if (trust.separate_cluster_ca) {
+    absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded =
+        LoadCertificates(settings.cluster_ca_file);
+    if (!loaded.ok()) {
+      return NameSetting("net.tls.clusterCAFile", loaded.status());
+    }
+    trust.separate_cluster_cas = std::move(*loaded);
+  }
+  if (!settings.crl_file.empty()) {
+    absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> loaded = LoadCrls(settings.crl_file);
+    if (!loaded.ok()) {
+      return NameSetting("net.tls.CRLFile", loaded.status());
+    }
+    trust.crls = std::move(*loaded);
+    if (absl::Status s =
+            CheckCrls(trust.crls, trust.cas, settings.crl_file, settings.ca_file, now);
+        !s.ok()) {
+      return NameSetting("net.tls.CRLFile", s);
+    }
+  }
+  return trust;
+}
+
+// LoadedInfos describes what was loaded, for status and metrics: the server and cluster
+// leaves (either may be null), then the CAs.
+std::vector<CertificateInfo> LoadedInfos(const TlsSettings& settings,
+                                         const CertificateKeyPair* server,
+                                         const CertificateKeyPair* cluster, const Trust& trust) {
+  std::vector<CertificateInfo> infos;
+  for (auto [pair, role] : {std::pair{server, "server"}, std::pair{cluster, "cluster"}}) {
+    if (pair != nullptr) {
+      CertificateInfo info = Inspect(pair->leaf.get());
+      info.role = role;
+      info.source = pair->source;
+      infos.push_back(std::move(info));
+    }
+  }
+  AppendInfos(infos, trust.cas, "ca", settings.ca_file);
+  AppendInfos(infos, trust.separate_cluster_cas, "cluster_ca", settings.cluster_ca_file);
+  return infos;
+}
+
 }  // namespace
-
-absl::StatusOr<std::pair<uint16_t, uint16_t>> ProtocolVersionRange(
-    const std::set<TlsProtocol>& disabled) {
-  constexpr TlsProtocol kAll[] = {TlsProtocol::kTls1_0, TlsProtocol::kTls1_1, TlsProtocol::kTls1_2,
-                                  TlsProtocol::kTls1_3};
-  std::optional<TlsProtocol> lowest;
-  std::optional<TlsProtocol> highest;
-  for (TlsProtocol p : kAll) {
-    if (disabled.count(p) == 0) {
-      if (!lowest) {
-        lowest = p;
-      }
-      highest = p;
-    }
-  }
-  if (!lowest) {
-    return absl::InvalidArgumentError("disabledProtocols disables every TLS version");
-  }
-  for (TlsProtocol p : kAll) {
-    if (VersionOf(p) > VersionOf(*lowest) && VersionOf(p) < VersionOf(*highest) &&
-        disabled.count(p) != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("disabledProtocols disables ", NameOf(p), " but keeps ", NameOf(*lowest),
-                       " and ", NameOf(*highest), "; the enabled versions must be contiguous"));
-    }
-  }
-  return std::make_pair(VersionOf(*lowest), VersionOf(*highest));
-}
-
-std::string CipherListFor(uint16_t min_version) {
-  if (min_version < TLS1_2_VERSION) {
-    return absl::StrCat(kAeadCiphers, ":", kLegacyCiphers);
-  }
-  return kAeadCiphers;
-}
 
 TlsSnapshot::~TlsSnapshot() = default;
 
@@ -333,168 +235,43 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   const CertificateKeyPair* cluster_pair =
       cluster->has_value() ? &**cluster : (server->has_value() ? &**server : nullptr);
 
-  // CAs and CRLs.
-  std::vector<bssl::UniquePtr<X509>> cas;
-  if (!settings.ca_file.empty()) {
-    absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded = LoadCertificates(settings.ca_file);
-    if (!loaded.ok()) {
-      return NameSetting("net.tls.CAFile", loaded.status());
-    }
-    cas = std::move(*loaded);
+  absl::StatusOr<Trust> trust = LoadTrust(settings, now);
+  if (!trust.ok()) {
+    return trust.status();
   }
-  const bool separate_cluster_ca =
-      !settings.cluster_ca_file.empty() && settings.cluster_ca_file != settings.ca_file;
-  std::vector<bssl::UniquePtr<X509>> separate_cluster_cas;
-  if (separate_cluster_ca) {
-    absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded =
-        LoadCertificates(settings.cluster_ca_file);
-    if (!loaded.ok()) {
-      return NameSetting("net.tls.clusterCAFile", loaded.status());
-    }
-    separate_cluster_cas = std::move(*loaded);
-  }
+  const std::vector<bssl::UniquePtr<X509>>& cas = trust->cas;
+  const std::vector<bssl::UniquePtr<X509_CRL>>& crls = trust->crls;
+  const bool separate_cluster_ca = trust->separate_cluster_ca;
   const std::vector<bssl::UniquePtr<X509>>& cluster_cas =
-      separate_cluster_ca ? separate_cluster_cas : cas;
-  std::vector<bssl::UniquePtr<X509_CRL>> crls;
-  if (!settings.crl_file.empty()) {
-    absl::StatusOr<std::vector<bssl::UniquePtr<X509_CRL>>> loaded = LoadCrls(settings.crl_file);
-    if (!loaded.ok()) {
-      return NameSetting("net.tls.CRLFile", loaded.status());
-    }
-    crls = std::move(*loaded);
-    if (absl::Status s = CheckCrls(crls, cas, settings.crl_file, settings.ca_file, now); !s.ok()) {
-      return NameSetting("net.tls.CRLFile", s);
-    }
-  }
+      separate_cluster_ca ? trust->separate_cluster_cas : cas;
 
-  // Ingress (server) context.
+  // The contexts, by role.
   if (server->has_value()) {
-    absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewContext(versions->first, versions->second);
+    absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx =
+        NewServerContext(settings, *versions, **server, cas, crls);
     if (!ctx.ok()) {
       return ctx.status();
     }
-    SSL_CTX* c = ctx->get();
-    if (absl::Status s = UseCertificate(c, **server); !s.ok()) {
-      return s;
-    }
-    // The server-side session cache is BoringSSL's default mode; said here so that nobody
-    // turns it off by accident. Session tickets are on by default (no SSL_OP_NO_TICKET) and
-    // their keys rotate automatically since none are set.
-    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
-    if (!SSL_CTX_set_session_id_context(c, reinterpret_cast<const uint8_t*>(kSessionIdContext),
-                                        sizeof(kSessionIdContext) - 1)) {
-      return absl::InternalError("cannot set the session ID context");
-    }
-    if (!cas.empty()) {
-      if (absl::Status s = AddTrustAnchors(c, cas, settings.ca_file); !s.ok()) {
-        return s;
-      }
-      if (!crls.empty()) {
-        if (absl::Status s = AddCrls(c, crls); !s.ok()) {
-          return s;
-        }
-      }
-      // Tell clients which CAs we accept, so one holding several certificates picks right.
-      bssl::UniquePtr<STACK_OF(X509_NAME)> names(sk_X509_NAME_new_null());
-      for (const bssl::UniquePtr<X509>& ca : cas) {
-        bssl::UniquePtr<X509_NAME> name(X509_NAME_dup(X509_get_subject_name(ca.get())));
-        if (names == nullptr || name == nullptr ||
-            !bssl::PushToStack(names.get(), std::move(name))) {
-          return absl::ResourceExhaustedError("out of memory building the CA name list");
-        }
-      }
-      SSL_CTX_set_client_CA_list(c, names.release());  // takes ownership
-      // mongod with a CA file asks every client for a certificate; whether none is fine is
-      // allowConnectionsWithoutCertificates.
-      int mode = SSL_VERIFY_PEER;
-      if (!settings.allow_connections_without_certificates) {
-        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-      }
-      SSL_CTX_set_verify(c, mode,
-                         settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
-    } else {
-      // Without a CA there is nothing to verify a client certificate against, so none is
-      // requested (mongod bypasses client certificate validation in that case too).
-      SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
-    }
-    snapshot->server_context_ = std::move(*ctx);
+    snapshot->server_context_ = *std::move(ctx);
     snapshot->server_leaf_ = bssl::UpRef((*server)->leaf);  // shares the certificate
   }
-
-  // Egress (client) context.
   if (!cluster_cas.empty() || settings.allow_invalid_certificates) {
-    absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewContext(versions->first, versions->second);
+    // The CRL belongs to CAFile; it applies to peers only when they are verified against the
+    // same CAs, otherwise CRL checking would fail every peer for want of their issuer's CRL.
+    static const std::vector<bssl::UniquePtr<X509_CRL>> kNoCrls;
+    absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewClientContext(
+        settings, *versions, cluster_pair, cluster_cas,
+        separate_cluster_ca ? settings.cluster_ca_file : settings.ca_file,
+        separate_cluster_ca ? kNoCrls : crls);
     if (!ctx.ok()) {
       return ctx.status();
     }
-    SSL_CTX* c = ctx->get();
-    if (cluster_pair != nullptr) {
-      if (absl::Status s = UseCertificate(c, *cluster_pair); !s.ok()) {
-        return s;
-      }
-    }
-    if (!cluster_cas.empty()) {
-      const std::string& source = separate_cluster_ca ? settings.cluster_ca_file : settings.ca_file;
-      if (absl::Status s = AddTrustAnchors(c, cluster_cas, source); !s.ok()) {
-        return s;
-      }
-    }
-    // The CRL belongs to CAFile; it applies to peers only when they are verified against the
-    // same CAs, otherwise CRL checking would fail every peer for want of their issuer's CRL.
-    if (!crls.empty() && !separate_cluster_ca) {
-      if (absl::Status s = AddCrls(c, crls); !s.ok()) {
-        return s;
-      }
-    }
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER,
-                       settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
-    snapshot->client_context_ = std::move(*ctx);
+    snapshot->client_context_ = *std::move(ctx);
   }
 
-  // What was loaded, for status and metrics.
-  if (server->has_value()) {
-    CertificateInfo info = Inspect((*server)->leaf.get());
-    info.role = "server";
-    info.source = (*server)->source;
-    snapshot->certificates_.push_back(std::move(info));
-  }
-  if (cluster_pair != nullptr) {
-    CertificateInfo info = Inspect(cluster_pair->leaf.get());
-    info.role = "cluster";
-    info.source = cluster_pair->source;
-    snapshot->certificates_.push_back(std::move(info));
-  }
-  AppendInfos(snapshot->certificates_, cas, "ca", settings.ca_file);
-  AppendInfos(snapshot->certificates_, separate_cluster_cas, "cluster_ca",
-              settings.cluster_ca_file);
+  snapshot->certificates_ =
+      LoadedInfos(settings, server->has_value() ? &**server : nullptr, cluster_pair, *trust);
   return std::shared_ptr<const TlsSnapshot>(std::move(snapshot));
-}
-
-bssl::UniquePtr<SSL> TlsSnapshot::NewIngressSession() const {
-  if (server_context_ == nullptr) {
-    return nullptr;
-  }
-  bssl::UniquePtr<SSL> ssl(SSL_new(server_context_.get()));
-  if (ssl != nullptr) {
-    SSL_set_accept_state(ssl.get());
-  }
-  return ssl;
-}
-
-absl::StatusOr<bssl::UniquePtr<SSL>> TlsSnapshot::NewEgressSession(const std::string& host) const {
-  if (client_context_ == nullptr) {
-    return absl::FailedPreconditionError(
-        "no TLS client context: set CAFile or clusterCAFile to verify peers");
-  }
-  bssl::UniquePtr<SSL> ssl(SSL_new(client_context_.get()));
-  if (ssl == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("SSL_new: ", OpenSslError()));
-  }
-  SSL_set_connect_state(ssl.get());
-  if (absl::Status s = PrepareEgressSession(ssl.get(), host); !s.ok()) {
-    return s;
-  }
-  return ssl;
 }
 
 absl::Status TlsSnapshot::PrepareEgressSession(SSL* ssl, const std::string& host) const {

@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "certs/certificate_info.h"
+#include "certs/tls_contexts.h"
 #include "certs/tls_settings.h"
 
 namespace sidecar::certs {
@@ -62,7 +63,7 @@ class TlsSnapshot {
   // certificate (clusterFile / clusterCertificateSelector, default the server certificate)
   // and verifies peers against clusterCAFile (default CAFile). nullptr when there is no CA to
   // verify peers against and allow_invalid_certificates is off. Hostnames are checked per
-  // connection: create sessions with NewEgressSession, or call PrepareEgressSession.
+  // connection: call PrepareEgressSession on each session.
   SSL_CTX* client_context() const { return client_context_.get(); }
 
   // certificates lists what was loaded, for `status` and the expiry metric: the server leaf
@@ -74,14 +75,6 @@ class TlsSnapshot {
 
   // settings is the configuration this snapshot was built from.
   const TlsSettings& settings() const { return settings_; }
-
-  // NewIngressSession returns a server-side SSL on server_context(), in accept state, or
-  // null when there is no server context. The caller attaches its BIOs.
-  bssl::UniquePtr<SSL> NewIngressSession() const;
-
-  // NewEgressSession returns a client-side SSL on client_context(), in connect state, set up
-  // by PrepareEgressSession for `host`. Error when there is no client context.
-  absl::StatusOr<bssl::UniquePtr<SSL>> NewEgressSession(const std::string& host) const;
 
   // PrepareEgressSession configures `ssl` (borrowed, a client made from client_context())
   // for a peer named `host` (a DNS name or an IP literal, without port): sends SNI for DNS
@@ -114,16 +107,6 @@ class TlsSnapshot {
 // (borrowed) presented, when it presented one and it verified; "" otherwise (none sent, no
 // CA configured, or accepted only because of allow_invalid_certificates).
 std::string VerifiedPeerSubject(const SSL* ssl);
-
-// ProtocolVersionRange returns BoringSSL's min and max versions (TLS1_VERSION ...
-// TLS1_3_VERSION) left by `disabled`. Error when nothing is left, or when the versions left
-// are not contiguous (BoringSSL negotiates a range, it cannot skip a version).
-absl::StatusOr<std::pair<uint16_t, uint16_t>> ProtocolVersionRange(
-    const std::set<TlsProtocol>& disabled);
-
-// CipherListFor returns the TLS 1.0-1.2 cipher list for a minimum version `min_version`:
-// forward-secret AEAD suites, plus the ECDHE-CBC-SHA suites when TLS 1.0 or 1.1 is enabled.
-std::string CipherListFor(uint16_t min_version);
 
 }  // namespace sidecar::certs
 

@@ -45,6 +45,28 @@ bool ReadEmbedded(ByteReader& reader, absl::Span<const uint8_t>* out) {
   return reader.ReadBytes(length, out);
 }
 
+// ReadCodeWithScope consumes a JavaScript-with-scope value: int32 total length, string code,
+// document scope. `depth` as for ReadValue.
+absl::Status ReadCodeWithScope(ByteReader& reader, int depth) {
+  size_t at = reader.position();
+  int32_t total;
+  absl::Span<const uint8_t> whole;
+  {
+    ByteReader peek(reader.Rest());
+    if (!peek.ReadI32(&total) || total < 14 || !reader.ReadBytes(total, &whole)) {
+      return Malformed("bad code with scope", at);
+    }
+  }
+  ByteReader inner(whole);
+  inner.Skip(4);
+  std::string_view code;
+  absl::Span<const uint8_t> scope;
+  if (!ReadString(inner, &code) || !ReadEmbedded(inner, &scope) || !inner.empty()) {
+    return Malformed("bad code with scope", at);
+  }
+  return depth >= 0 ? ValidateDocument(scope, depth + 1) : absl::OkStatus();
+}
+
 // ReadValue consumes one value of type `type`. With depth >= 0 it also validates nested
 // documents (depth is the nesting level of the document holding the value); with depth < 0
 // it trusts them (the document was validated before).
@@ -109,23 +131,8 @@ absl::Status ReadValue(ByteReader& reader, uint8_t type, int depth) {
         return Malformed("bad embedded document length", at);
       }
       return depth >= 0 ? ValidateDocument(embedded, depth + 1) : absl::OkStatus();
-    case static_cast<uint8_t>(BsonType::kJavaScriptWithScope): {
-      // int32 total length, string code, document scope.
-      int32_t total;
-      absl::Span<const uint8_t> whole;
-      {
-        ByteReader peek(reader.Rest());
-        if (!peek.ReadI32(&total) || total < 14 || !reader.ReadBytes(total, &whole)) {
-          return Malformed("bad code with scope", at);
-        }
-      }
-      ByteReader inner(whole);
-      inner.Skip(4);
-      if (!ReadString(inner, &text) || !ReadEmbedded(inner, &embedded) || !inner.empty()) {
-        return Malformed("bad code with scope", at);
-      }
-      return depth >= 0 ? ValidateDocument(embedded, depth + 1) : absl::OkStatus();
-    }
+    case static_cast<uint8_t>(BsonType::kJavaScriptWithScope):
+      return ReadCodeWithScope(reader, depth);
     default:
       return Malformed(absl::StrCat("unknown element type ", type), at);
   }
@@ -169,6 +176,37 @@ bool FitsInt64(double value) {
   return value >= -9223372036854775808.0 && value < 9223372036854775808.0;
 }
 
+// Number is a numeric element read: int32 and int64 exactly (and as a double, which may
+// round an int64), a double as it is.
+struct Number {
+  bool is_integer = false;
+  int64_t integer = 0;
+  double real = 0;
+};
+
+std::optional<Number> ReadNumber(BsonType type, absl::Span<const uint8_t> bytes) {
+  ByteReader reader(bytes);
+  switch (type) {
+    case BsonType::kInt32: {
+      int32_t value = 0;
+      reader.ReadI32(&value);
+      return Number{true, value, static_cast<double>(value)};
+    }
+    case BsonType::kInt64: {
+      int64_t value = 0;
+      reader.ReadI64(&value);
+      return Number{true, value, static_cast<double>(value)};
+    }
+    case BsonType::kDouble: {
+      double value = 0;
+      reader.ReadDouble(&value);
+      return Number{false, 0, value};
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
 
 // --- BsonElement -----------------------------------------------------------------------
@@ -186,29 +224,18 @@ std::optional<std::string_view> BsonElement::AsString() const {
 }
 
 std::optional<int64_t> BsonElement::AsInt64() const {
-  ByteReader reader(value_);
-  switch (type_) {
-    case BsonType::kInt32: {
-      int32_t value = 0;
-      reader.ReadI32(&value);
-      return value;
-    }
-    case BsonType::kInt64: {
-      int64_t value = 0;
-      reader.ReadI64(&value);
-      return value;
-    }
-    case BsonType::kDouble: {
-      double value = 0;
-      reader.ReadDouble(&value);
-      if (!std::isfinite(value) || std::trunc(value) != value || !FitsInt64(value)) {
-        return std::nullopt;
-      }
-      return static_cast<int64_t>(value);
-    }
-    default:
-      return std::nullopt;
+  std::optional<Number> number = ReadNumber(type_, value_);
+  if (!number.has_value()) {
+    return std::nullopt;
   }
+  if (number->is_integer) {
+    return number->integer;
+  }
+  const double value = number->real;
+  if (!std::isfinite(value) || std::trunc(value) != value || !FitsInt64(value)) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(value);
 }
 
 std::optional<int32_t> BsonElement::AsInt32() const {
@@ -221,26 +248,11 @@ std::optional<int32_t> BsonElement::AsInt32() const {
 }
 
 std::optional<double> BsonElement::AsDouble() const {
-  ByteReader reader(value_);
-  switch (type_) {
-    case BsonType::kDouble: {
-      double value = 0;
-      reader.ReadDouble(&value);
-      return value;
-    }
-    case BsonType::kInt32: {
-      int32_t value = 0;
-      reader.ReadI32(&value);
-      return value;
-    }
-    case BsonType::kInt64: {
-      int64_t value = 0;
-      reader.ReadI64(&value);
-      return static_cast<double>(value);
-    }
-    default:
-      return std::nullopt;
+  std::optional<Number> number = ReadNumber(type_, value_);
+  if (!number.has_value()) {
+    return std::nullopt;
   }
+  return number->real;
 }
 
 std::optional<bool> BsonElement::AsBool() const {
@@ -411,8 +423,6 @@ BsonWriter::BsonWriter() { Begin(); }
 
 void BsonWriter::Begin() {
   out_.clear();
-  open_.clear();
-  open_.push_back({0, 0});
   AppendLittleEndian<int32_t>(out_, 0);  // length, filled in by Finish
 }
 
@@ -424,7 +434,6 @@ void BsonWriter::AppendHeader(BsonType type, std::string_view key) {
   }
   out_.insert(out_.end(), key.begin(), key.end());
   out_.push_back(0);
-  ++open_.back().elements;
 }
 
 BsonWriter& BsonWriter::AppendDouble(std::string_view key, double value) {
@@ -449,120 +458,14 @@ BsonWriter& BsonWriter::AppendInt32(std::string_view key, int32_t value) {
   return *this;
 }
 
-BsonWriter& BsonWriter::AppendInt64(std::string_view key, int64_t value) {
-  AppendHeader(BsonType::kInt64, key);
-  AppendLittleEndian(out_, value);
+BsonWriter& BsonWriter::AppendValue(BsonType type, std::string_view key,
+                                    absl::Span<const uint8_t> value) {
+  AppendHeader(type, key);
+  out_.insert(out_.end(), value.begin(), value.end());
   return *this;
 }
-
-BsonWriter& BsonWriter::AppendBool(std::string_view key, bool value) {
-  AppendHeader(BsonType::kBool, key);
-  out_.push_back(value ? 1 : 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendNull(std::string_view key) {
-  AppendHeader(BsonType::kNull, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendMinKey(std::string_view key) {
-  AppendHeader(BsonType::kMinKey, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendMaxKey(std::string_view key) {
-  AppendHeader(BsonType::kMaxKey, key);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDateTime(std::string_view key, int64_t milliseconds_since_epoch) {
-  AppendHeader(BsonType::kDateTime, key);
-  AppendLittleEndian(out_, milliseconds_since_epoch);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendObjectId(std::string_view key, std::span<const uint8_t, 12> oid) {
-  AppendHeader(BsonType::kObjectId, key);
-  out_.insert(out_.end(), oid.begin(), oid.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendTimestamp(std::string_view key, uint32_t t, uint32_t i) {
-  AppendHeader(BsonType::kTimestamp, key);
-  AppendLittleEndian(out_, i);
-  AppendLittleEndian(out_, t);
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendBinary(std::string_view key, uint8_t subtype,
-                                     absl::Span<const uint8_t> data) {
-  AppendHeader(BsonType::kBinary, key);
-  AppendLittleEndian<int32_t>(out_, static_cast<int32_t>(data.size()));
-  out_.push_back(subtype);
-  out_.insert(out_.end(), data.begin(), data.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw) {
-  AppendHeader(BsonType::kDecimal128, key);
-  out_.insert(out_.end(), raw.begin(), raw.end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendDocument(std::string_view key, const BsonView& document) {
-  AppendHeader(BsonType::kDocument, key);
-  out_.insert(out_.end(), document.bytes().begin(), document.bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendArray(std::string_view key, const BsonView& array) {
-  AppendHeader(BsonType::kArray, key);
-  out_.insert(out_.end(), array.bytes().begin(), array.bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::AppendElement(const BsonElement& element) {
-  return AppendElement(element.key(), element);
-}
-
-BsonWriter& BsonWriter::AppendElement(std::string_view key, const BsonElement& element) {
-  AppendHeader(element.type(), key);
-  out_.insert(out_.end(), element.value_bytes().begin(), element.value_bytes().end());
-  return *this;
-}
-
-BsonWriter& BsonWriter::StartDocument(std::string_view key) {
-  AppendHeader(BsonType::kDocument, key);
-  open_.push_back({out_.size(), 0});
-  AppendLittleEndian<int32_t>(out_, 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::StartArray(std::string_view key) {
-  AppendHeader(BsonType::kArray, key);
-  open_.push_back({out_.size(), 0});
-  AppendLittleEndian<int32_t>(out_, 0);
-  return *this;
-}
-
-BsonWriter& BsonWriter::EndDocument() {
-  if (open_.size() <= 1) {
-    return *this;  // the top-level document is closed by Finish
-  }
-  out_.push_back(0);
-  StoreLittleEndianI32(out_, open_.back().start,
-                       static_cast<int32_t>(out_.size() - open_.back().start));
-  open_.pop_back();
-  return *this;
-}
-
-std::string BsonWriter::NextArrayKey() const { return std::to_string(open_.back().elements); }
 
 std::vector<uint8_t> BsonWriter::Finish() {
-  while (open_.size() > 1) {
-    EndDocument();
-  }
   out_.push_back(0);
   StoreLittleEndianI32(out_, 0, static_cast<int32_t>(out_.size()));
   std::vector<uint8_t> document = std::move(out_);

@@ -1,6 +1,6 @@
 // Minimal BSON (https://bsonspec.org/spec.html): a validating read-only view over a byte
-// span, and a writer. Enough for the sidecar to read a hello and build an error reply, and
-// for a wire-protocol stand-in of mongod to store and query documents.
+// span, and a writer of flat documents. Enough for the sidecar to read a hello and build an
+// error reply or a hello of its own.
 //
 // Ownership: BsonView and BsonElement borrow the bytes they were parsed from; the caller
 // keeps those bytes alive and unchanged while views exist. Nothing here is shared between
@@ -13,7 +13,6 @@
 #include <functional>
 #include <iterator>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -173,10 +172,10 @@ class BsonView {
   absl::Span<const uint8_t> bytes_;
 };
 
-// BsonWriter builds one document. Calls chain; keys containing a NUL are cut at the NUL
-// (BSON keys cannot hold one). StartDocument/StartArray open a nested document closed by
-// EndDocument/EndArray; inside an array the caller supplies the keys "0", "1", ...
-// (NextArrayKey gives the next one).
+// BsonWriter builds one flat document: what the sidecar itself writes (an error reply, the
+// upstream probe's hello). Calls chain; keys containing a NUL are cut at the NUL (BSON keys
+// cannot hold one). Nested documents, arrays and the other types are built by the tests'
+// BsonBuilder (tests/support/bson_builder.h) on top of AppendValue.
 // Not thread-safe; one writer per document.
 class BsonWriter {
  public:
@@ -185,34 +184,12 @@ class BsonWriter {
   BsonWriter& AppendDouble(std::string_view key, double value);
   BsonWriter& AppendString(std::string_view key, std::string_view value);
   BsonWriter& AppendInt32(std::string_view key, int32_t value);
-  BsonWriter& AppendInt64(std::string_view key, int64_t value);
-  BsonWriter& AppendBool(std::string_view key, bool value);
-  BsonWriter& AppendNull(std::string_view key);
-  BsonWriter& AppendMinKey(std::string_view key);
-  BsonWriter& AppendMaxKey(std::string_view key);
-  BsonWriter& AppendDateTime(std::string_view key, int64_t milliseconds_since_epoch);
-  BsonWriter& AppendObjectId(std::string_view key, std::span<const uint8_t, 12> oid);
-  BsonWriter& AppendTimestamp(std::string_view key, uint32_t t, uint32_t i);
-  BsonWriter& AppendBinary(std::string_view key, uint8_t subtype, absl::Span<const uint8_t> data);
-  BsonWriter& AppendDecimal128(std::string_view key, std::span<const uint8_t, 16> raw);
-  // AppendDocument/AppendArray copy a validated document as an embedded document/array.
-  BsonWriter& AppendDocument(std::string_view key, const BsonView& document);
-  BsonWriter& AppendArray(std::string_view key, const BsonView& array);
-  // AppendElement copies an element as is, under its own key or under key.
-  BsonWriter& AppendElement(const BsonElement& element);
-  BsonWriter& AppendElement(std::string_view key, const BsonElement& element);
+  // AppendValue appends an element of `type` whose value is already encoded (the bytes after
+  // the key, as BsonElement::value_bytes gives them); the caller vouches for the encoding.
+  BsonWriter& AppendValue(BsonType type, std::string_view key, absl::Span<const uint8_t> value);
 
-  BsonWriter& StartDocument(std::string_view key);
-  BsonWriter& StartArray(std::string_view key);
-  BsonWriter& EndDocument();
-  BsonWriter& EndArray() { return EndDocument(); }
-
-  // NextArrayKey is the key the next element of the innermost open array should have
-  // ("0", "1", ...), counted from the elements appended to it so far.
-  std::string NextArrayKey() const;
-
-  // Finish closes any nested documents still open, then the top-level document, and
-  // returns the bytes. The writer is left empty and may build another document.
+  // Finish closes the document and returns its bytes. The writer is left empty and may build
+  // another document.
   std::vector<uint8_t> Finish();
 
  private:
@@ -220,11 +197,6 @@ class BsonWriter {
   void Begin();
 
   std::vector<uint8_t> out_;
-  struct Open {
-    size_t start;     // offset of the length prefix
-    size_t elements;  // elements appended directly inside
-  };
-  std::vector<Open> open_;  // open_[0] is the top-level document
 };
 
 }  // namespace sidecar::protocol

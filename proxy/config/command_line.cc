@@ -121,7 +121,6 @@ bool TakesValue(const Flag& flag) {
   return false;
 }
 
-
 }  // namespace
 
 std::span<const IgnoredFlag> IgnoredValueFlags() { return kIgnoredValueFlags; }
@@ -144,8 +143,8 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
       if (arg.starts_with("-") && arg.size() > 1) {
         return absl::InvalidArgumentError(Concat(arg, ": unknown flag; see tls-sidecar --help"));
       }
-      return absl::InvalidArgumentError(
-          Concat("unexpected argument \"", arg, "\"; flags start with -- (see tls-sidecar --help)"));
+      return absl::InvalidArgumentError(Concat("unexpected argument \"", arg,
+                                               "\"; flags start with -- (see tls-sidecar --help)"));
     }
     std::string_view name = arg;
     std::optional<std::string> value;
@@ -163,8 +162,8 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
       }
       std::string suggestion = Suggestion(name, names);
       return absl::InvalidArgumentError(Concat(name, ": unknown flag", suggestion,
-                                            suggestion.empty() ? "; " : " ",
-                                            "see tls-sidecar --help"));
+                                               suggestion.empty() ? "; " : " ",
+                                               "see tls-sidecar --help"));
     }
     FlagUse use;
     use.flag = &*it;
@@ -177,7 +176,7 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
         std::string_view next = argv[i + 1];
         if (next.starts_with("--")) {
           return absl::InvalidArgumentError(Concat(name, ": needs a value (write ", name,
-                                                "=VALUE for a value that starts with --)"));
+                                                   "=VALUE for a value that starts with --)"));
         }
         value = std::string(next);
         ++i;
@@ -201,10 +200,10 @@ namespace {
 absl::Status Claim(const FlagUse& use, std::string_view key, Config& config, FlagsGiven& given) {
   auto [it, inserted] = given.emplace(std::string(key), use.spelling);
   if (!inserted) {
-    return absl::InvalidArgumentError(
-        Concat(use.spelling, ": ",
-               it->second == use.spelling ? "given more than once"
-                                          : Concat("conflicts with ", it->second)));
+    return absl::InvalidArgumentError(Concat(use.spelling, ": ",
+                                             it->second == use.spelling
+                                                 ? "given more than once"
+                                                 : Concat("conflicts with ", it->second)));
   }
   config.origins[std::string(key)] = use.spelling;
   return absl::OkStatus();

@@ -45,12 +45,12 @@ absl::Status Finish(Config& c) {
   if (!tls.certificate_selector.empty() && !tls.certificate_key_file.empty()) {
     return error("net.tls.certificateSelector",
                  Concat("cannot be used together with a certificate key file (",
-                     c.Origin("net.tls.certificateKeyFile"), "); choose one"));
+                        c.Origin("net.tls.certificateKeyFile"), "); choose one"));
   }
   if (!tls.cluster_certificate_selector.empty() && !tls.cluster_file.empty()) {
     return error("net.tls.clusterCertificateSelector",
                  Concat("cannot be used together with a cluster file (",
-                     c.Origin("net.tls.clusterFile"), "); choose one"));
+                        c.Origin("net.tls.clusterFile"), "); choose one"));
   }
   for (std::string_view key :
        {"net.tls.certificateSelector", "net.tls.clusterCertificateSelector"}) {
@@ -70,9 +70,9 @@ absl::Status Finish(Config& c) {
   }
   if (c.mode != Mode::kDisabled && !tls.HasServerCertificate()) {
     return error("net.tls.mode", Concat("mode ", ModeName(c.mode),
-                                     " needs a certificate: set net.tls.certificateKeyFile "
-                                     "(--tlsCertificateKeyFile) or net.tls.certificateSelector "
-                                     "(--tlsCertificateSelector)"));
+                                        " needs a certificate: set net.tls.certificateKeyFile "
+                                        "(--tlsCertificateKeyFile) or net.tls.certificateSelector "
+                                        "(--tlsCertificateSelector)"));
   }
   return absl::OkStatus();
 }

@@ -145,15 +145,15 @@ std::string HelpText() {
       "TLS and/or plaintext according to its mode, and forwards plaintext to the\n"
       "local mongod. Flags override the configuration file. TLS flags take mongod's\n"
       "spellings, --tls... or --ssl..., so a mongod command line carries over.\n";
-  ConcatAppend(
-      &out, "\nGeneral:\n", HelpLine("--config FILE", "TOML configuration file (keys below)"),
-      HelpLine("--user NAME",
-               "started as root: run as NAME once listeners are bound and keys "
-               "read (a reload then reads the files as NAME)"),
-      HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
-      HelpLine("--check-config",
-               "load the configuration, certificates and keys, bind nothing; exit 0 or 2"),
-      HelpLine("-v, -vv, --verbose", "also log debug lines"));
+  ConcatAppend(&out, "\nGeneral:\n",
+               HelpLine("--config FILE", "TOML configuration file (keys below)"),
+               HelpLine("--user NAME",
+                        "started as root: run as NAME once listeners are bound and keys "
+                        "read (a reload then reads the files as NAME)"),
+               HelpLine("-h, --help", "this text"), HelpLine("--version", "print the version"),
+               HelpLine("--check-config",
+                        "load the configuration, certificates and keys, bind nothing; exit 0 or 2"),
+               HelpLine("-v, -vv, --verbose", "also log debug lines"));
   AppendGroups(out);
   AppendIgnored(out);
   AppendKeys(out);

@@ -89,7 +89,7 @@ absl::StatusOr<std::set<certs::TlsProtocol>> ParseProtocols(const std::vector<st
     if (it == std::end(kNames)) {
       return absl::InvalidArgumentError(
           Concat("unknown protocol \"", name,
-              "\"; valid names are TLS1_0, TLS1_1, TLS1_2, TLS1_3, or \"none\""));
+                 "\"; valid names are TLS1_0, TLS1_1, TLS1_2, TLS1_3, or \"none\""));
     }
     out.insert(it->second);
   }

@@ -185,7 +185,7 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Con
       const std::string full = JoinKey(prefix, k.str());
       if (k.str() != "listen" && k.str() != "target") {
         return error(full, Concat("unknown key", Suggestion(k.str(), {"listen", "target"}),
-                               " (a peer has listen and target)"));
+                                  " (a peer has listen and target)"));
       }
       if (!v.is_string()) {
         return error(full, Concat("expected a string, got ", TypeName(v.type())));
@@ -206,8 +206,8 @@ absl::Status ApplyEgressPeers(const toml::node& node, std::string_view file, Con
     }
     if (!has_listen || !has_target) {
       return error(prefix, Concat("needs both listen (where mongod dials) and target "
-                               "(the peer's sidecar); ",
-                               has_listen ? "target" : "listen", " is missing"));
+                                  "(the peer's sidecar); ",
+                                  has_listen ? "target" : "listen", " is missing"));
     }
     for (size_t i = 0; i < peers.size(); ++i) {
       if (peers[i].listen.port != 0 && peers[i].listen.host == peer.listen.host &&
@@ -257,7 +257,7 @@ absl::Status ApplyTable(const toml::table& table, std::string_view path, std::st
     }
     if (!seen.insert(std::string(setting->key)).second) {
       return error(full, Concat("set twice (", setting->key, " and its alias ", setting->alias,
-                             " are the same setting)"));
+                                " are the same setting)"));
     }
     absl::StatusOr<Value> value = ValueFromToml(node, *setting);
     if (!value.ok()) {
@@ -277,7 +277,7 @@ absl::StatusOr<toml::table> ParseToml(std::string_view text, std::string_view fi
   if (!result) {
     const toml::parse_error& e = result.error();
     return absl::InvalidArgumentError(Concat(file, ": line ", e.source().begin.line, ", column ",
-                                          e.source().begin.column, ": ", e.description()));
+                                             e.source().begin.column, ": ", e.description()));
   }
   return std::move(result).table();
 }
@@ -314,7 +314,8 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
   }
   absl::StatusOr<Mode> mode = ParseMode(node.as_string()->get());
   if (!mode.ok()) {
-    return absl::InvalidArgumentError(Concat(file_name, ": net.tls.mode: ", mode.status().message()));
+    return absl::InvalidArgumentError(
+        Concat(file_name, ": net.tls.mode: ", mode.status().message()));
   }
   return *mode;
 }

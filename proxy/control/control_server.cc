@@ -28,6 +28,49 @@ constexpr size_t kMaxDiscardedBytes = 1 << 20;
 // The uids allowed on the socket besides root: the sidecar's own.
 bool UidAllowed(uid_t uid) { return uid == 0 || uid == geteuid(); }
 
+// ClearStaleSocket removes a socket file left at `path` by a sidecar that died; a live one
+// (something accepts on it) or a file that is not a socket is an error.
+absl::Status ClearStaleSocket(const std::string& path) {
+  struct stat existing {};
+  if (lstat(path.c_str(), &existing) != 0) {
+    return absl::OkStatus();
+  }
+  if (!S_ISSOCK(existing.st_mode)) {
+    return absl::FailedPreconditionError(Concat(
+        "control socket ", path, " exists and is not a socket; remove it or set control.socket"));
+  }
+  // A socket file: live if something accepts on it, stale (left by a sidecar that died)
+  // if the connection is refused.
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) {
+    return absl::UnavailableError(
+        Concat("control socket ", path, ": socket: ", std::strerror(errno)));
+  }
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  int rc = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  int err = errno;
+  close(probe);
+  if (rc == 0 || err == EAGAIN) {
+    return absl::FailedPreconditionError(
+        Concat("control socket ", path,
+               " is in use: another process (another tls-sidecar on the same port?) answers "
+               "on it; stop it, or give this sidecar its own --control-socket"));
+  }
+  if (err != ECONNREFUSED) {
+    return absl::UnavailableError(Concat(
+        "control socket ", path, ": cannot tell whether it is in use: ", std::strerror(err)));
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::UnavailableError(
+        Concat("control socket ", path,
+               ": cannot remove the stale socket file: ", std::strerror(errno)));
+  }
+  Log(Severity::kInfo, Component::kControl, "removed a stale control socket", {{"path", path}});
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct ControlServer::Peer {
@@ -82,41 +125,8 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Create(uv_loop_t* 
                                              sizeof(sockaddr_un{}.sun_path) - 1, ")"));
   }
 
-  struct stat existing {};
-  if (lstat(path.c_str(), &existing) == 0) {
-    if (!S_ISSOCK(existing.st_mode)) {
-      return absl::FailedPreconditionError(Concat(
-          "control socket ", path, " exists and is not a socket; remove it or set control.socket"));
-    }
-    // A socket file: live if something accepts on it, stale (left by a sidecar that died)
-    // if the connection is refused.
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe < 0) {
-      return absl::UnavailableError(
-          Concat("control socket ", path, ": socket: ", std::strerror(errno)));
-    }
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.data(), path.size());
-    int rc = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-    int err = errno;
-    close(probe);
-    if (rc == 0 || err == EAGAIN) {
-      return absl::FailedPreconditionError(
-          Concat("control socket ", path,
-                 " is in use: another process (another tls-sidecar on the same port?) answers "
-                 "on it; stop it, or give this sidecar its own --control-socket"));
-    }
-    if (err != ECONNREFUSED) {
-      return absl::UnavailableError(Concat(
-          "control socket ", path, ": cannot tell whether it is in use: ", std::strerror(err)));
-    }
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return absl::UnavailableError(
-          Concat("control socket ", path,
-                 ": cannot remove the stale socket file: ", std::strerror(errno)));
-    }
-    Log(Severity::kInfo, Component::kControl, "removed a stale control socket", {{"path", path}});
+  if (absl::Status status = ClearStaleSocket(path); !status.ok()) {
+    return status;
   }
 
   std::unique_ptr<ControlServer> server(new ControlServer(loop, path, commands));

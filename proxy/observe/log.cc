@@ -1,8 +1,5 @@
 #include "proxy/observe/log.h"
 
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,167 +7,16 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <ctime>
-#include <thread>
 #include <vector>
+
+#include "proxy/observe/log_writer.h"
 
 namespace sidecar::proxy {
 namespace {
 
-// Lines waiting for the writer: beyond this, new lines are dropped (and counted) rather than
-// letting a stalled stderr grow memory without bound.
-constexpr size_t kMaxQueuedBytes = 4 << 20;
-constexpr auto kSweepInterval = std::chrono::seconds(1);
-
 std::atomic<int> g_min_severity{static_cast<int>(Severity::kInfo)};
-
-// Writer owns the queue and the thread that writes it. One per process, never destroyed:
-// other threads may still log while the process exits.
-class Writer {
- public:
-  static Writer& Get() {
-    static Writer* const writer = new Writer;
-    return *writer;
-  }
-
-  void Enqueue(std::string_view line) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (queue_.size() + line.size() > kMaxQueuedBytes) {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-      queue_.append(line);
-      ++queued_lines_;
-    }
-    std::call_once(started_, [this] { Start(); });
-    wake_.notify_one();
-  }
-
-  bool Flush(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return idle_.wait_for(lock, timeout, [this] { return queue_.empty() && !writing_; });
-  }
-
-  void SetFd(int fd) { fd_.store(fd, std::memory_order_relaxed); }
-
-  LogStats Stats() const {
-    return {written_.load(std::memory_order_relaxed), dropped_.load(std::memory_order_relaxed)};
-  }
-
-  void Register(LogRateLimiter* limiter) {
-    std::lock_guard<std::mutex> lock(limiters_mu_);
-    limiters_.push_back(limiter);
-  }
-
-  void Unregister(LogRateLimiter* limiter) {
-    std::lock_guard<std::mutex> lock(limiters_mu_);
-    limiters_.erase(std::remove(limiters_.begin(), limiters_.end(), limiter), limiters_.end());
-  }
-
- private:
-  void Start() {
-    // The writer thread takes no signals (they are for the event loops), and SIGPIPE stays
-    // blocked there so that a closed stderr gives EPIPE instead of killing the process.
-    sigset_t all;
-    sigset_t saved;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
-    std::thread([this] { Run(); }).detach();
-    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-  }
-
-  // WriteAll writes `data` to the current fd; returns how many bytes were written.
-  size_t WriteAll(std::string_view data) {
-    const int fd = fd_.load(std::memory_order_relaxed);
-    size_t done = 0;
-    int waits = 0;
-    while (done < data.size()) {
-      ssize_t n = write(fd, data.data() + done, data.size() - done);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      // Someone made the fd non-blocking: wait a little, but never forever.
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits < 10) {
-        pollfd pfd = {fd, POLLOUT, 0};
-        poll(&pfd, 1, 100);
-        ++waits;
-        continue;
-      }
-      break;  // ENOSPC, EPIPE, EIO, EBADF...: the rest is dropped
-    }
-    return done;
-  }
-
-  void Run() {
-    auto last_sweep = std::chrono::steady_clock::now();
-    uint64_t dropped_reported = 0;
-    while (true) {
-      std::string batch;
-      size_t lines = 0;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait_for(lock, kSweepInterval, [this] { return !queue_.empty(); });
-        batch.swap(queue_);
-        lines = queued_lines_;
-        queued_lines_ = 0;
-        writing_ = !batch.empty();
-      }
-      if (!batch.empty()) {
-        size_t written = WriteAll(batch);
-        size_t lines_lost = static_cast<size_t>(
-            std::count(batch.begin() + static_cast<std::ptrdiff_t>(written), batch.end(), '\n'));
-        written_.fetch_add(lines - lines_lost, std::memory_order_relaxed);
-        dropped_.fetch_add(lines_lost, std::memory_order_relaxed);
-        uint64_t dropped = dropped_.load(std::memory_order_relaxed);
-        if (lines_lost == 0 && dropped > dropped_reported) {
-          // The output works again: say how much is missing from it.
-          std::string note = FormatLogLine(std::chrono::system_clock::now(), Severity::kWarning,
-                                           Component::kDefault, 0, "Log lines were dropped",
-                                           {{"dropped", dropped - dropped_reported}});
-          if (WriteAll(note) == note.size()) {
-            written_.fetch_add(1, std::memory_order_relaxed);
-            dropped_reported = dropped;
-          }
-        }
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          writing_ = false;
-        }
-        idle_.notify_all();
-      }
-      auto now = std::chrono::steady_clock::now();
-      if (now - last_sweep >= kSweepInterval) {
-        last_sweep = now;
-        std::lock_guard<std::mutex> lock(limiters_mu_);
-        for (LogRateLimiter* limiter : limiters_) {
-          limiter->FlushSummary(now);
-        }
-      }
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable wake_;  // the writer: lines are queued
-  std::condition_variable idle_;  // FlushLogs: the queue is written
-  std::string queue_;
-  size_t queued_lines_ = 0;
-  bool writing_ = false;
-
-  std::atomic<int> fd_{STDERR_FILENO};
-  std::atomic<uint64_t> written_{0};
-  std::atomic<uint64_t> dropped_{0};
-  std::once_flag started_;
-
-  std::mutex limiters_mu_;
-  std::vector<LogRateLimiter*> limiters_;
-};
 
 void AppendTimestamp(std::string* out, std::chrono::system_clock::time_point now) {
   const auto since_epoch = now.time_since_epoch();
@@ -384,7 +230,7 @@ void Log(Severity severity, Component component, int id, std::string_view msg,
   // Formatting happens here, on the caller's thread, outside any lock.
   std::string line =
       FormatLogLine(std::chrono::system_clock::now(), severity, component, id, msg, attrs);
-  Writer& writer = Writer::Get();
+  LogWriter& writer = LogWriter::Get();
   writer.Enqueue(line);
   if (severity == Severity::kFatal) {
     writer.Flush(std::chrono::milliseconds(2000));
@@ -404,22 +250,22 @@ bool LogEnabled(Severity severity) {
   return static_cast<int>(severity) <= g_min_severity.load(std::memory_order_relaxed);
 }
 
-void SetLogFd(int fd) { Writer::Get().SetFd(fd); }
+void SetLogFd(int fd) { LogWriter::Get().SetFd(fd); }
 
-bool FlushLogs(std::chrono::milliseconds timeout) { return Writer::Get().Flush(timeout); }
+bool FlushLogs(std::chrono::milliseconds timeout) { return LogWriter::Get().Flush(timeout); }
 
-LogStats GetLogStats() { return Writer::Get().Stats(); }
+LogStats GetLogStats() { return LogWriter::Get().Stats(); }
 
 LogRateLimiter::LogRateLimiter(int lines_per_second, bool flush_from_writer)
     : lines_per_second_(std::max(lines_per_second, 1)), flush_from_writer_(flush_from_writer) {
   if (flush_from_writer_) {
-    Writer::Get().Register(this);
+    LogWriter::Get().Register(this);
   }
 }
 
 LogRateLimiter::~LogRateLimiter() {
   if (flush_from_writer_) {
-    Writer::Get().Unregister(this);
+    LogWriter::Get().Unregister(this);
   }
   FlushSummary(Clock::now(), /*force=*/true);
 }

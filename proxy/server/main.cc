@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/config/config.h"
 #include "proxy/config/help_text.h"
@@ -80,7 +80,7 @@ int CertsMain(int argc, char** argv) {
     std::fputs(kCertsUsage, stderr);
     return 2;
   }
-  auto written = sidecar::certs::WriteTestPki(dir, hosts);
+  auto written = sidecar::certs::WriteThrowawayPki(dir, {.hosts = hosts});
   if (!written.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: certs init: %s\n",
                  std::string(written.status().message()).c_str());

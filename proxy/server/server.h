@@ -7,10 +7,12 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "proxy/base/uv_handle.h"
 #include "proxy/config/config.h"
 #include "proxy/net/shared_state.h"
@@ -21,6 +23,7 @@
 #include "proxy/observe/status_board.h"
 #include "proxy/server/certificate_watcher.h"
 #include "proxy/server/port_lock.h"
+#include "proxy/server/privileges.h"
 #include "proxy/upstream/upstream_probe.h"
 
 namespace sidecar::proxy {
@@ -41,7 +44,22 @@ class Server {
   absl::Status Reload();
 
  private:
+  // Start opens everything in order, each step returning the error that stops the start.
   absl::Status Start();
+  absl::Status CheckRunAsUser(std::optional<RunAsUser>* run_as);
+  // LoadCertificates builds the first snapshot and starts the expiry timer and the watcher.
+  absl::Status LoadCertificates();
+  // ResolveRoutes resolves net.upstream and the egress routes into shared_.
+  absl::Status ResolveRoutes();
+  absl::StatusOr<std::vector<sockaddr_storage>> ResolveListenAddresses();
+  absl::Status OpenControlPlane();
+  // CreateWorkers makes one worker per thread (net.threads, 0: one per core), each bound to
+  // every listening address (a port of 0 there becomes the bound one); returns the thread
+  // count.
+  absl::StatusOr<int> CreateWorkers(std::vector<sockaddr_storage>& listen_addresses);
+  absl::Status OpenMetricsEndpoint();
+  absl::Status GiveRootUp(const RunAsUser& run_as);
+  absl::Status InstallSignals();
   // ClaimPorts takes a PortLock on every ingress and egress listening address, so that
   // no other sidecar process can join them; the error names the setting and the holder.
   absl::Status ClaimPorts(const std::vector<sockaddr_storage>& listen_addresses);

@@ -197,6 +197,69 @@ TlsSession::Status Receive(int fd, TlsSession& session, ChunkPool& pool, Clock::
   }
 }
 
+// DriveHandshake runs `session`'s handshake to its end over `fd`; returns why it failed, or
+// "" when it completed.
+std::string DriveHandshake(int fd, TlsSession& session, ChunkPool& pool,
+                           ChunkQueue& ciphertext_out, Clock::time_point deadline) {
+  while (true) {
+    TlsSession::Status status = session.Handshake();
+    // What the session queued (our flight, or an alert explaining a failure) goes out first.
+    if (std::optional<std::string> failed = Flush(fd, ciphertext_out, deadline);
+        failed.has_value() && status != TlsSession::Status::kError) {
+      return *failed;
+    }
+    if (status == TlsSession::Status::kOk) {
+      return "";
+    }
+    if (status == TlsSession::Status::kError) {
+      return HandshakeFailure(session);
+    }
+    if (status == TlsSession::Status::kPeerClosed) {
+      return kClosedDuringHandshake;
+    }
+    std::string why;
+    switch (Receive(fd, session, pool, deadline, &why)) {
+      case TlsSession::Status::kOk:
+        break;
+      case TlsSession::Status::kWantRead:
+        return kTimedOut;
+      default:
+        return why.empty() ? std::string(kClosedDuringHandshake)
+                           : absl::StrCat(kClosedDuringHandshake, " (", why, ")");
+    }
+  }
+}
+
+// RefusedAfterHandshake waits briefly for the alert of a server that rejects our certificate:
+// with TLS 1.3 the client finishes first, and the server says so right after (a sidecar never
+// sends data first). Returns the refusal, or "" when the peer kept the connection.
+std::string RefusedAfterHandshake(int fd, TlsSession& session, ChunkPool& pool,
+                                  Clock::time_point deadline) {
+  Clock::time_point settle = std::min(deadline, Clock::now() + std::chrono::milliseconds(300));
+  ChunkQueue plaintext(&pool);
+  while (true) {
+    std::string why;
+    TlsSession::Status received = Receive(fd, session, pool, settle, &why);
+    if (received == TlsSession::Status::kWantRead) {
+      return "";  // quiet: the peer kept the connection
+    }
+    TlsSession::Status status = received == TlsSession::Status::kOk
+                                    ? session.ReadPlaintext(plaintext, 1)
+                                    : TlsSession::Status::kPeerClosed;
+    if (status == TlsSession::Status::kOk) {
+      return "";  // the peer sent data: it took our certificate
+    }
+    if (status == TlsSession::Status::kWantRead) {
+      continue;  // a session ticket
+    }
+    std::string detail = status == TlsSession::Status::kError && session.error_code() != 0
+                             ? session.error()
+                             : "the peer closed the connection right after the handshake";
+    return absl::StrCat("the peer refused our cluster certificate after the handshake (", detail,
+                        ")");
+  }
+}
+
 // Handshake runs a TLS client handshake with the same TlsSession over memory BIOs that
 // egress connections use, doing the socket I/O around it here, blocking with deadlines. It
 // fills row.handshake, verification, version and error.
@@ -222,38 +285,7 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
     row.error = std::string(status.message());
     return;
   }
-  while (row.error.empty()) {
-    TlsSession::Status status = session->Handshake();
-    // What the session queued (our flight, or an alert explaining a failure) goes out first.
-    if (std::optional<std::string> failed = Flush(fd, ciphertext_out, deadline);
-        failed.has_value() && status != TlsSession::Status::kError) {
-      row.error = *failed;
-      break;
-    }
-    if (status == TlsSession::Status::kOk) {
-      break;
-    }
-    if (status == TlsSession::Status::kError) {
-      row.error = HandshakeFailure(*session);
-      break;
-    }
-    if (status == TlsSession::Status::kPeerClosed) {
-      row.error = kClosedDuringHandshake;
-      break;
-    }
-    std::string why;
-    switch (Receive(fd, *session, pool, deadline, &why)) {
-      case TlsSession::Status::kOk:
-        break;
-      case TlsSession::Status::kWantRead:
-        row.error = kTimedOut;
-        break;
-      default:
-        row.error = why.empty() ? std::string(kClosedDuringHandshake)
-                                : absl::StrCat(kClosedDuringHandshake, " (", why, ")");
-        break;
-    }
-  }
+  row.error = DriveHandshake(fd, *session, pool, ciphertext_out, deadline);
   long verify = VerifyResult(session->ssl());
   if (verify != X509_V_OK) {
     row.verification = X509_verify_cert_error_string(verify);
@@ -261,30 +293,8 @@ void Handshake(int fd, const PreflightTarget& target, const certs::TlsSnapshot* 
   if (!row.error.empty()) {
     return;
   }
-  // With TLS 1.3 the client finishes first; a server that rejects our certificate says so
-  // with an alert right after. Wait briefly for it (a sidecar never sends data first).
-  Clock::time_point settle = std::min(deadline, Clock::now() + std::chrono::milliseconds(300));
-  ChunkQueue plaintext(&pool);
-  while (true) {
-    std::string why;
-    TlsSession::Status received = Receive(fd, *session, pool, settle, &why);
-    if (received == TlsSession::Status::kWantRead) {
-      break;  // quiet: the peer kept the connection
-    }
-    TlsSession::Status status = received == TlsSession::Status::kOk
-                                    ? session->ReadPlaintext(plaintext, 1)
-                                    : TlsSession::Status::kPeerClosed;
-    if (status == TlsSession::Status::kOk) {
-      break;  // the peer sent data: it took our certificate
-    }
-    if (status == TlsSession::Status::kWantRead) {
-      continue;  // a session ticket
-    }
-    std::string detail = status == TlsSession::Status::kError && session->error_code() != 0
-                             ? session->error()
-                             : "the peer closed the connection right after the handshake";
-    row.error =
-        absl::StrCat("the peer refused our cluster certificate after the handshake (", detail, ")");
+  row.error = RefusedAfterHandshake(fd, *session, pool, deadline);
+  if (!row.error.empty()) {
     return;
   }
   row.handshake = true;

@@ -5,7 +5,7 @@
 #include <ctime>
 
 #include "absl/strings/match.h"
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

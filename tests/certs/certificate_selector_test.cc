@@ -2,7 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "certs/certificate_info.h"
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_pki.h"
@@ -10,6 +10,7 @@
 namespace sidecar::certs {
 namespace {
 
+using ::sidecar::test_support::SerialOf;
 using ::sidecar::test_support::TempDir;
 using ::testing::HasSubstr;
 

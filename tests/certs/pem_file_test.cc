@@ -8,7 +8,7 @@
 #include <string>
 
 #include "certs/certificate_info.h"
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_pki.h"
@@ -16,6 +16,7 @@
 namespace sidecar::certs {
 namespace {
 
+using ::sidecar::test_support::MakeCrl;
 using ::sidecar::test_support::TempDir;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;

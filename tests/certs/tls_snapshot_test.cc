@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "certs/certificate_info.h"
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_pki.h"
@@ -16,9 +16,13 @@ namespace {
 
 using ::sidecar::test_support::Handshake;
 using ::sidecar::test_support::HandshakeResult;
+using ::sidecar::test_support::MakeCrl;
 using ::sidecar::test_support::NewClient;
 using ::sidecar::test_support::NewClientContext;
+using ::sidecar::test_support::NewEgressSession;
+using ::sidecar::test_support::NewIngressSession;
 using ::sidecar::test_support::NewServer;
+using ::sidecar::test_support::SerialOf;
 using ::sidecar::test_support::TestPki;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -62,7 +66,7 @@ class TlsSnapshotTest : public ::testing::Test {
     bssl::UniquePtr<SSL_CTX> ctx =
         NewClientContext(pki_->ca.cert_pem, cert_key_pem, min_version, max_version);
     bssl::UniquePtr<SSL> client = NewClient(ctx.get());
-    bssl::UniquePtr<SSL> server = snapshot.NewIngressSession();
+    bssl::UniquePtr<SSL> server = NewIngressSession(snapshot);
     HandshakeResult result = Handshake(client.get(), server.get());
     if (peer_subject != nullptr) {
       *peer_subject = VerifiedPeerSubject(server.get());
@@ -80,8 +84,8 @@ TEST_F(TlsSnapshotTest, NoCertificateGivesNoServerContext) {
   ASSERT_NE(snapshot, nullptr);
   EXPECT_EQ(snapshot->server_context(), nullptr);
   EXPECT_EQ(snapshot->client_context(), nullptr);
-  EXPECT_EQ(snapshot->NewIngressSession(), nullptr);
-  EXPECT_FALSE(snapshot->NewEgressSession("localhost").ok());
+  EXPECT_EQ(NewIngressSession(*snapshot), nullptr);
+  EXPECT_FALSE(NewEgressSession(*snapshot, "localhost").ok());
   EXPECT_THAT(snapshot->certificates(), IsEmpty());
 
   // A CA alone is enough to originate TLS to peers.
@@ -359,10 +363,10 @@ class TlsVersionTest : public TlsSnapshotTest, public ::testing::WithParamInterf
 TEST_P(TlsVersionTest, EgressClientAndIngressServerShakeHandsAndVerifyEachOther) {
   std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(pki_->Settings());
   ASSERT_NE(snapshot, nullptr);
-  absl::StatusOr<bssl::UniquePtr<SSL>> client = snapshot->NewEgressSession("localhost");
+  absl::StatusOr<bssl::UniquePtr<SSL>> client = NewEgressSession(*snapshot, "localhost");
   ASSERT_TRUE(client.ok()) << client.status();
   SSL_set_max_proto_version(client->get(), GetParam().version);
-  bssl::UniquePtr<SSL> server = snapshot->NewIngressSession();
+  bssl::UniquePtr<SSL> server = NewIngressSession(*snapshot);
   HandshakeResult result = Handshake(client->get(), server.get());
   ASSERT_TRUE(result.ok) << result.client_error << " / " << result.server_error;
   EXPECT_EQ(result.version, GetParam().name);
@@ -473,10 +477,10 @@ TEST_P(TlsVersionTest, EgressChecksThePeerHostnameUnlessInvalidHostnamesAllowed)
   std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(pki_->Settings());
   ASSERT_NE(snapshot, nullptr);
   auto egress = [&](const TlsSnapshot& s, const std::string& host) {
-    absl::StatusOr<bssl::UniquePtr<SSL>> client = s.NewEgressSession(host);
+    absl::StatusOr<bssl::UniquePtr<SSL>> client = NewEgressSession(s, host);
     EXPECT_TRUE(client.ok()) << client.status();
     SSL_set_max_proto_version(client->get(), GetParam().version);
-    bssl::UniquePtr<SSL> server = snapshot->NewIngressSession();
+    bssl::UniquePtr<SSL> server = NewIngressSession(*snapshot);
     return Handshake(client->get(), server.get());
   };
   EXPECT_TRUE(egress(*snapshot, "localhost").ok);
@@ -502,10 +506,10 @@ TEST_P(TlsVersionTest, EgressRefusesAPeerFromAnotherCa) {
   std::shared_ptr<const TlsSnapshot> theirs = MustCreate((*other)->Settings());
   ASSERT_NE(ours, nullptr);
   ASSERT_NE(theirs, nullptr);
-  absl::StatusOr<bssl::UniquePtr<SSL>> client = ours->NewEgressSession("localhost");
+  absl::StatusOr<bssl::UniquePtr<SSL>> client = NewEgressSession(*ours, "localhost");
   ASSERT_TRUE(client.ok());
   SSL_set_max_proto_version(client->get(), GetParam().version);
-  bssl::UniquePtr<SSL> server = theirs->NewIngressSession();
+  bssl::UniquePtr<SSL> server = NewIngressSession(*theirs);
   HandshakeResult result = Handshake(client->get(), server.get());
   EXPECT_FALSE(result.client_ok);
   EXPECT_EQ(result.client_error, "CERTIFICATE_VERIFY_FAILED");
@@ -538,7 +542,7 @@ TEST_P(TlsVersionTest, SessionsResumeThroughTicketsAndTheCache) {
     SSL_CTX_sess_set_new_cb(ctx.get(), KeepNewestSession);
 
     bssl::UniquePtr<SSL> first = NewClient(ctx.get());
-    bssl::UniquePtr<SSL> server1 = snapshot->NewIngressSession();
+    bssl::UniquePtr<SSL> server1 = NewIngressSession(*snapshot);
     ASSERT_TRUE(Handshake(first.get(), server1.get()).ok);
     ASSERT_NE(session, nullptr);
     ASSERT_TRUE(SSL_SESSION_is_resumable(session.get()));
@@ -550,7 +554,7 @@ TEST_P(TlsVersionTest, SessionsResumeThroughTicketsAndTheCache) {
 
     bssl::UniquePtr<SSL> second = NewClient(ctx.get());
     SSL_set_session(second.get(), session.get());
-    bssl::UniquePtr<SSL> server2 = snapshot->NewIngressSession();
+    bssl::UniquePtr<SSL> server2 = NewIngressSession(*snapshot);
     HandshakeResult resumed = Handshake(second.get(), server2.get());
     ASSERT_TRUE(resumed.ok) << resumed.client_error << " / " << resumed.server_error;
     EXPECT_TRUE(resumed.resumed);
@@ -562,7 +566,7 @@ TEST_P(TlsVersionTest, SessionsResumeThroughTicketsAndTheCache) {
 TEST_P(TlsVersionTest, ConnectionKeepsItsContextAfterTheSnapshotIsReplaced) {
   std::shared_ptr<const TlsSnapshot> snapshot = MustCreate(pki_->Settings());
   ASSERT_NE(snapshot, nullptr);
-  bssl::UniquePtr<SSL> server = snapshot->NewIngressSession();
+  bssl::UniquePtr<SSL> server = NewIngressSession(*snapshot);
   snapshot.reset();  // a reload swapped it out
   bssl::UniquePtr<SSL_CTX> ctx =
       NewClientContext(pki_->ca.cert_pem, "", GetParam().version, GetParam().version);
@@ -616,7 +620,7 @@ TEST_F(TlsSnapshotTest, Tls12ClientOfferingOnlyCbcSuitesIsRefusedByDefault) {
   ASSERT_TRUE(SSL_CTX_set_strict_cipher_list(
       ctx.get(), "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256"));
   bssl::UniquePtr<SSL> client = NewClient(ctx.get());
-  bssl::UniquePtr<SSL> server = snapshot->NewIngressSession();
+  bssl::UniquePtr<SSL> server = NewIngressSession(*snapshot);
   HandshakeResult result = Handshake(client.get(), server.get());
   EXPECT_FALSE(result.server_ok);
   EXPECT_EQ(result.server_error, "NO_SHARED_CIPHER");

@@ -9,9 +9,12 @@
 #include <vector>
 
 #include "tests/protocol/test_util.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::protocol {
 namespace {
+
+using support::BsonBuilder;
 
 using testing::Bytes;
 using testing::ReadTestData;
@@ -25,7 +28,7 @@ std::vector<uint8_t> EveryType() {
   decimal[14] = 0x3C;
   decimal[15] = 0x30;
   const std::vector<uint8_t> payload = {0, 1, 2};
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendDouble("double", 1.5)
       .AppendString("string", "h\xC3\xA9llo")
       .StartDocument("doc")
@@ -113,7 +116,7 @@ TEST(BsonTest, WritesTheSameBytesAsPymongo) {
   EXPECT_EQ(view->Find("ts")->AsTimestamp()->t, 1700000000u);
   // Without regex and code, pymongo's document is byte for byte what our typed Append
   // calls wrote in EveryType.
-  BsonWriter writer;
+  BsonBuilder writer;
   for (const BsonElement& element : *view) {
     if (element.key() != "regex" && element.key() != "code") {
       writer.AppendElement(element);
@@ -121,7 +124,7 @@ TEST(BsonTest, WritesTheSameBytesAsPymongo) {
   }
   EXPECT_EQ(writer.Finish(), EveryType());
   // And a copy of every element reproduces pymongo's bytes exactly.
-  BsonWriter copy;
+  BsonBuilder copy;
   for (const BsonElement& element : *view) {
     copy.AppendElement(element);
   }
@@ -129,10 +132,10 @@ TEST(BsonTest, WritesTheSameBytesAsPymongo) {
 }
 
 TEST(BsonTest, AppendElementCanRenameAndAppendDocumentCopiesRaw) {
-  std::vector<uint8_t> inner = BsonWriter().AppendInt32("x", 1).Finish();
+  std::vector<uint8_t> inner = BsonBuilder().AppendInt32("x", 1).Finish();
   BsonView inner_view = *BsonView::Parse(inner);
-  std::vector<uint8_t> array = BsonWriter().AppendString("0", "a").Finish();
-  std::vector<uint8_t> outer = BsonWriter()
+  std::vector<uint8_t> array = BsonBuilder().AppendString("0", "a").Finish();
+  std::vector<uint8_t> outer = BsonBuilder()
                                    .AppendDocument("d", inner_view)
                                    .AppendArray("a", *BsonView::Parse(array))
                                    .AppendElement("renamed", *inner_view.First())
@@ -147,7 +150,7 @@ TEST(BsonTest, AppendElementCanRenameAndAppendDocumentCopiesRaw) {
 }
 
 TEST(BsonTest, NumbersArraysAndCutsKeysAtNul) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.StartArray("list");
   EXPECT_EQ(writer.NextArrayKey(), "0");
   writer.AppendInt32(writer.NextArrayKey(), 10);
@@ -167,7 +170,7 @@ TEST(BsonTest, NumbersArraysAndCutsKeysAtNul) {
 }
 
 TEST(BsonTest, ReadsNumbersAsTheirCallerNeedsThem) {
-  std::vector<uint8_t> bytes = BsonWriter()
+  std::vector<uint8_t> bytes = BsonBuilder()
                                    .AppendDouble("integral", 42.0)
                                    .AppendDouble("fraction", 1.5)
                                    .AppendDouble("nan", std::nan(""))
@@ -252,7 +255,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 std::vector<uint8_t> Nested(int depth) {
-  BsonWriter writer;
+  BsonBuilder writer;
   for (int i = 0; i < depth; ++i) {
     writer.StartDocument("d");
   }

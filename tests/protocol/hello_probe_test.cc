@@ -9,17 +9,20 @@
 
 #include "protocol/bson.h"
 #include "protocol/wire.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::protocol {
 namespace {
 
-std::vector<uint8_t> HelloReply(BsonWriter& writer) {
+using support::BsonBuilder;
+
+std::vector<uint8_t> HelloReply(BsonBuilder& writer) {
   std::vector<uint8_t> body = writer.Finish();
   return BuildOpMsg(7, 1, body);
 }
 
 std::vector<uint8_t> ReplicaSetReply() {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendBool("isWritablePrimary", true).AppendString("setName", "rs0");
   writer.StartArray("hosts").AppendString("0", "a:27017").AppendString("1", "b:27017").EndArray();
   writer.StartArray("arbiters").AppendString("0", "c:27017").EndArray();
@@ -38,7 +41,7 @@ TEST(HelloProbeTest, ParsesHostsOfAReplicaSetHello) {
 }
 
 TEST(HelloProbeTest, AnErrorReplyCarriesItsMessage) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendDouble("ok", 0).AppendString("errmsg", "not now");
   auto summary = ParseHelloReply(HelloReply(writer));
   ASSERT_FALSE(summary.ok());
@@ -66,7 +69,7 @@ TEST(HelloProbeTest, TheProbeIsAnOpMsgHelloOnAdmin) {
 }
 
 TEST(HelloProbeTest, AStandaloneHasNoSetNorHosts) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendBool("isWritablePrimary", true).AppendInt32("maxWireVersion", 17);
   writer.AppendDouble("ok", 1);
   auto summary = ParseHelloReply(HelloReply(writer));
@@ -78,7 +81,7 @@ TEST(HelloProbeTest, AStandaloneHasNoSetNorHosts) {
 }
 
 TEST(HelloProbeTest, PassivesComeAfterHostsAndTheLegacyIsMasterCounts) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendBool("ismaster", false);
   writer.StartArray("passives").AppendString("0", "p:27017").EndArray();
   writer.StartArray("hosts").AppendString("0", "h:27017").EndArray();
@@ -90,7 +93,7 @@ TEST(HelloProbeTest, PassivesComeAfterHostsAndTheLegacyIsMasterCounts) {
 }
 
 TEST(HelloProbeTest, AnOpReplyFromAnOldServerIsRead) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendBool("ismaster", true).AppendString("setName", "old").AppendDouble("ok", 1);
   std::vector<uint8_t> document = writer.Finish();
   auto summary = ParseHelloReply(BuildOpReply(9, 1, document));
@@ -100,7 +103,7 @@ TEST(HelloProbeTest, AnOpReplyFromAnOldServerIsRead) {
 }
 
 TEST(HelloProbeTest, AnyOtherOpcodeIsAnErrorNamingIt) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendInt32("hello", 1);
   std::vector<uint8_t> document = writer.Finish();
   auto summary = ParseHelloReply(BuildOpQuery(1, "admin.$cmd", document));
@@ -132,7 +135,7 @@ TEST(HelloProbeTest, GarbageAndOversizedLengthsAreErrors) {
 }
 
 TEST(HelloProbeTest, NonStringHostsAreSkippedAndAWrongTypedListIgnored) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.StartArray("hosts").AppendInt32("0", 5).AppendString("1", "b:1").EndArray();
   writer.AppendString("arbiters", "not a list").AppendDouble("ok", 1);
   auto summary = ParseHelloReply(HelloReply(writer));

@@ -8,9 +8,12 @@
 #include "protocol/bson.h"
 #include "protocol/wire.h"
 #include "tests/protocol/test_util.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::protocol {
 namespace {
+
+using support::BsonBuilder;
 
 using testing::ReadTestData;
 
@@ -68,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(Captures, InspectCaptureTest,
                          });
 
 std::vector<uint8_t> ClientDocumentHello(std::string_view command, bool internal_client) {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendInt32(command, 1).AppendBool("helloOk", true);
   writer.StartDocument("client")
       .StartDocument("application")
@@ -113,7 +116,7 @@ TEST(InspectTest, MarksClusterMembersByInternalClient) {
 
 TEST(InspectTest, UnwrapsQueryModifiersOnCmdCollections) {
   std::vector<uint8_t> inner = ClientDocumentHello("isMaster", false);
-  std::vector<uint8_t> wrapped = BsonWriter()
+  std::vector<uint8_t> wrapped = BsonBuilder()
                                      .AppendDocument("$query", *BsonView::Parse(inner))
                                      .StartDocument("$readPreference")
                                      .AppendString("mode", "secondaryPreferred")
@@ -143,7 +146,7 @@ TEST(InspectTest, LegacyFindIsNotAHello) {
 
 TEST(InspectTest, OtherCommandsAreDoneButNotHello) {
   std::vector<uint8_t> find =
-      BsonWriter().AppendString("find", "orders").AppendString("$db", "shop").Finish();
+      BsonBuilder().AppendString("find", "orders").AppendString("$db", "shop").Finish();
   InspectResult result = InspectFirstRequest(BuildOpMsg(3, 0, find));
   ASSERT_EQ(result.status, ParseStatus::kDone);
   EXPECT_FALSE(result.request.is_hello);
@@ -152,13 +155,13 @@ TEST(InspectTest, OtherCommandsAreDoneButNotHello) {
 }
 
 TEST(InspectTest, HelloWithoutClientDocumentHasEmptyMetadata) {
-  std::vector<uint8_t> bare = BsonWriter().AppendInt32("hello", 1).Finish();
+  std::vector<uint8_t> bare = BsonBuilder().AppendInt32("hello", 1).Finish();
   InspectResult result = InspectFirstRequest(BuildOpMsg(1, 0, bare));
   EXPECT_TRUE(result.request.is_hello);
   EXPECT_EQ(result.request.metadata.application, "");
   EXPECT_EQ(result.request.metadata.driver, "");
   // Wrong types where strings are expected are ignored, not errors.
-  std::vector<uint8_t> odd = BsonWriter()
+  std::vector<uint8_t> odd = BsonBuilder()
                                  .AppendInt32("hello", 1)
                                  .StartDocument("client")
                                  .AppendInt32("application", 5)

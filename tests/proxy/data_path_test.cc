@@ -92,6 +92,7 @@
 #include "proxy/net/shared_state.h"
 #include "proxy/net/worker.h"
 #include "proxy/observe/metrics.h"
+#include "tests/support/bson_builder.h"
 #include "tests/support/standin.h"
 #include "tests/support/test_pki.h"
 
@@ -286,7 +287,7 @@ std::string AsString(const std::vector<uint8_t>& bytes) {
 }
 
 std::string OpMsgHello(int32_t request_id = 7) {
-  protocol::BsonWriter body;
+  support::BsonBuilder body;
   body.AppendInt32("hello", 1).AppendString("$db", "admin");
   body.StartDocument("client")
       .StartDocument("application")
@@ -971,7 +972,7 @@ TEST_F(DataPathTest, TlsClientTalksToTheStandInThroughTheSidecar) {
   Peer& client_socket = Connect();
   TlsClient& client = NewTlsClient(client_socket);
   client.pending = OpMsgHello(31);
-  protocol::BsonWriter insert;
+  support::BsonBuilder insert;
   insert.AppendString("insert", "things").AppendString("$db", "test").StartArray("documents");
   insert.StartDocument("0")
       .AppendInt32("_id", 1)

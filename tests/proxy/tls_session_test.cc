@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 #include "certs/tls_snapshot.h"
 
 namespace sidecar::proxy {
@@ -23,7 +23,7 @@ class TlsSessionTest : public testing::TestWithParam<uint16_t> {
     dir_ = std::filesystem::temp_directory_path() /
            ("tls_session_test_" + std::to_string(getpid()) + "_" +
             std::to_string(reinterpret_cast<uintptr_t>(this)));
-    auto files = certs::WriteTestPki(dir_.string(), std::vector<std::string>{});
+    auto files = certs::WriteThrowawayPki(dir_.string(), {});
     ASSERT_TRUE(files.ok()) << files.status();
     certs::TlsSettings settings;
     settings.certificate_key_file = (dir_ / "server.pem").string();

@@ -50,6 +50,7 @@
 #include "protocol/bson.h"
 #include "protocol/wire.h"
 #include "tests/support/standin.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::support {
 namespace {
@@ -400,7 +401,7 @@ class Connection {
           self->sleep_timer_ = nullptr;
           self->Write(protocol::BuildOpMsg(self->server_->next_request_id++,
                                            self->sleep_request_id_,
-                                           protocol::BsonWriter().AppendDouble("ok", 1).Finish()));
+                                           BsonBuilder().AppendDouble("ok", 1).Finish()));
           self->ProcessMessages();  // what arrived meanwhile
         },
         static_cast<uint64_t>(ms), 0);
@@ -408,7 +409,7 @@ class Connection {
 
   Document ReplStatsReply() {
     const ReplStats& r = server_->repl;
-    protocol::BsonWriter writer;
+    BsonBuilder writer;
     writer.AppendInt64("peers", static_cast<int64_t>(server_->peers.size()))
         .AppendInt64("connects", r.connects)
         .AppendInt64("reconnects", r.reconnects)
@@ -555,7 +556,7 @@ class PeerLink {
   }
 
   Document HelloBody() {
-    protocol::BsonWriter writer;
+    BsonBuilder writer;
     writer.AppendInt32("hello", 1)
         .StartDocument("internalClient")
         .AppendInt32("minWireVersion", 0)
@@ -566,7 +567,7 @@ class PeerLink {
   }
 
   Document InsertBody() {
-    protocol::BsonWriter writer;
+    BsonBuilder writer;
     writer.AppendString("insert", "repl")
         .StartArray("documents")
         .StartDocument("0")

@@ -13,13 +13,13 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::support {
 namespace {
 
 using protocol::BsonElement;
 using protocol::BsonView;
-using protocol::BsonWriter;
 
 constexpr std::string_view kMechanism = "SCRAM-SHA-256";
 constexpr std::string_view kDatabase = "admin";
@@ -136,7 +136,7 @@ std::string RandomBase64(size_t bytes) {
 }
 
 std::vector<uint8_t> Failure(int code, std::string_view code_name, std::string_view errmsg) {
-  return BsonWriter()
+  return BsonBuilder()
       .AppendDouble("ok", 0.0)
       .AppendString("errmsg", errmsg)
       .AppendInt32("code", code)
@@ -319,7 +319,7 @@ std::vector<uint8_t> ScramAuthenticator::Begin(int64_t connection, std::string_v
     return Failure(kBadValue, "BadValue", std::string(server_first.status().message()));
   }
   *ok = true;
-  return BsonWriter()
+  return BsonBuilder()
       .AppendInt32("conversationId", session.conversation_id)
       .AppendBool("done", false)
       .AppendBinary("payload", 0, Bytes(*server_first))
@@ -329,7 +329,7 @@ std::vector<uint8_t> ScramAuthenticator::Begin(int64_t connection, std::string_v
 std::vector<uint8_t> ScramAuthenticator::Run(int64_t connection, std::string_view command,
                                              std::string_view db, const BsonView& body) {
   auto with_ok = [](const std::vector<uint8_t>& fields) {
-    BsonWriter writer;
+    BsonBuilder writer;
     if (absl::StatusOr<BsonView> view = BsonView::Parse(fields); view.ok()) {
       for (const BsonElement& element : *view) {
         writer.AppendElement(element);
@@ -364,7 +364,7 @@ std::vector<uint8_t> ScramAuthenticator::Run(int64_t connection, std::string_vie
     session.awaiting_empty_step = false;
     session.authenticated = true;
     session.conversation.reset();
-    return BsonWriter()
+    return BsonBuilder()
         .AppendInt32("conversationId", session.conversation_id)
         .AppendBool("done", true)
         .AppendBinary("payload", 0, {})
@@ -383,7 +383,7 @@ std::vector<uint8_t> ScramAuthenticator::Run(int64_t connection, std::string_vie
   } else {
     session.awaiting_empty_step = true;
   }
-  return BsonWriter()
+  return BsonBuilder()
       .AppendInt32("conversationId", session.conversation_id)
       .AppendBool("done", done)
       .AppendBinary("payload", 0, Bytes(*server_final))
@@ -391,7 +391,7 @@ std::vector<uint8_t> ScramAuthenticator::Run(int64_t connection, std::string_vie
       .Finish();
 }
 
-void ScramAuthenticator::AnswerHello(int64_t connection, const BsonView& body, BsonWriter& reply) {
+void ScramAuthenticator::AnswerHello(int64_t connection, const BsonView& body, BsonBuilder& reply) {
   std::optional<BsonElement> mechs = body.Find("saslSupportedMechs");
   std::optional<std::string_view> asked = mechs ? mechs->AsString() : std::nullopt;
   // As mongod: the list is given only for a user that exists ("db.user").

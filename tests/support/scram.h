@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "protocol/bson.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::support {
 
@@ -82,7 +83,7 @@ class ScramAuthenticator {
                            const protocol::BsonView& body);
   // AnswerHello adds to a hello reply what the hello `body` asked for: saslSupportedMechs
   // ("admin.<user>") and the first step of speculativeAuthenticate.
-  void AnswerHello(int64_t connection, const protocol::BsonView& body, protocol::BsonWriter& reply);
+  void AnswerHello(int64_t connection, const protocol::BsonView& body, BsonBuilder& reply);
   // Authenticated reports whether `connection` completed an exchange.
   bool Authenticated(int64_t connection) const;
   // Forget drops what is kept for a closed connection.

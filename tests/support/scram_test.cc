@@ -11,12 +11,12 @@
 #include "gtest/gtest.h"
 #include "protocol/bson.h"
 #include "tests/support/standin.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::support {
 namespace {
 
 using protocol::BsonView;
-using protocol::BsonWriter;
 
 std::vector<uint8_t> Unbase64(std::string_view text) {
   size_t max = 0;
@@ -177,7 +177,7 @@ class StandinAuthTest : public ::testing::Test {
   static int64_t Code(const BsonView& reply) { return reply.Find("code")->AsInt64().value_or(0); }
 
   Document Find() {
-    return BsonWriter().AppendString("find", "c").AppendString("$db", "t").Finish();
+    return BsonBuilder().AppendString("find", "c").AppendString("$db", "t").Finish();
   }
 
   Standin standin_;
@@ -191,7 +191,7 @@ TEST_F(StandinAuthTest, CommandsNeedAuthenticationThenSaslStartAndContinueGrantI
   EXPECT_EQ(Code(refused), 13);  // Unauthorized
 
   ScramClient client{"app", "secret"};
-  BsonView started = Run(BsonWriter()
+  BsonView started = Run(BsonBuilder()
                              .AppendInt32("saslStart", 1)
                              .AppendString("mechanism", "SCRAM-SHA-256")
                              .AppendBinary("payload", 0, Bytes(client.First()))
@@ -203,7 +203,7 @@ TEST_F(StandinAuthTest, CommandsNeedAuthenticationThenSaslStartAndContinueGrantI
   std::string final_message = client.Final(PayloadOf(started));
   // Without skipEmptyExchange the server's signature comes with done:false, and an empty
   // step ends the conversation (MongoDB before 4.4).
-  BsonView proved = Run(BsonWriter()
+  BsonView proved = Run(BsonBuilder()
                             .AppendInt32("saslContinue", 1)
                             .AppendInt32("conversationId", id)
                             .AppendBinary("payload", 0, Bytes(final_message))
@@ -213,7 +213,7 @@ TEST_F(StandinAuthTest, CommandsNeedAuthenticationThenSaslStartAndContinueGrantI
   EXPECT_TRUE(PayloadOf(proved).starts_with("v="));
   EXPECT_FALSE(*proved.Find("done")->AsBool());
   EXPECT_EQ(Ok(Run(Find())), 0.0);
-  BsonView done = Run(BsonWriter()
+  BsonView done = Run(BsonBuilder()
                           .AppendInt32("saslContinue", 1)
                           .AppendInt32("conversationId", id)
                           .AppendBinary("payload", 0, {})
@@ -230,7 +230,7 @@ TEST_F(StandinAuthTest, CommandsNeedAuthenticationThenSaslStartAndContinueGrantI
 
 TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
   ScramClient client{"app", "wrong"};
-  BsonView hello = Run(BsonWriter()
+  BsonView hello = Run(BsonBuilder()
                            .AppendInt32("hello", 1)
                            .AppendString("saslSupportedMechs", "admin.app")
                            .StartDocument("speculativeAuthenticate")
@@ -251,7 +251,7 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
   BsonView speculative = *hello.Find("speculativeAuthenticate")->AsDocument();
   int32_t id = *speculative.Find("conversationId")->AsInt32();
   BsonView refused =
-      Run(BsonWriter()
+      Run(BsonBuilder()
               .AppendInt32("saslContinue", 1)
               .AppendInt32("conversationId", id)
               .AppendBinary("payload", 0, Bytes(client.Final(PayloadOf(speculative))))
@@ -264,7 +264,7 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
 
   // The right password, speculatively, with skipEmptyExchange: done at the second step.
   ScramClient right{"app", "secret"};
-  BsonView again = Run(BsonWriter()
+  BsonView again = Run(BsonBuilder()
                            .AppendInt32("hello", 1)
                            .StartDocument("speculativeAuthenticate")
                            .AppendInt32("saslStart", 1)
@@ -279,7 +279,7 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
                            .Finish());
   BsonView first = *again.Find("speculativeAuthenticate")->AsDocument();
   BsonView finished =
-      Run(BsonWriter()
+      Run(BsonBuilder()
               .AppendInt32("saslContinue", 1)
               .AppendInt32("conversationId", *first.Find("conversationId")->AsInt32())
               .AppendBinary("payload", 0, Bytes(right.Final(PayloadOf(first))))
@@ -291,14 +291,14 @@ TEST_F(StandinAuthTest, SpeculativeAuthenticationInHelloAndWrongPassword) {
 }
 
 TEST_F(StandinAuthTest, UnknownUserAndOtherMechanismsAreRefused) {
-  BsonView hello = Run(BsonWriter()
+  BsonView hello = Run(BsonBuilder()
                            .AppendInt32("hello", 1)
                            .AppendString("saslSupportedMechs", "admin.nobody")
                            .AppendString("$db", "admin")
                            .Finish());
   EXPECT_FALSE(hello.Find("saslSupportedMechs").has_value());
   ScramClient nobody{"nobody", "secret"};
-  BsonView refused = Run(BsonWriter()
+  BsonView refused = Run(BsonBuilder()
                              .AppendInt32("saslStart", 1)
                              .AppendString("mechanism", "SCRAM-SHA-256")
                              .AppendBinary("payload", 0, Bytes(nobody.First()))
@@ -306,7 +306,7 @@ TEST_F(StandinAuthTest, UnknownUserAndOtherMechanismsAreRefused) {
                              .Finish());
   EXPECT_EQ(Code(refused), 18);
   ScramClient client{"app", "secret"};
-  BsonView sha1 = Run(BsonWriter()
+  BsonView sha1 = Run(BsonBuilder()
                           .AppendInt32("saslStart", 1)
                           .AppendString("mechanism", "SCRAM-SHA-1")
                           .AppendBinary("payload", 0, Bytes(client.First()))

@@ -1,4 +1,5 @@
 #include "tests/support/standin.h"
+#include "tests/support/bson_builder.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +13,6 @@ namespace {
 using protocol::BsonElement;
 using protocol::BsonType;
 using protocol::BsonView;
-using protocol::BsonWriter;
 
 // What the stand-in claims to be: MongoDB 6.0 (wire version 17), recent enough for every
 // driver the tests use and old enough that none of them needs what the stand-in lacks.
@@ -54,7 +54,7 @@ BsonView View(const Document& document) {
 // dereferenced temporary optional would iterate a destroyed view.
 BsonView Members(const BsonElement& element) { return element.AsDocument().value_or(BsonView()); }
 
-Document OkReply() { return BsonWriter().AppendDouble("ok", 1.0).Finish(); }
+Document OkReply() { return BsonBuilder().AppendDouble("ok", 1.0).Finish(); }
 
 std::optional<std::string_view> StringField(const BsonView& body, std::string_view key) {
   std::optional<BsonElement> element = body.Find(key);
@@ -221,7 +221,7 @@ Document WithId(const BsonView& document, const IdMaker& make_id) {
   }
   uint8_t oid[12];
   make_id(oid);
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.AppendObjectId("_id", std::span<const uint8_t, 12>(oid, 12));
   for (const BsonElement& element : document) {
     writer.AppendElement(element);
@@ -243,7 +243,7 @@ std::optional<Document> ApplyUpdate(const BsonView& original, const BsonView& up
       *code = kImmutableField;
       return std::nullopt;
     }
-    BsonWriter writer;
+    BsonBuilder writer;
     if (original_id) {
       writer.AppendElement(*original_id);
     } else if (new_id) {
@@ -294,7 +294,7 @@ std::optional<Document> ApplyUpdate(const BsonView& original, const BsonView& up
     }
   }
 
-  auto append_sum = [&](BsonWriter& writer, std::string_view key,
+  auto append_sum = [&](BsonBuilder& writer, std::string_view key,
                         const std::optional<BsonElement>& current, const BsonElement& delta) {
     bool doubles =
         delta.type() == BsonType::kDouble || (current && current->type() == BsonType::kDouble);
@@ -314,7 +314,7 @@ std::optional<Document> ApplyUpdate(const BsonView& original, const BsonView& up
     }
   };
 
-  BsonWriter writer;
+  BsonBuilder writer;
   std::set<std::string, std::less<>> written;
   for (const BsonElement& element : original) {
     std::string_view key = element.key();
@@ -364,7 +364,7 @@ bool SortDocuments(std::vector<Document>& documents, const BsonView& sort, std::
     }
     keys.emplace_back(std::string(key.key()), static_cast<int>(*direction));
   }
-  Document null_holder = BsonWriter().AppendNull("v").Finish();
+  Document null_holder = BsonBuilder().AppendNull("v").Finish();
   BsonElement null_value = *View(null_holder).First();
   std::stable_sort(documents.begin(), documents.end(), [&](const Document& a, const Document& b) {
     BsonView va = View(a);
@@ -388,7 +388,7 @@ std::string Namespace(std::string_view db, std::string_view collection) {
 }  // namespace
 
 Document ErrorReply(int code, std::string_view code_name, std::string_view errmsg) {
-  return BsonWriter()
+  return BsonBuilder()
       .AppendDouble("ok", 0.0)
       .AppendString("errmsg", errmsg)
       .AppendInt32("code", code)
@@ -588,15 +588,15 @@ Document Standin::Run(const CommandRequest& request) {
   }
   if (name == "dropDatabase") {
     databases_.erase(db);
-    return BsonWriter().AppendString("dropped", db).AppendDouble("ok", 1.0).Finish();
+    return BsonBuilder().AppendString("dropped", db).AppendDouble("ok", 1.0).Finish();
   }
   if (name == "whatsmyuri") {
-    return BsonWriter().AppendString("you", request.peer).AppendDouble("ok", 1.0).Finish();
+    return BsonBuilder().AppendString("you", request.peer).AppendDouble("ok", 1.0).Finish();
   }
   if (name == "getLog") {
     // mongosh reads the startup warnings when it connects; there are none.
     if (StringField(body, "getLog") == "*") {
-      return BsonWriter()
+      return BsonBuilder()
           .StartArray("names")
           .AppendString("0", "global")
           .AppendString("1", "startupWarnings")
@@ -604,7 +604,7 @@ Document Standin::Run(const CommandRequest& request) {
           .AppendDouble("ok", 1.0)
           .Finish();
     }
-    return BsonWriter()
+    return BsonBuilder()
         .AppendInt32("totalLinesWritten", 0)
         .StartArray("log")
         .EndArray()
@@ -612,7 +612,7 @@ Document Standin::Run(const CommandRequest& request) {
         .Finish();
   }
   if (name == "getParameter") {
-    BsonWriter writer;
+    BsonBuilder writer;
     if (body.Find("featureCompatibilityVersion")) {
       writer.StartDocument("featureCompatibilityVersion")
           .AppendString("version", "6.0")
@@ -621,7 +621,7 @@ Document Standin::Run(const CommandRequest& request) {
     return writer.AppendDouble("ok", 1.0).Finish();
   }
   if (name == "getCmdLineOpts") {
-    return BsonWriter()
+    return BsonBuilder()
         .StartArray("argv")
         .AppendString("0", "mongod")
         .EndArray()
@@ -631,7 +631,7 @@ Document Standin::Run(const CommandRequest& request) {
         .Finish();
   }
   if (name == "connectionStatus") {
-    return BsonWriter()
+    return BsonBuilder()
         .StartDocument("authInfo")
         .StartArray("authenticatedUsers")
         .EndArray()
@@ -642,7 +642,7 @@ Document Standin::Run(const CommandRequest& request) {
         .Finish();
   }
   if (name == "hostInfo") {
-    return BsonWriter()
+    return BsonBuilder()
         .StartDocument("system")
         .AppendDateTime("currentTime", NowMillis())
         .AppendString("hostname", "mongod-standin")
@@ -663,7 +663,7 @@ Document Standin::Run(const CommandRequest& request) {
 
 Document Standin::Hello(const CommandRequest& request, std::string_view name) {
   const BsonView& body = request.body;
-  BsonWriter writer;
+  BsonBuilder writer;
   if (FlagField(body, "helloOk")) {
     writer.AppendBool("helloOk", true);
   }
@@ -705,7 +705,7 @@ Document Standin::Hello(const CommandRequest& request, std::string_view name) {
 }
 
 Document Standin::BuildInfo() {
-  return BsonWriter()
+  return BsonBuilder()
       .AppendString("version", kVersion)
       .AppendString("gitVersion", "0000000000000000000000000000000000000000")
       .StartArray("modules")
@@ -769,7 +769,7 @@ Document Standin::Insert(std::string_view db, const CommandRequest& request) {
   bool ordered = !request.body.Find("ordered") || FlagField(request.body, "ordered");
   Collection& collection = databases_[std::string(db)][collection_name];
   int32_t inserted = 0;
-  BsonWriter errors;
+  BsonBuilder errors;
   int32_t error_count = 0;
   int32_t index = 0;
   for (const BsonView& statement : Statements(request, "documents")) {
@@ -795,7 +795,7 @@ Document Standin::Insert(std::string_view db, const CommandRequest& request) {
     }
     ++index;
   }
-  BsonWriter reply;
+  BsonBuilder reply;
   reply.AppendInt32("n", inserted);
   if (error_count > 0) {
     Document error_array = errors.Finish();
@@ -807,7 +807,7 @@ Document Standin::Insert(std::string_view db, const CommandRequest& request) {
 Document Standin::CursorReply(std::string ns, std::vector<Document> documents, int64_t batch_size,
                               bool single_batch) {
   int64_t limit = batch_size < 0 ? kDefaultFirstBatch : batch_size;
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.StartDocument("cursor").StartArray("firstBatch");
   size_t next = 0;
   size_t bytes = 0;
@@ -870,7 +870,7 @@ Document Standin::GetMore(std::string_view db, const BsonView& body) {
   }
   Cursor& cursor = it->second;
   int64_t batch_size = IntField(body, "batchSize", 0);
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.StartDocument("cursor").StartArray("nextBatch");
   size_t bytes = 0;
   int64_t count = 0;
@@ -895,19 +895,19 @@ Document Standin::GetMore(std::string_view db, const BsonView& body) {
 }
 
 Document Standin::KillCursors(const BsonView& body) {
-  BsonWriter killed;
-  BsonWriter not_found;
+  BsonBuilder killed;
+  BsonBuilder not_found;
   std::optional<BsonElement> ids = body.Find("cursors");
   if (ids && ids->type() == BsonType::kArray) {
     for (const BsonElement& id : Members(*ids)) {
       int64_t value = id.AsInt64().value_or(0);
-      BsonWriter& target = cursors_.erase(value) ? killed : not_found;
+      BsonBuilder& target = cursors_.erase(value) ? killed : not_found;
       target.AppendInt64(target.NextArrayKey(), value);
     }
   }
   Document killed_array = killed.Finish();
   Document not_found_array = not_found.Finish();
-  return BsonWriter()
+  return BsonBuilder()
       .AppendArray("cursorsKilled", View(killed_array))
       .AppendArray("cursorsNotFound", View(not_found_array))
       .StartArray("cursorsAlive")
@@ -944,7 +944,7 @@ Document Standin::Delete(std::string_view db, const CommandRequest& request) {
       }
     }
   }
-  return BsonWriter().AppendInt32("n", deleted).AppendDouble("ok", 1.0).Finish();
+  return BsonBuilder().AppendInt32("n", deleted).AppendDouble("ok", 1.0).Finish();
 }
 
 Document Standin::Update(std::string_view db, const CommandRequest& request) {
@@ -952,7 +952,7 @@ Document Standin::Update(std::string_view db, const CommandRequest& request) {
   Collection& collection = databases_[std::string(db)][collection_name];
   int32_t matched = 0;
   int32_t modified = 0;
-  BsonWriter upserted;
+  BsonBuilder upserted;
   int32_t upserted_count = 0;
   int32_t index = 0;
   for (const BsonView& statement : Statements(request, "updates")) {
@@ -991,7 +991,7 @@ Document Standin::Update(std::string_view db, const CommandRequest& request) {
     }
     if (!any && FlagField(statement, "upsert")) {
       // The new document starts from the query's equality fields, as in MongoDB.
-      BsonWriter base;
+      BsonBuilder base;
       for (const BsonElement& field : query) {
         if (!StartsWith(field.key(), "$") && !IsOperatorDocument(field)) {
           base.AppendElement(field);
@@ -1013,7 +1013,7 @@ Document Standin::Update(std::string_view db, const CommandRequest& request) {
     }
     ++index;
   }
-  BsonWriter reply;
+  BsonBuilder reply;
   reply.AppendInt32("n", matched + upserted_count).AppendInt32("nModified", modified);
   if (upserted_count > 0) {
     Document upserted_array = upserted.Finish();
@@ -1038,7 +1038,7 @@ Document Standin::Count(std::string_view db, const BsonView& body) {
   if (int64_t limit = IntField(body, "limit", 0); limit > 0) {
     n = std::min(n, limit);
   }
-  return BsonWriter().AppendInt64("n", n).AppendDouble("ok", 1.0).Finish();
+  return BsonBuilder().AppendInt64("n", n).AppendDouble("ok", 1.0).Finish();
 }
 
 Document Standin::Aggregate(std::string_view db, const BsonView& body) {
@@ -1089,12 +1089,12 @@ Document Standin::Aggregate(std::string_view db, const BsonView& body) {
       int64_t n = static_cast<int64_t>(documents.size());
       documents.clear();
       if (n > 0) {
-        documents.push_back(BsonWriter().AppendInt32(field, static_cast<int32_t>(n)).Finish());
+        documents.push_back(BsonBuilder().AppendInt32(field, static_cast<int32_t>(n)).Finish());
       }
     } else if (name == "$group") {
       // Only the grouping drivers use for countDocuments: {_id: <constant>, n: {$sum: k}}.
       BsonView group = spec->AsDocument().value_or(BsonView());
-      BsonWriter result;
+      BsonBuilder result;
       for (const BsonElement& field : group) {
         if (field.key() == "_id") {
           if (field.AsString() && StartsWith(*field.AsString(), "$")) {
@@ -1130,7 +1130,7 @@ Document Standin::Aggregate(std::string_view db, const BsonView& body) {
 }
 
 Document Standin::ListDatabases() {
-  BsonWriter writer;
+  BsonBuilder writer;
   writer.StartArray("databases");
   for (const auto& [name, database] : databases_) {
     if (database.empty()) {
@@ -1154,7 +1154,7 @@ Document Standin::ListCollections(std::string_view db, const BsonView& body) {
   std::string error;
   if (auto database = databases_.find(db); database != databases_.end()) {
     for (const auto& [name, collection] : database->second) {
-      Document info = BsonWriter()
+      Document info = BsonBuilder()
                           .AppendString("name", name)
                           .AppendString("type", "collection")
                           .StartDocument("options")
@@ -1181,7 +1181,7 @@ Document Standin::ListIndexes(std::string_view db, const BsonView& body) {
                       Cat("ns does not exist: ", Namespace(db, collection_name)));
   }
   std::vector<Document> indexes;
-  indexes.push_back(BsonWriter()
+  indexes.push_back(BsonBuilder()
                         .AppendInt32("v", 2)
                         .StartDocument("key")
                         .AppendInt32("_id", 1)
@@ -1208,7 +1208,7 @@ Document Standin::Drop(std::string_view db, const BsonView& body) {
   if (database == databases_.end() || !database->second.erase(collection_name)) {
     return ErrorReply(kNamespaceNotFound, "NamespaceNotFound", "ns not found");
   }
-  return BsonWriter()
+  return BsonBuilder()
       .AppendString("ns", Namespace(db, collection_name))
       .AppendInt32("nIndexesWas", 1)
       .AppendDouble("ok", 1.0)

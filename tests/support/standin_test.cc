@@ -5,13 +5,13 @@
 
 #include "gtest/gtest.h"
 #include "protocol/bson.h"
+#include "tests/support/bson_builder.h"
 
 namespace sidecar::support {
 namespace {
 
 using protocol::BsonElement;
 using protocol::BsonView;
-using protocol::BsonWriter;
 
 // Runs commands against one Standin and keeps every reply alive for the views it returns.
 class StandinTest : public ::testing::Test {
@@ -51,7 +51,7 @@ class StandinTest : public ::testing::Test {
   }
 
   void InsertNumbers(int count) {
-    BsonWriter writer;
+    BsonBuilder writer;
     writer.AppendString("insert", "numbers").StartArray("documents");
     for (int i = 0; i < count; ++i) {
       writer.StartDocument(writer.NextArrayKey()).AppendInt32("n", i).EndDocument();
@@ -66,7 +66,7 @@ class StandinTest : public ::testing::Test {
 };
 
 TEST_F(StandinTest, HelloReportsAWritablePrimaryModernDriversAccept) {
-  BsonView reply = Run(BsonWriter().AppendInt32("hello", 1).AppendString("$db", "admin").Finish());
+  BsonView reply = Run(BsonBuilder().AppendInt32("hello", 1).AppendString("$db", "admin").Finish());
   EXPECT_EQ(Ok(reply), 1.0);
   EXPECT_EQ(reply.Find("isWritablePrimary")->AsBool(), true);
   EXPECT_EQ(reply.Find("minWireVersion")->AsInt64(), 0);
@@ -78,7 +78,7 @@ TEST_F(StandinTest, HelloReportsAWritablePrimaryModernDriversAccept) {
 }
 
 TEST_F(StandinTest, LegacyIsMasterSaysIsmaster) {
-  BsonView reply = Run(BsonWriter().AppendInt32("isMaster", 1).Finish(), /*legacy=*/true);
+  BsonView reply = Run(BsonBuilder().AppendInt32("isMaster", 1).Finish(), /*legacy=*/true);
   EXPECT_EQ(Ok(reply), 1.0);
   EXPECT_EQ(reply.Find("ismaster")->AsBool(), true);
   EXPECT_FALSE(reply.Find("isWritablePrimary"));
@@ -86,7 +86,7 @@ TEST_F(StandinTest, LegacyIsMasterSaysIsmaster) {
 
 TEST_F(StandinTest, ReplicaSetHelloAdvertisesItsOwnAddress) {
   Standin standin({.repl_set = "rs0", .advertised_address = "127.0.0.1:4242"});
-  Document command = BsonWriter().AppendInt32("hello", 1).AppendString("$db", "admin").Finish();
+  Document command = BsonBuilder().AppendInt32("hello", 1).AppendString("$db", "admin").Finish();
   CommandRequest request;
   request.body = *BsonView::Parse(command);
   BsonView reply = Keep(standin.Run(request));
@@ -97,7 +97,7 @@ TEST_F(StandinTest, ReplicaSetHelloAdvertisesItsOwnAddress) {
 
 TEST_F(StandinTest, UnknownCommandIsCommandNotFound) {
   BsonView reply =
-      Run(BsonWriter().AppendInt32("atlasVersion", 1).AppendString("$db", "admin").Finish());
+      Run(BsonBuilder().AppendInt32("atlasVersion", 1).AppendString("$db", "admin").Finish());
   EXPECT_EQ(Ok(reply), 0.0);
   EXPECT_EQ(reply.Find("code")->AsInt64(), 59);
   EXPECT_EQ(reply.Find("codeName")->AsString(), "CommandNotFound");
@@ -105,7 +105,7 @@ TEST_F(StandinTest, UnknownCommandIsCommandNotFound) {
 }
 
 TEST_F(StandinTest, InsertedDocumentIsFoundByEqualityWithAGeneratedId) {
-  Document insert = BsonWriter()
+  Document insert = BsonBuilder()
                         .AppendString("insert", "people")
                         .StartArray("documents")
                         .StartDocument("0")
@@ -122,7 +122,7 @@ TEST_F(StandinTest, InsertedDocumentIsFoundByEqualityWithAGeneratedId) {
   EXPECT_EQ(inserted.Find("n")->AsInt64(), 2);
 
   // 36.0 matches the stored int32 36: numbers compare across types, as in MongoDB.
-  BsonView found = Run(BsonWriter()
+  BsonView found = Run(BsonBuilder()
                            .AppendString("find", "people")
                            .StartDocument("filter")
                            .AppendDouble("age", 36.0)
@@ -138,9 +138,9 @@ TEST_F(StandinTest, InsertedDocumentIsFoundByEqualityWithAGeneratedId) {
 }
 
 TEST_F(StandinTest, InsertTakesAKindOneDocumentSequence) {
-  Document command = BsonWriter().AppendString("insert", "seq").AppendString("$db", "t").Finish();
-  Document a = BsonWriter().AppendInt32("_id", 1).Finish();
-  Document b = BsonWriter().AppendInt32("_id", 2).Finish();
+  Document command = BsonBuilder().AppendString("insert", "seq").AppendString("$db", "t").Finish();
+  Document a = BsonBuilder().AppendInt32("_id", 1).Finish();
+  Document b = BsonBuilder().AppendInt32("_id", 2).Finish();
   CommandRequest request;
   request.body = *BsonView::Parse(command);
   request.sequences.push_back({"documents", {*BsonView::Parse(a), *BsonView::Parse(b)}});
@@ -149,7 +149,7 @@ TEST_F(StandinTest, InsertTakesAKindOneDocumentSequence) {
 }
 
 TEST_F(StandinTest, DuplicateIdIsAWriteError) {
-  Document insert = BsonWriter()
+  Document insert = BsonBuilder()
                         .AppendString("insert", "dups")
                         .StartArray("documents")
                         .StartDocument("0")
@@ -170,7 +170,7 @@ TEST_F(StandinTest, DuplicateIdIsAWriteError) {
 
 TEST_F(StandinTest, CursorReturnsEveryDocumentAcrossGetMores) {
   InsertNumbers(250);
-  BsonView first = Run(BsonWriter()
+  BsonView first = Run(BsonBuilder()
                            .AppendString("find", "numbers")
                            .AppendInt32("batchSize", 100)
                            .AppendString("$db", "test")
@@ -178,7 +178,7 @@ TEST_F(StandinTest, CursorReturnsEveryDocumentAcrossGetMores) {
   EXPECT_EQ(Batch(first, "firstBatch").size(), 100u);
   int64_t id = CursorId(first);
   ASSERT_NE(id, 0);
-  BsonView second = Run(BsonWriter()
+  BsonView second = Run(BsonBuilder()
                             .AppendInt64("getMore", id)
                             .AppendString("collection", "numbers")
                             .AppendInt32("batchSize", 100)
@@ -186,7 +186,7 @@ TEST_F(StandinTest, CursorReturnsEveryDocumentAcrossGetMores) {
                             .Finish());
   EXPECT_EQ(Batch(second, "nextBatch").size(), 100u);
   EXPECT_EQ(CursorId(second), id);
-  BsonView last = Run(BsonWriter()
+  BsonView last = Run(BsonBuilder()
                           .AppendInt64("getMore", id)
                           .AppendString("collection", "numbers")
                           .AppendString("$db", "test")
@@ -196,7 +196,7 @@ TEST_F(StandinTest, CursorReturnsEveryDocumentAcrossGetMores) {
   EXPECT_EQ(rest.back().Find("n")->AsInt64(), 249);
   EXPECT_EQ(CursorId(last), 0);
 
-  BsonView gone = Run(BsonWriter()
+  BsonView gone = Run(BsonBuilder()
                           .AppendInt64("getMore", id)
                           .AppendString("collection", "numbers")
                           .AppendString("$db", "test")
@@ -206,7 +206,7 @@ TEST_F(StandinTest, CursorReturnsEveryDocumentAcrossGetMores) {
 
 TEST_F(StandinTest, FindSortsSkipsAndLimits) {
   InsertNumbers(10);
-  BsonView reply = Run(BsonWriter()
+  BsonView reply = Run(BsonBuilder()
                            .AppendString("find", "numbers")
                            .StartDocument("filter")
                            .StartDocument("n")
@@ -228,7 +228,7 @@ TEST_F(StandinTest, FindSortsSkipsAndLimits) {
 
 TEST_F(StandinTest, UpdateSetsFieldsAndUpserts) {
   InsertNumbers(3);
-  BsonView updated = Run(BsonWriter()
+  BsonView updated = Run(BsonBuilder()
                              .AppendString("update", "numbers")
                              .StartArray("updates")
                              .StartDocument("0")
@@ -260,7 +260,7 @@ TEST_F(StandinTest, UpdateSetsFieldsAndUpserts) {
   EXPECT_EQ(updated.Find("nModified")->AsInt64(), 1);
   EXPECT_TRUE(updated.Find("upserted"));
 
-  BsonView found = Run(BsonWriter()
+  BsonView found = Run(BsonBuilder()
                            .AppendString("find", "numbers")
                            .StartDocument("filter")
                            .AppendString("label", "new")
@@ -275,7 +275,7 @@ TEST_F(StandinTest, UpdateSetsFieldsAndUpserts) {
 
 TEST_F(StandinTest, DeleteRemovesOneOrAllMatches) {
   InsertNumbers(5);
-  BsonView one = Run(BsonWriter()
+  BsonView one = Run(BsonBuilder()
                          .AppendString("delete", "numbers")
                          .StartArray("deletes")
                          .StartDocument("0")
@@ -287,7 +287,7 @@ TEST_F(StandinTest, DeleteRemovesOneOrAllMatches) {
                          .AppendString("$db", "test")
                          .Finish());
   EXPECT_EQ(one.Find("n")->AsInt64(), 1);
-  BsonView all = Run(BsonWriter()
+  BsonView all = Run(BsonBuilder()
                          .AppendString("delete", "numbers")
                          .StartArray("deletes")
                          .StartDocument("0")
@@ -303,7 +303,7 @@ TEST_F(StandinTest, DeleteRemovesOneOrAllMatches) {
 
 TEST_F(StandinTest, CountDocumentsPipelineCounts) {
   InsertNumbers(7);
-  BsonView reply = Run(BsonWriter()
+  BsonView reply = Run(BsonBuilder()
                            .AppendString("aggregate", "numbers")
                            .StartArray("pipeline")
                            .StartDocument("0")
@@ -333,7 +333,7 @@ TEST_F(StandinTest, CountDocumentsPipelineCounts) {
 
 TEST_F(StandinTest, UnsupportedQueryIsAnErrorNotAWrongAnswer) {
   InsertNumbers(1);
-  BsonView reply = Run(BsonWriter()
+  BsonView reply = Run(BsonBuilder()
                            .AppendString("find", "numbers")
                            .StartDocument("filter")
                            .StartDocument("n")

@@ -12,6 +12,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace sidecar::test_support {
 namespace {
@@ -115,53 +117,18 @@ absl::StatusOr<std::unique_ptr<TestPki>> TestPki::Create(const std::vector<std::
   if (pki->dir.path().empty()) {
     return absl::InternalError("cannot create a temporary directory");
   }
-  // WriteTestPki discards the CA key; tests need it to issue more, so build the same
-  // hierarchy here with the lower-level calls.
-  certs::CertificateOptions ca_options;
-  ca_options.common_name = "Test CA";
-  ca_options.subject_attributes = {{"O", "tls-sidecar tests"}};
-  ca_options.is_ca = true;
-  absl::StatusOr<certs::GeneratedCertificate> ca = certs::MakeCertificate(ca_options);
-  if (!ca.ok()) {
-    return ca.status();
+  certs::ThrowawayPkiOptions options;
+  options.hosts = hosts;
+  options.organization = "tls-sidecar tests";
+  options.ca_common_name = "Test CA";
+  absl::StatusOr<certs::ThrowawayPki> made = certs::MakeThrowawayPki(options);
+  if (!made.ok()) {
+    return made.status();
   }
-  pki->ca = std::move(*ca);
-
-  certs::CertificateOptions server_options;
-  server_options.common_name = "localhost";
-  server_options.subject_attributes = {{"O", "tls-sidecar tests"}, {"OU", "server"}};
-  server_options.dns_names = {"localhost"};
-  server_options.ip_addresses = {"127.0.0.1", "::1"};
-  for (const std::string& host : hosts) {
-    bssl::UniquePtr<ASN1_OCTET_STRING> ip(a2i_IPADDRESS(host.c_str()));
-    ERR_clear_error();
-    bool is_ip = ip != nullptr;
-    (is_ip ? server_options.ip_addresses : server_options.dns_names).push_back(host);
-  }
-  absl::StatusOr<certs::GeneratedCertificate> server = pki->Issue(server_options);
-  if (!server.ok()) {
-    return server.status();
-  }
-  pki->server = std::move(*server);
-
-  certs::CertificateOptions cluster_options = server_options;
-  cluster_options.subject_attributes = {{"O", "tls-sidecar tests"}, {"OU", "cluster"}};
-  absl::StatusOr<certs::GeneratedCertificate> cluster = pki->Issue(cluster_options);
-  if (!cluster.ok()) {
-    return cluster.status();
-  }
-  pki->cluster = std::move(*cluster);
-
-  certs::CertificateOptions client_options;
-  client_options.common_name = "client";
-  client_options.subject_attributes = {{"O", "tls-sidecar tests"}, {"OU", "client"}};
-  client_options.server_auth = false;
-  absl::StatusOr<certs::GeneratedCertificate> client = pki->Issue(client_options);
-  if (!client.ok()) {
-    return client.status();
-  }
-  pki->client = std::move(*client);
-
+  pki->ca = std::move(made->ca);
+  pki->server = std::move(made->server);
+  pki->cluster = std::move(made->cluster);
+  pki->client = std::move(made->client);
   pki->ca_file = pki->dir.Write("ca.pem", pki->ca.cert_pem);
   pki->server_file = pki->dir.Write("server.pem", pki->server.CertificateKeyPem());
   pki->cluster_file = pki->dir.Write("cluster.pem", pki->cluster.CertificateKeyPem());
@@ -184,6 +151,58 @@ absl::StatusOr<certs::GeneratedCertificate> TestPki::Issue(
     certs::CertificateOptions options) const {
   options.issuer = &ca;
   return certs::MakeCertificate(options);
+}
+
+absl::StatusOr<std::string> MakeCrl(const certs::GeneratedCertificate& issuer,
+                                    const CrlOptions& options) {
+  auto failed = [](const char* what) {
+    std::string error = TakeError();
+    return absl::InternalError(absl::StrCat(what, " failed: ", error));
+  };
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  bssl::UniquePtr<ASN1_TIME> last(
+      ASN1_TIME_set(nullptr, now + absl::ToInt64Seconds(options.last_update)));
+  bssl::UniquePtr<ASN1_TIME> next(
+      ASN1_TIME_set(nullptr, now + absl::ToInt64Seconds(options.next_update)));
+  bssl::UniquePtr<X509_CRL> crl(X509_CRL_new());
+  if (last == nullptr || next == nullptr || crl == nullptr ||
+      !X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) ||
+      !X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer.cert.get())) ||
+      !X509_CRL_set1_lastUpdate(crl.get(), last.get()) ||
+      !X509_CRL_set1_nextUpdate(crl.get(), next.get())) {
+    return failed("X509_CRL_new");
+  }
+  for (uint64_t serial : options.revoked_serials) {
+    bssl::UniquePtr<X509_REVOKED> revoked(X509_REVOKED_new());
+    bssl::UniquePtr<ASN1_INTEGER> number(ASN1_INTEGER_new());
+    if (revoked == nullptr || number == nullptr || !ASN1_INTEGER_set_uint64(number.get(), serial) ||
+        !X509_REVOKED_set_serialNumber(revoked.get(), number.get()) ||
+        !X509_REVOKED_set_revocationDate(revoked.get(), last.get()) ||
+        !X509_CRL_add0_revoked(crl.get(), revoked.get())) {
+      return failed("adding a revoked serial");
+    }
+    revoked.release();  // owned by the CRL since X509_CRL_add0_revoked succeeded
+  }
+  if (!X509_CRL_sort(crl.get()) || !X509_CRL_sign(crl.get(), issuer.key.get(), EVP_sha256())) {
+    return failed("signing the CRL");
+  }
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+  if (bio == nullptr || !PEM_write_bio_X509_CRL(bio.get(), crl.get()) ||
+      !BIO_mem_contents(bio.get(), &data, &length)) {
+    return failed("writing the CRL PEM");
+  }
+  return std::string(reinterpret_cast<const char*>(data), length);
+}
+
+uint64_t SerialOf(X509* cert) {
+  uint64_t serial = 0;
+  if (cert == nullptr || !ASN1_INTEGER_get_uint64(&serial, X509_get0_serialNumber(cert))) {
+    ERR_clear_error();
+    return 0;
+  }
+  return serial;
 }
 
 HandshakeResult Handshake(SSL* client, SSL* server) {
@@ -236,15 +255,42 @@ HandshakeResult Handshake(SSL* client, SSL* server) {
   return result;
 }
 
+bssl::UniquePtr<SSL> NewIngressSession(const certs::TlsSnapshot& snapshot) {
+  if (snapshot.server_context() == nullptr) {
+    return nullptr;
+  }
+  return NewServer(snapshot.server_context());
+}
+
+absl::StatusOr<bssl::UniquePtr<SSL>> NewEgressSession(const certs::TlsSnapshot& snapshot,
+                                                      const std::string& host) {
+  if (snapshot.client_context() == nullptr) {
+    return absl::FailedPreconditionError(
+        "no TLS client context: set CAFile or clusterCAFile to verify peers");
+  }
+  bssl::UniquePtr<SSL> ssl = NewClient(snapshot.client_context());
+  if (ssl == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("SSL_new: ", TakeError()));
+  }
+  if (absl::Status s = snapshot.PrepareEgressSession(ssl.get(), host); !s.ok()) {
+    return s;
+  }
+  return ssl;
+}
+
 bssl::UniquePtr<SSL> NewClient(SSL_CTX* ctx) {
   bssl::UniquePtr<SSL> ssl(SSL_new(ctx));
-  SSL_set_connect_state(ssl.get());
+  if (ssl != nullptr) {
+    SSL_set_connect_state(ssl.get());
+  }
   return ssl;
 }
 
 bssl::UniquePtr<SSL> NewServer(SSL_CTX* ctx) {
   bssl::UniquePtr<SSL> ssl(SSL_new(ctx));
-  SSL_set_accept_state(ssl.get());
+  if (ssl != nullptr) {
+    SSL_set_accept_state(ssl.get());
+  }
   return ssl;
 }
 

@@ -1,18 +1,22 @@
-// Test helpers for anything that needs TLS: a temporary directory, a complete PKI generated
-// into it at run time (no key is ever committed), and a handshake between two SSL objects
-// over memory BIOs (BoringSSL's ssl_test.cc way of testing TLS without sockets).
+// Test helpers for anything that needs TLS: a temporary directory, the throwaway PKI of
+// certs/throwaway_pki.h written into it at run time (no key is ever committed), CRLs, and a
+// handshake between two SSL objects over memory BIOs (BoringSSL's ssl_test.cc way of testing
+// TLS without sockets).
 // Single-threaded use per object.
 #ifndef SIDECAR_TESTS_SUPPORT_TEST_PKI_H_
 #define SIDECAR_TESTS_SUPPORT_TEST_PKI_H_
 
 #include <openssl/ssl.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "certs/test_pki.h"
+#include "absl/time/time.h"
+#include "certs/throwaway_pki.h"
+#include "certs/tls_snapshot.h"
 #include "certs/tls_settings.h"
 
 namespace sidecar::test_support {
@@ -40,9 +44,10 @@ class TempDir {
   std::string path_;
 };
 
-// TestPki is a CA with server, cluster and client certificates signed by it, written into
-// its own TempDir as ca.pem, server.pem, cluster.pem, client.pem (certificate then key).
-// server.pem and cluster.pem carry SANs localhost, 127.0.0.1, ::1 and `hosts`.
+// TestPki is the throwaway PKI (certs::MakeThrowawayPki, organization "tls-sidecar tests",
+// CA "Test CA") written into its own TempDir as ca.pem, server.pem, cluster.pem, client.pem
+// (certificate then key). server.pem and cluster.pem carry SANs localhost, 127.0.0.1, ::1 and
+// `hosts`.
 struct TestPki {
   static absl::StatusOr<std::unique_ptr<TestPki>> Create(
       const std::vector<std::string>& hosts = {});
@@ -65,6 +70,20 @@ struct TestPki {
   std::string client_file;
 };
 
+// CrlOptions says what MakeCrl produces: a CRL signed by `issuer`, revoking the serials.
+struct CrlOptions {
+  std::vector<uint64_t> revoked_serials;
+  absl::Duration last_update = absl::Hours(-1);       // relative to now
+  absl::Duration next_update = absl::Hours(24 * 30);  // relative to now; negative: stale CRL
+};
+
+// MakeCrl returns a PEM "X509 CRL" block signed by `issuer` (its key and subject).
+absl::StatusOr<std::string> MakeCrl(const certs::GeneratedCertificate& issuer,
+                                    const CrlOptions& options);
+
+// SerialOf returns the serial of `cert` (borrowed) when it fits in 64 bits, else 0.
+uint64_t SerialOf(X509* cert);
+
 // HandshakeResult is what both ends saw.
 struct HandshakeResult {
   bool ok = false;         // both ends completed and neither saw an alert afterwards
@@ -84,6 +103,15 @@ struct HandshakeResult {
 // server's rejection of the client's certificate (sent after the client's Finished) shows
 // up as a client error.
 HandshakeResult Handshake(SSL* client, SSL* server);
+
+// NewIngressSession returns a server-side SSL on snapshot.server_context(), in accept state,
+// or null when there is no server context.
+bssl::UniquePtr<SSL> NewIngressSession(const certs::TlsSnapshot& snapshot);
+
+// NewEgressSession returns a client-side SSL on snapshot.client_context(), in connect state,
+// set up by PrepareEgressSession for `host`. Error when there is no client context.
+absl::StatusOr<bssl::UniquePtr<SSL>> NewEgressSession(const certs::TlsSnapshot& snapshot,
+                                                      const std::string& host);
 
 // NewClient returns an SSL in connect state on `ctx` (borrowed).
 bssl::UniquePtr<SSL> NewClient(SSL_CTX* ctx);

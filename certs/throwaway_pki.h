@@ -1,10 +1,11 @@
-// Certificate generation with BoringSSL, for `tls-sidecar certs init DIR [--hosts h1,h2]`
-// (a throwaway PKI to try the sidecar) and for tests, which generate every certificate they
-// need at run time with exactly the property under test (expired, not yet valid, wrong key,
-// encrypted key, revoked, a given subject or serial). Nothing here is meant for production
-// certificates. Functions are reentrant.
-#ifndef SIDECAR_CERTS_TEST_PKI_H_
-#define SIDECAR_CERTS_TEST_PKI_H_
+// ThrowawayPki: a CA with server, cluster and client certificates made with BoringSSL at run
+// time, for `tls-sidecar certs init DIR [--hosts h1,h2]` (a PKI to try the sidecar with) and
+// for the tests, which make the same one (tests/support/test_pki.h) and issue from its CA
+// every further certificate they need with exactly the property under test (expired, not yet
+// valid, wrong key, encrypted key, a given subject or serial). Nothing here is meant for
+// production certificates. Functions are reentrant.
+#ifndef SIDECAR_CERTS_THROWAWAY_PKI_H_
+#define SIDECAR_CERTS_THROWAWAY_PKI_H_
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -66,40 +67,38 @@ absl::StatusOr<bssl::UniquePtr<EVP_PKEY>> MakeKey(KeyType type);
 // MakeCertificate generates a key (unless reused) and a certificate as `options` say.
 absl::StatusOr<GeneratedCertificate> MakeCertificate(const CertificateOptions& options);
 
-// CrlOptions says what MakeCrl produces: a CRL signed by `issuer`, revoking the serials.
-struct CrlOptions {
-  std::vector<uint64_t> revoked_serials;
-  absl::Duration last_update = absl::Hours(-1);       // relative to now
-  absl::Duration next_update = absl::Hours(24 * 30);  // relative to now; negative: stale CRL
+// ThrowawayPkiOptions says what MakeThrowawayPki makes and WriteThrowawayPki writes.
+struct ThrowawayPkiOptions {
+  std::vector<std::string> hosts;  // extra SANs of the server and cluster certificates; IPs too
+  std::string organization = "tls-sidecar test PKI";  // O= of every subject
+  std::string ca_common_name = "tls-sidecar test CA";
+  bool overwrite = false;  // WriteThrowawayPki: false refuses to replace existing files
 };
 
-// MakeCrl returns a PEM "X509 CRL" block signed by `issuer` (its key and subject).
-absl::StatusOr<std::string> MakeCrl(const GeneratedCertificate& issuer, const CrlOptions& options);
-
-// SerialOf returns the serial of `cert` (borrowed) when it fits in 64 bits, else 0.
-uint64_t SerialOf(X509* cert);
-
-// TestPkiOptions adjusts WriteTestPki.
-struct TestPkiOptions {
-  std::vector<std::string> hosts;  // extra SANs of server.pem and cluster.pem; IPs accepted
-  bool overwrite = false;          // false: refuse to replace existing files
+// ThrowawayPki is a CA (with its key, to issue more) and three certificates it signed, all
+// ECDSA P-256, valid from an hour ago for a year: server and cluster (serverAuth and
+// clientAuth, SANs = hosts + localhost + 127.0.0.1 + ::1, CN = the first DNS name, OU server
+// or cluster) and client (clientAuth only, CN=client).
+struct ThrowawayPki {
+  GeneratedCertificate ca;
+  GeneratedCertificate server;
+  GeneratedCertificate cluster;
+  GeneratedCertificate client;
 };
 
-// WriteTestPki writes into `dir` (created if missing, mode 0700) a throwaway CA (ca.pem,
-// certificate only; its key is discarded), a server certificate+key (server.pem, SANs =
-// hosts + localhost + 127.0.0.1 + ::1), a cluster certificate+key (cluster.pem, same SANs)
-// and a client certificate+key (client.pem, clientAuth only), all ECDSA P-256, valid from
-// an hour ago for a year. Files holding keys are mode 0600. Returns the paths written, in
-// that order. Refuses to replace existing files unless `options.overwrite`.
-// WriteTestPki(dir, {}) stays unambiguous because the options form has its own name.
-absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,
-                                                      const std::vector<std::string>& hosts);
-absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::string& dir,
-                                                                 const TestPkiOptions& options);
+// MakeThrowawayPki makes one in memory.
+absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options);
+
+// WriteThrowawayPki makes one and writes it into `dir` (created if missing, mode 0700): ca.pem
+// (certificate only; the CA key is discarded), server.pem, cluster.pem and client.pem
+// (certificate then key, mode 0600). Returns the paths written, in that order. Refuses to
+// replace existing files unless `options.overwrite`.
+absl::StatusOr<std::vector<std::string>> WriteThrowawayPki(const std::string& dir,
+                                                           const ThrowawayPkiOptions& options);
 
 // WriteFile writes `contents` to `path` with permission `mode`, replacing it.
 absl::Status WriteFile(const std::string& path, const std::string& contents, int mode = 0600);
 
 }  // namespace sidecar::certs
 
-#endif  // SIDECAR_CERTS_TEST_PKI_H_
+#endif  // SIDECAR_CERTS_THROWAWAY_PKI_H_

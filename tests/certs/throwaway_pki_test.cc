@@ -1,4 +1,4 @@
-#include "certs/test_pki.h"
+#include "certs/throwaway_pki.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -17,6 +17,10 @@
 namespace sidecar::certs {
 namespace {
 
+using ::sidecar::test_support::MakeCrl;
+using ::sidecar::test_support::NewEgressSession;
+using ::sidecar::test_support::NewIngressSession;
+using ::sidecar::test_support::SerialOf;
 using ::sidecar::test_support::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -34,11 +38,11 @@ bool HasIp(X509* cert, const std::string& ip) {
   return X509_check_ip_asc(cert, ip.c_str(), 0) == 1;
 }
 
-TEST(WriteTestPkiTest, WritesCaServerClusterClientThatParseAndChain) {
+TEST(WriteThrowawayPkiTest, WritesCaServerClusterClientThatParseAndChain) {
   TempDir dir;
-  const std::string pki_dir = dir.File("pki");  // created by WriteTestPki
+  const std::string pki_dir = dir.File("pki");  // created by WriteThrowawayPki
   absl::StatusOr<std::vector<std::string>> files =
-      WriteTestPki(pki_dir, {"mongo-a.example.net", "10.0.0.5"});
+      WriteThrowawayPki(pki_dir, {.hosts = {"mongo-a.example.net", "10.0.0.5"}});
   ASSERT_TRUE(files.ok()) << files.status();
   EXPECT_THAT(*files, ElementsAre(pki_dir + "/ca.pem", pki_dir + "/server.pem",
                                   pki_dir + "/cluster.pem", pki_dir + "/client.pem"));
@@ -83,38 +87,38 @@ TEST(WriteTestPkiTest, WritesCaServerClusterClientThatParseAndChain) {
   EXPECT_NE(X509_check_purpose(client->leaf.get(), X509_PURPOSE_SSL_SERVER, 0), 1);
 }
 
-TEST(WriteTestPkiTest, FilesWorkAsSidecarConfiguration) {
+TEST(WriteThrowawayPkiTest, FilesWorkAsSidecarConfiguration) {
   TempDir dir;
-  ASSERT_TRUE(WriteTestPki(dir.path(), {}).ok());
+  ASSERT_TRUE(WriteThrowawayPki(dir.path(), {}).ok());
   TlsSettings settings;
   settings.certificate_key_file = dir.File("server.pem");
   settings.ca_file = dir.File("ca.pem");
   settings.cluster_file = dir.File("cluster.pem");
   absl::StatusOr<std::shared_ptr<const TlsSnapshot>> snapshot = TlsSnapshot::Create(settings);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  absl::StatusOr<bssl::UniquePtr<SSL>> client = (*snapshot)->NewEgressSession("localhost");
+  absl::StatusOr<bssl::UniquePtr<SSL>> client = NewEgressSession(**snapshot, "localhost");
   ASSERT_TRUE(client.ok());
-  bssl::UniquePtr<SSL> server = (*snapshot)->NewIngressSession();
+  bssl::UniquePtr<SSL> server = NewIngressSession(**snapshot);
   test_support::HandshakeResult result = test_support::Handshake(client->get(), server.get());
   EXPECT_TRUE(result.ok) << result.client_error << " / " << result.server_error;
   EXPECT_EQ(VerifiedPeerSubject(server.get()), "CN=localhost,OU=cluster,O=tls-sidecar test PKI");
 }
 
-TEST(WriteTestPkiTest, RefusesToOverwriteUnlessAsked) {
+TEST(WriteThrowawayPkiTest, RefusesToOverwriteUnlessAsked) {
   TempDir dir;
-  ASSERT_TRUE(WriteTestPki(dir.path(), {}).ok());
-  absl::StatusOr<std::vector<std::string>> again = WriteTestPki(dir.path(), {});
+  ASSERT_TRUE(WriteThrowawayPki(dir.path(), {}).ok());
+  absl::StatusOr<std::vector<std::string>> again = WriteThrowawayPki(dir.path(), {});
   ASSERT_FALSE(again.ok());
   EXPECT_THAT(again.status().message(), HasSubstr(dir.File("ca.pem") + ": already exists"));
-  TestPkiOptions options;
+  ThrowawayPkiOptions options;
   options.overwrite = true;
-  EXPECT_TRUE(WriteTestPkiWithOptions(dir.path(), options).ok());
+  EXPECT_TRUE(WriteThrowawayPki(dir.path(), options).ok());
 }
 
-TEST(WriteTestPkiTest, RefusesAFileAsDirectory) {
+TEST(WriteThrowawayPkiTest, RefusesAFileAsDirectory) {
   TempDir dir;
   std::string file = dir.Write("plain", "x");
-  EXPECT_THAT(WriteTestPki(file, {}).status().message(), HasSubstr("is not a directory"));
+  EXPECT_THAT(WriteThrowawayPki(file, {}).status().message(), HasSubstr("is not a directory"));
 }
 
 TEST(MakeCertificateTest, HonoursKeyTypeSerialSubjectAndCaFlag) {
