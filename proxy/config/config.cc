@@ -1144,7 +1144,41 @@ absl::Status Config::NameOrigin(const absl::Status& status) const {
   return absl::Status(status.code(), Origin(message.substr(0, colon)) + message.substr(colon));
 }
 
-absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
+namespace {
+
+// OnOneLine escapes control characters in an error, which may quote a value from the file or
+// the command line ("--upstream: invalid host \"a\nb\""): main prints it as one line.
+template <typename T>
+absl::StatusOr<T> OnOneLine(absl::StatusOr<T> result) {
+  if (result.ok()) {
+    return result;
+  }
+  std::string message(result.status().message());
+  if (std::none_of(message.begin(), message.end(),
+                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return result;
+  }
+  std::string line;
+  for (char c : message) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\r') {
+      line += "\\r";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      line += "\\x";
+      line.push_back("0123456789abcdef"[byte >> 4]);
+      line.push_back("0123456789abcdef"[byte & 15]);
+    } else {
+      line.push_back(c);
+    }
+  }
+  return absl::Status(result.status().code(), line);
+}
+
+absl::StatusOr<Config> LoadFromFlags(int argc, const char* const* argv) {
   absl::StatusOr<std::vector<FlagUse>> uses = SplitFlags(argc, argv);
   if (!uses.ok()) {
     return uses.status();
@@ -1190,8 +1224,7 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   return std::move(loader.config);
 }
 
-absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
-                                            std::string_view file_name) {
+absl::StatusOr<Config> LoadFromText(std::string_view toml_text, std::string_view file_name) {
   Loader loader;
   absl::Status status = ApplyFileText(toml_text, file_name, loader);
   if (!status.ok()) {
@@ -1207,8 +1240,7 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
   return std::move(loader.config);
 }
 
-absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
-                                                  std::string_view file_name) {
+absl::StatusOr<Mode> ModeFromText(std::string_view toml_text, std::string_view file_name) {
   absl::StatusOr<toml::table> table = ParseToml(toml_text, file_name);
   if (!table.ok()) {
     return table.status();
@@ -1226,6 +1258,22 @@ absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
     return absl::InvalidArgumentError(Concat(file_name, ": net.tls.mode: ", mode.status().message()));
   }
   return *mode;
+}
+
+}  // namespace
+
+absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
+  return OnOneLine(LoadFromFlags(argc, argv));
+}
+
+absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
+                                            std::string_view file_name) {
+  return OnOneLine(LoadFromText(toml_text, file_name));
+}
+
+absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
+                                                  std::string_view file_name) {
+  return OnOneLine(ModeFromText(toml_text, file_name));
 }
 
 absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file) {
