@@ -183,7 +183,7 @@ if ((TSAN)); then
   if ((${#CTEST_ARGS[@]} == 0)); then
     CTEST_ARGS=(-R '^(hostile_loops|e2e_reload|e2e_shutdown|e2e_control|proxy_data_path_test)$')
   fi
-  export TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1:exitcode=66:suppressions=${ROOT}/tests/tsan-suppressions.txt}"
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1:exitcode=66:suppressions=${ROOT}/tests/tsan/suppressions.txt:external_symbolizer_path=${ROOT}/tests/tsan/llvm-symbolizer}"
 fi
 # The cluster test builds hosts in network namespaces: it needs root and `ip netns add`.
 # Without them ctest reports it as skipped (exit code 77), never as passed; say so up front.
