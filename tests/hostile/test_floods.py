@@ -250,8 +250,10 @@ def test_control_socket_floods_are_refused_and_the_data_path_does_not_notice(pro
     many = []
     for _ in range(200):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
+        # Blocking: a UNIX socket's full backlog makes a non-blocking connect fail at once
+        # (EAGAIN) where a blocking one waits for the sidecar to accept.
         s.connect(path)
+        s.settimeout(10)
         many.append(s)
     assert probes.serve_time(sidecar.port, pki["ca"]) < 2
     for s in many:
