@@ -195,7 +195,7 @@ else
 fi
 log "running tests"
 cd "${BUILD_DIR}"
-rm -f Testing/cluster-figures.txt
+rm -f Testing/cluster-figures.txt Testing/hostile-figures.txt
 # Each pytest-based test writes the cases it skipped, with reasons, to Testing/skips/NAME.txt
 # (tests/pytest/skip_report.py); start from none.
 rm -rf Testing/skips
@@ -204,6 +204,10 @@ set +e
 ctest --output-on-failure -j "${JOBS}" "${CTEST_ARGS[@]}" 2>&1 | tee Testing/run-output.txt
 status="${PIPESTATUS[0]}"
 set -e
+if [[ -f Testing/hostile-figures.txt ]]; then
+  log "hostile battery figures:"
+  cat Testing/hostile-figures.txt
+fi
 if [[ -f Testing/cluster-figures.txt ]]; then
   log "cluster test (rolling upgrade to TLS, 3 nodes):"
   cat Testing/cluster-figures.txt

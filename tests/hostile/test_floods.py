@@ -71,7 +71,7 @@ def after(sidecar, pki, rss_before, what, rss_growth_limit=probes.RSS_GROWTH_LIM
     served = probes.serve_time(sidecar.port, pki["ca"])
     rss = probes.rss_mib(sidecar.proc.pid)
     cpu = probes.idle_cpu(sidecar.proc.pid)
-    print(f"{what}: normal client served in {served:.3f}s after; RSS {rss:.1f} MiB "
+    probes.record(f"{what}: normal client served in {served:.3f}s after; RSS {rss:.1f} MiB "
           f"(from {rss_before:.1f}); {cpu:.2f} CPU s over an idle second")
     assert served < 2, f"{what}: a normal client took {served:.2f}s"
     assert cpu < probes.IDLE_CPU_LIMIT_SECONDS, f"{what}: {cpu:.2f} CPU s idle: spinning"
@@ -125,7 +125,7 @@ def test_5000_held_connections_cost_little_and_leave_room_for_clients(procs, pki
         rss = probes.rss_mib(pid)
         per_connection_kib = (rss - rss_before) * 1024 / HELD
         cpu = probes.idle_cpu(pid)
-        print(f"{HELD} held (each with its upstream): opened in {opened:.1f}s, RSS "
+        probes.record(f"{HELD} held (each with its upstream): opened in {opened:.1f}s, RSS "
               f"{rss_before:.1f} -> {rss:.1f} MiB ({per_connection_kib:.1f} KiB each), "
               f"{cpu:.2f} CPU s over an idle second")
         assert per_connection_kib < 64, f"{per_connection_kib:.1f} KiB per held connection"
@@ -230,7 +230,7 @@ def test_a_reconnect_storm_of_5000_tls_clients_is_served_whole(procs, pki):
     for client in clients:
         client.close()
     selector.close()
-    print(f"storm: {STORM} TLS clients at once, {STORM - len(failed)} served in {took:.1f}s; "
+    probes.record(f"storm: {STORM} TLS clients at once, {STORM - len(failed)} served in {took:.1f}s; "
           f"listen backlog {LISTEN_BACKLOG} per loop (somaxconn {somaxconn()}), 2 loops; "
           f"host ListenOverflows/ListenDrops during the storm: {overflows}")
     assert failed == [], (f"{len(failed)} refused or failed, e.g. {failed[:5]}; sidecar "

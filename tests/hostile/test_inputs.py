@@ -36,9 +36,10 @@ def target(tmp_path_factory, pki):
         yield sidecar, pki["ca"], probes.rss_mib(sidecar.proc.pid)
     finally:
         print(group.describe())
-        print("case, seconds to serve a client after, RSS MiB, idle CPU s over 1 s:")
+        probes.record("hostile inputs: case, seconds to serve a client after, RSS MiB, "
+                      "idle CPU s over 1 s:")
         for row in FIGURES:
-            print("  %-28s %.3f  %.1f  %.2f" % row)
+            probes.record("  %-28s %.3f  %.1f  %.2f" % row)
         group.stop_all()
 
 

@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import harness
+import probes
 from tlsclient import client_context
 
 LOOPS = 4
@@ -114,7 +115,7 @@ def test_reloads_and_mode_changes_under_load_lose_no_request(procs, pki):
             load.stop()
     failures = [failure for load in loads for failure in load.failures]
     served = sum(load.round_trips for load in loads)
-    print(f"{served} round trips over {LOOPS} loops, 6 cycles of reload + SIGHUP + mode changes")
+    probes.record(f"loops: {served} round trips over {LOOPS} loops, 6 cycles of reload + SIGHUP + mode changes")
     assert failures == [], failures[:5]
     reloaded = [line for line in sidecar.log_lines() if line.get("msg") == "certificates reloaded"]
     assert len(reloaded) >= 6, reloaded
@@ -148,7 +149,7 @@ def test_plaintext_drain_and_sigterm_under_load(procs, pki):
         # requests, and the process exits 0 well within drainSeconds.
         started = time.monotonic()
         assert sidecar.stop(timeout=30) == 0
-        print(f"stopped under load in {time.monotonic() - started:.2f}s")
+        probes.record(f"loops: SIGTERM under load, stopped in {time.monotonic() - started:.2f}s")
     finally:
         for load in tls_loads:
             load.stop()
