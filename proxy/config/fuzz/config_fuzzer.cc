@@ -157,7 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   absl::StatusOr<Mode> configured = sidecar::proxy::ReadConfiguredModeFromString(toml, path);
   if (!configured.ok()) {
-    CheckError(configured.status());
+    // Shown inside JSON only (`status`, the log), which escapes it: may quote lines.
+    Check(!configured.status().message().empty());
   }
   if (from_text.ok()) {
     Check(configured.ok() && *configured == from_text->mode);
