@@ -57,6 +57,7 @@ struct Config {
 
   // [metrics]
   std::string metrics_listen = "127.0.0.1:9442";  // "" turns metrics off
+  bool metrics_status_page = false;  // serve the status page on a non-loopback listener too
 
   // [limits]
   int64_t max_connections = 65536;

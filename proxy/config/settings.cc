@@ -310,6 +310,10 @@ const std::vector<Setting>& Settings() {
     {"metrics.listen", "", Kind::kString, {"--metrics"}, 0, 0, SetMetricsListen,
      "Control and metrics", "HOST:PORT", "127.0.0.1:9442",
      "Prometheus /metrics and /ready; \"\" turns it off"},
+    {"metrics.statusPage", "", Kind::kBool, {"--metrics-status-page"}, 0, 0,
+     [](const Value& v, Config& c) { c.metrics_status_page = v.boolean; return absl::OkStatus(); },
+     "Control and metrics", "", "false",
+     "serve the status page at / on a metrics listener that is not loopback (it names clients)"},
 
     {"limits.maxConnections", "", Kind::kInt, {"--maxConns"}, 1, 16777216,
      SetInt64<&Config::max_connections>,
