@@ -136,6 +136,12 @@ class StandIn : public ControlTarget {
   }
   void RecordPreflight(bool ok) override { last_preflight_ = PreflightFacts{ok, 0}; }
   std::optional<PreflightFacts> last_preflight() const override { return last_preflight_; }
+  std::vector<std::string> topology_warnings() const override {
+    if (egress_peers_ == 0) {
+      return {};
+    }
+    return {"the replica set advertises db2:27017, which bypasses the sidecar"};
+  }
 
   const std::vector<OpenPlaintextClient>& open_plaintext() const { return open_plaintext_; }
   const std::string& file_text() const { return file_text_; }
