@@ -8,6 +8,26 @@ if(SIDECAR_SANITIZE)
   add_link_options(${SIDECAR_SANITIZER_FLAGS})
 endif()
 
+# ThreadSanitizer (clang; tests/run.sh --tsan, build-tsan/): for the tests that run the sidecar
+# with several loops. It cannot be combined with ASan, hence its own build directory.
+option(SIDECAR_TSAN "Build everything with ThreadSanitizer" OFF)
+if(SIDECAR_TSAN)
+  if(SIDECAR_SANITIZE OR SIDECAR_FUZZ)
+    message(FATAL_ERROR "SIDECAR_TSAN cannot be combined with SIDECAR_SANITIZE or SIDECAR_FUZZ")
+  endif()
+  set(SIDECAR_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+  add_compile_options(${SIDECAR_SANITIZER_FLAGS})
+  add_link_options(${SIDECAR_SANITIZER_FLAGS})
+endif()
+
+# With SIDECAR_FUZZ every library of the project carries coverage instrumentation, so a
+# fuzzer sees the branches of what it drives (sidecar_fuzzer instruments only the target's own
+# source); whatever links them then needs the sanitizer runtimes too.
+set(SIDECAR_FUZZ_LIBRARY_FLAGS)
+if(SIDECAR_FUZZ)
+  set(SIDECAR_FUZZ_LIBRARY_FLAGS -fsanitize=fuzzer-no-link,address,undefined)
+endif()
+
 # sidecar_library(NAME SOURCES ... DEPS ...): a static library whose headers are included
 # from the project root ("protocol/sniffer.h").
 function(sidecar_library name)
@@ -17,6 +37,10 @@ function(sidecar_library name)
   target_compile_options(${name} PRIVATE ${SIDECAR_WARNINGS})
   target_compile_definitions(${name} PUBLIC TOML_EXCEPTIONS=0)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  if(SIDECAR_FUZZ)
+    target_compile_options(${name} PRIVATE ${SIDECAR_FUZZ_LIBRARY_FLAGS})
+    target_link_options(${name} INTERFACE -fsanitize=address,undefined)
+  endif()
 endfunction()
 
 # sidecar_test(NAME SOURCES ... DEPS ... [LABELS ...]): a GoogleTest binary registered with ctest.

@@ -8,6 +8,8 @@
 #
 #   tests/run.sh                    RelWithDebInfo build in build/, all tests
 #   tests/run.sh --sanitize         clang + ASan/UBSan build in build-asan/
+#   tests/run.sh --tsan             clang + ThreadSanitizer build in build-tsan/: the sidecar
+#                                   with several loops under reload, mode changes and drains
 #   tests/run.sh --build-dir DIR    another build directory
 #   tests/run.sh -R REGEX           only the ctest tests matching REGEX
 #   tests/run.sh -- ARGS...         extra arguments passed to ctest as they are
@@ -21,15 +23,17 @@ set -euo pipefail
 readonly ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR=""
 SANITIZE=0
+TSAN=0
 CTEST_ARGS=()
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while (($#)); do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
+    --tsan) TSAN=1 ;;
     --build-dir)
       [[ $# -ge 2 ]] || { echo "tests/run.sh: --build-dir needs a directory" >&2; exit 2; }
       BUILD_DIR="$2"; shift ;;
@@ -44,8 +48,14 @@ while (($#)); do
   shift
 done
 
+if ((SANITIZE && TSAN)); then
+  echo "tests/run.sh: --sanitize and --tsan need separate builds; run one, then the other" >&2
+  exit 2
+fi
 if [[ -z "${BUILD_DIR}" ]]; then
-  if ((SANITIZE)); then BUILD_DIR="${ROOT}/build-asan"; else BUILD_DIR="${ROOT}/build"; fi
+  if ((SANITIZE)); then BUILD_DIR="${ROOT}/build-asan"
+  elif ((TSAN)); then BUILD_DIR="${ROOT}/build-tsan"
+  else BUILD_DIR="${ROOT}/build"; fi
 fi
 JOBS="${SIDECAR_JOBS:-$(nproc)}"
 
@@ -132,6 +142,9 @@ if [[ ! -f "${BUILD_DIR}/CMakeCache.txt" ]]; then
   if ((SANITIZE)); then
     cmake_args+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIDECAR_SANITIZE=ON
                  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+  elif ((TSAN)); then
+    cmake_args+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIDECAR_TSAN=ON
+                 -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
   else
     cmake_args+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
   fi
@@ -145,7 +158,14 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "${ROOT}")}"
 log "configuring ${BUILD_DIR}"
 cmake "${cmake_args[@]}" >/dev/null
 log "building with ${JOBS} jobs"
-cmake --build "${BUILD_DIR}" -j "${JOBS}"
+if ((TSAN)); then
+  # Only what the tsan-labelled tests run: the sidecar with several loops, the stand-in, and
+  # the data-path test's Worker threads.
+  cmake --build "${BUILD_DIR}" -j "${JOBS}" --target tls-sidecar mongod_standin \
+    proxy_data_path_test
+else
+  cmake --build "${BUILD_DIR}" -j "${JOBS}"
+fi
 
 # --- 4. Test ------------------------------------------------------------------------------
 
@@ -155,6 +175,16 @@ if ((SANITIZE)); then
   CTEST_ARGS+=(-LE bench)
   export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+fi
+if ((TSAN)); then
+  # A report makes the process exit 66 at its end, and the e2e harness fails any test whose
+  # child wrote one. Suppressions are for third-party code only, each with its reason.
+  # The tests that run the sidecar with several loops while its shared state changes: reload,
+  # mode changes and drains under load, the data path's Worker threads, and shutdown.
+  if ((${#CTEST_ARGS[@]} == 0)); then
+    CTEST_ARGS=(-R '^(hostile_loops|e2e_reload|e2e_shutdown|e2e_control|proxy_data_path_test)$')
+  fi
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1:exitcode=66:suppressions=${ROOT}/tests/tsan/suppressions.txt:external_symbolizer_path=${ROOT}/tests/tsan/llvm-symbolizer}"
 fi
 # The cluster test builds hosts in network namespaces: it needs root and `ip netns add`.
 # Without them ctest reports it as skipped (exit code 77), never as passed; say so up front.
@@ -166,7 +196,7 @@ else
 fi
 log "running tests"
 cd "${BUILD_DIR}"
-rm -f Testing/cluster-figures.txt
+rm -f Testing/cluster-figures.txt Testing/hostile-figures.txt
 # Each pytest-based test writes the cases it skipped, with reasons, to Testing/skips/NAME.txt
 # (tests/pytest/skip_report.py); start from none.
 rm -rf Testing/skips
@@ -175,6 +205,10 @@ set +e
 ctest --output-on-failure -j "${JOBS}" "${CTEST_ARGS[@]}" 2>&1 | tee Testing/run-output.txt
 status="${PIPESTATUS[0]}"
 set -e
+if [[ -f Testing/hostile-figures.txt ]]; then
+  log "hostile battery figures:"
+  cat Testing/hostile-figures.txt
+fi
 if [[ -f Testing/cluster-figures.txt ]]; then
   log "cluster test (rolling upgrade to TLS, 3 nodes):"
   cat Testing/cluster-figures.txt

@@ -3,6 +3,7 @@
 // is settings.cc, the file toml_loader.cc, the flags command_line.cc, --help help_text.cc.
 #include "proxy/config/config.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,6 +95,37 @@ absl::StatusOr<const FlagUse*> FindConfigFlag(const std::vector<FlagUse>& uses) 
   return config_flag;
 }
 
+// OnOneLine escapes control characters in an error, which may quote a value from the file or
+// the command line ("--upstream: invalid host \"a\nb\""): main prints it as one line.
+absl::StatusOr<Config> OnOneLine(absl::StatusOr<Config> result) {
+  if (result.ok()) {
+    return result;
+  }
+  std::string message(result.status().message());
+  if (std::none_of(message.begin(), message.end(),
+                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return result;
+  }
+  std::string line;
+  for (char c : message) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\r') {
+      line += "\\r";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      line += "\\x";
+      line.push_back("0123456789abcdef"[byte >> 4]);
+      line.push_back("0123456789abcdef"[byte & 15]);
+    } else {
+      line.push_back(c);
+    }
+  }
+  return absl::Status(result.status().code(), line);
+}
+
 }  // namespace
 
 absl::Status Config::NameOrigin(const absl::Status& status) const {
@@ -105,7 +137,9 @@ absl::Status Config::NameOrigin(const absl::Status& status) const {
   return absl::Status(status.code(), Origin(message.substr(0, colon)) + message.substr(colon));
 }
 
-absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
+namespace {
+
+absl::StatusOr<Config> LoadFromFlags(int argc, const char* const* argv) {
   absl::StatusOr<std::vector<FlagUse>> uses = SplitFlags(argc, argv);
   if (!uses.ok()) {
     return uses.status();
@@ -142,8 +176,7 @@ absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
   return config;
 }
 
-absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
-                                            std::string_view file_name) {
+absl::StatusOr<Config> LoadFromText(std::string_view toml_text, std::string_view file_name) {
   Config config;
   absl::Status status = ApplyFileText(toml_text, file_name, config);
   if (!status.ok()) {
@@ -156,6 +189,17 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
     return status;
   }
   return config;
+}
+
+}  // namespace
+
+absl::StatusOr<Config> LoadConfig(int argc, const char* const* argv) {
+  return OnOneLine(LoadFromFlags(argc, argv));
+}
+
+absl::StatusOr<Config> LoadConfigFromString(std::string_view toml_text,
+                                            std::string_view file_name) {
+  return OnOneLine(LoadFromText(toml_text, file_name));
 }
 
 }  // namespace sidecar::proxy

@@ -16,6 +16,7 @@ import urllib.request
 
 import clients
 import harness
+import probes
 
 OPEN_FILE_LIMIT = 64
 HELD_CLIENTS = 400
@@ -116,8 +117,8 @@ def test_running_out_of_descriptors_pauses_accepting_and_recovers(procs, monkeyp
                 sock.close()
         recovery = _served_within(sidecar.port, 10, f"descriptors-{cycle}")
         figures.append((cpu, recovery))
-    print("cycles (CPU seconds over 2s while exhausted, seconds to serve a client after):",
-          figures)
+    probes.record("descriptors: cycles (CPU seconds over 2s while exhausted, seconds to "
+                  f"serve a client after): {figures}")
 
     started = time.monotonic()
     assert sidecar.stop(timeout=10) == 0
