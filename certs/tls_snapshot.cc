@@ -75,6 +75,22 @@ std::string OpenSslError() {
 // VerifiedPeerSubject reports "" for it), but a failure no longer aborts the handshake.
 int AcceptAnyCertificate(int preverify_ok, X509_STORE_CTX* store_ctx) { return 1; }
 
+// SetPeerVerification makes `ctx` verify peers with `mode`: BoringSSL's own verification,
+// or, with OCSP on, ours with revocation checks (certs/ocsp_peer_verify.h).
+absl::Status SetPeerVerification(SSL_CTX* ctx, int mode, const TlsSettings& settings,
+                                 const std::shared_ptr<OcspStatusSource>& ocsp_source) {
+  if (!settings.ocsp.enabled) {
+    SSL_CTX_set_verify(ctx, mode,
+                       settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+    return absl::OkStatus();
+  }
+  OcspPeerPolicy policy;
+  policy.source = ocsp_source;
+  policy.hard_fail = settings.ocsp.hard_fail;
+  policy.allow_invalid_certificates = settings.allow_invalid_certificates;
+  return InstallOcspPeerVerify(ctx, mode, std::move(policy));
+}
+
 // LoadRoleCertificate loads the certificate and key of one role from a file or a selector.
 // Returns nullopt when neither is configured.
 absl::StatusOr<std::optional<CertificateKeyPair>> LoadRoleCertificate(
@@ -292,7 +308,7 @@ std::string CipherListFor(uint16_t min_version) {
 TlsSnapshot::~TlsSnapshot() = default;
 
 absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
-    const TlsSettings& settings) {
+    const TlsSettings& settings, std::shared_ptr<OcspStatusSource> ocsp_source) {
   const int64_t now = static_cast<int64_t>(time(nullptr));
   std::shared_ptr<TlsSnapshot> snapshot(new TlsSnapshot());
   snapshot->settings_ = settings;
@@ -410,8 +426,9 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
       if (!settings.allow_connections_without_certificates) {
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
       }
-      SSL_CTX_set_verify(c, mode,
-                         settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+      if (absl::Status s = SetPeerVerification(c, mode, settings, ocsp_source); !s.ok()) {
+        return s;
+      }
     } else {
       // Without a CA there is nothing to verify a client certificate against, so none is
       // requested (mongod bypasses client certificate validation in that case too).
@@ -419,6 +436,22 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
     }
     snapshot->server_context_ = std::move(*ctx);
     snapshot->server_leaf_ = bssl::UpRef((*server)->leaf);  // shares the certificate
+    std::vector<X509*> candidates;
+    for (const auto& cert : (*server)->chain) {
+      candidates.push_back(cert.get());
+    }
+    for (const auto& cert : cas) {
+      candidates.push_back(cert.get());
+    }
+    snapshot->server_issuer_ = FindIssuer((*server)->leaf.get(), candidates);
+    if (settings.ocsp.enabled) {
+      snapshot->ocsp_staple_ = std::make_shared<OcspStaple>();
+      if (absl::Status s = InstallStapling(snapshot->server_context_.get(),
+                                           snapshot->ocsp_staple_);
+          !s.ok()) {
+        return s;
+      }
+    }
   }
 
   // Egress (client) context.
@@ -446,8 +479,10 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
         return s;
       }
     }
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER,
-                       settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+    if (absl::Status s = SetPeerVerification(c, SSL_VERIFY_PEER, settings, ocsp_source);
+        !s.ok()) {
+      return s;
+    }
     snapshot->client_context_ = std::move(*ctx);
   }
 
@@ -537,7 +572,7 @@ std::string VerifiedPeerSubject(const SSL* ssl) {
     return "";
   }
   bssl::UniquePtr<X509> peer(SSL_get_peer_certificate(ssl));  // get1: adds a reference
-  if (peer == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) {
+  if (peer == nullptr || PeerVerifyResult(ssl) != X509_V_OK) {
     return "";
   }
   return FormatName(X509_get_subject_name(peer.get()));
