@@ -253,6 +253,10 @@ absl::Status InstallOcspPeerVerify(SSL_CTX* ctx, int mode, OcspPeerPolicy policy
   return absl::OkStatus();
 }
 
+bool ChecksPeersByOcsp(const SSL* ssl) {
+  return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), PolicyIndex()) != nullptr;
+}
+
 long PeerVerifyResult(const SSL* ssl) {
   if (const PeerCheck* check = FindPeerCheck(ssl); check != nullptr && check->x509_done) {
     return check->x509_result;

@@ -96,6 +96,10 @@ struct OcspPeerPolicy {
 // as the context. On a client context it also asks servers to staple.
 absl::Status InstallOcspPeerVerify(SSL_CTX* ctx, int mode, OcspPeerPolicy policy);
 
+// ChecksPeersByOcsp says whether `ssl`'s context verifies peers with OCSP (so a
+// HandshakeWaker is worth attaching).
+bool ChecksPeersByOcsp(const SSL* ssl);
+
 // PeerVerifyFailure describes why the peer's certificate of `ssl` was refused ("" when it
 // was not): the X509 verification error (whichever verification ran), or the OCSP verdict.
 std::string PeerVerifyFailure(const SSL* ssl);

@@ -32,6 +32,18 @@ struct StapledResponse {
   absl::Time fetched_at;
 };
 
+// OcspStapleState is what `status` and the status page say about stapling.
+struct OcspStapleState {
+  bool enabled = false;       // ocspEnabled and a server certificate
+  std::string responder;      // the URL asked, "" when the certificate names none
+  bool must_staple = false;   // the certificate demands a staple (RFC 7633)
+  std::string status;         // "good", "revoked", "unknown", or "none" (nothing stapled)
+  int64_t this_update = 0;    // unix seconds of the stapled response, 0 without one
+  int64_t next_update = 0;
+  int64_t next_refresh = 0;   // when the next fetch is due, 0 when none is planned
+  std::string last_error;     // the last fetch's failure, "" after a success
+};
+
 class OcspStaple {
  public:
   // Get returns the current response, or null when none is stapled.

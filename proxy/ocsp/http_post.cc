@@ -10,19 +10,37 @@
 #include "proxy/ocsp/http_response.h"
 
 namespace sidecar::proxy {
+
+class OcspPostAccess {
+ public:
+  static void Set(OcspPostToken& token, void* post) { token.post_ = post; }
+  static void* Get(const OcspPostToken& token) { return token.post_; }
+};
+
 namespace {
 
 class Post {
  public:
   Post(uv_loop_t* loop, absl::AnyInvocable<void(absl::StatusOr<std::string>)> done)
-      : loop_(loop), done_(std::move(done)) {}
+      : loop_(loop), done_(std::move(done)), token_(std::make_shared<OcspPostToken>()) {
+    OcspPostAccess::Set(*token_, this);
+  }
+
+  std::shared_ptr<OcspPostToken> token() const { return token_; }
+
+  void Cancel() {
+    Fail(absl::CancelledError("OCSP request cancelled"));
+    Finish();
+  }
 
   void Start(const std::string& url, std::string request, absl::Duration timeout) {
     auto timer = UvHandle<uv_timer_t>::Create(
         "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(loop_, t); });
     if (!timer.ok()) {
-      // Without a timer there is no way to answer later; answer through the thread pool.
+      // Without a timer there is no later turn to answer from; answer now (never happens
+      // short of running out of memory).
       Fail(timer.status());
+      Finish();
       return;
     }
     timer_ = *std::move(timer);
@@ -168,6 +186,7 @@ class Post {
       return;
     }
     finished_ = true;
+    OcspPostAccess::Set(*token_, nullptr);
     auto done = std::move(done_);
     auto result = std::move(*result_);
     if (resolving_) {
@@ -193,6 +212,7 @@ class Post {
 
   uv_loop_t* loop_;
   absl::AnyInvocable<void(absl::StatusOr<std::string>)> done_;
+  std::shared_ptr<OcspPostToken> token_;
   HttpUrl url_;
   std::string request_;
   std::string received_;
@@ -210,11 +230,19 @@ class Post {
 
 }  // namespace
 
-void StartOcspPost(uv_loop_t* loop, const std::string& url, std::string request,
-                   absl::Duration timeout,
-                   absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
+void OcspPostToken::Cancel() {
+  if (post_ != nullptr) {
+    static_cast<Post*>(post_)->Cancel();
+  }
+}
+
+std::shared_ptr<OcspPostToken> StartOcspPost(
+    uv_loop_t* loop, const std::string& url, std::string request, absl::Duration timeout,
+    absl::AnyInvocable<void(absl::StatusOr<std::string>)> done) {
   auto* post = new Post(loop, std::move(done));
+  std::shared_ptr<OcspPostToken> token = post->token();
   post->Start(url, std::move(request), timeout);
+  return token;
 }
 
 }  // namespace sidecar::proxy

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include <memory>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -24,13 +25,26 @@
 
 namespace sidecar::proxy {
 
+// OcspPostToken lets the owner cancel a post still under way (at shutdown, so the loop is
+// not held open until the timeout). Loop thread only.
+class OcspPostToken {
+ public:
+  // Cancel ends the post now if it is still under way: `done` runs at once, with
+  // Cancelled. Does nothing once `done` has run.
+  void Cancel();
+
+ private:
+  friend class OcspPostAccess;
+  void* post_ = nullptr;  // the operation while under way
+};
+
 // StartOcspPost posts `request` (DER) to `url` and calls `done` exactly once, from the loop
-// and never from inside this call: the body of a 200 answer, or DeadlineExceeded after
-// `timeout`, or Unavailable/InvalidArgument naming what failed (resolution, connection,
-// HTTP status, malformed or oversized answer).
-void StartOcspPost(uv_loop_t* loop, const std::string& url, std::string request,
-                   absl::Duration timeout,
-                   absl::AnyInvocable<void(absl::StatusOr<std::string>)> done);
+// and never from inside this call (only from Cancel): the body of a 200 answer, or
+// DeadlineExceeded after `timeout`, or Unavailable/InvalidArgument naming what failed
+// (resolution, connection, HTTP status, malformed or oversized answer).
+std::shared_ptr<OcspPostToken> StartOcspPost(
+    uv_loop_t* loop, const std::string& url, std::string request, absl::Duration timeout,
+    absl::AnyInvocable<void(absl::StatusOr<std::string>)> done);
 
 }  // namespace sidecar::proxy
 

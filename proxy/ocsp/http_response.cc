@@ -1,6 +1,7 @@
 #include "proxy/ocsp/http_response.h"
 
 #include <charconv>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -35,13 +36,14 @@ std::string_view Trim(std::string_view s) {
 }  // namespace
 
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.size() < kScheme.size() ||
-      !absl::EqualsIgnoreCase(std::string(url.substr(0, kScheme.size())), kScheme)) {
+  constexpr char kScheme[] = "http://";
+  constexpr size_t kSchemeSize = sizeof(kScheme) - 1;
+  if (url.size() < kSchemeSize ||
+      !absl::EqualsIgnoreCase(std::string(url.substr(0, kSchemeSize)), kScheme)) {
     return absl::InvalidArgumentError(
         absl::StrCat("not an http:// URL: ", std::string(url)));
   }
-  std::string_view rest = url.substr(kScheme.size());
+  std::string_view rest = url.substr(kSchemeSize);
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   HttpUrl parsed;

@@ -62,8 +62,38 @@ Server::~Server() {
   drain_timer_.Close();
   expiry_timer_.Close();
   certificate_watcher_.reset();
+  CloseOcsp();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
+}
+
+absl::Status Server::StartOcsp() {
+  if (!config_.tls.ocsp.enabled) {
+    return absl::OkStatus();
+  }
+  ocsp_metrics_ = std::make_unique<OcspMetrics>(*metrics_.registry());
+  auto checker = OcspChecker::Create(&loop_, config_.tls.ocsp, ocsp_metrics_.get());
+  if (!checker.ok()) {
+    return checker.status();
+  }
+  ocsp_checker_ = *std::move(checker);
+  auto stapler = OcspStapler::Create(&loop_, config_.tls.ocsp, ocsp_metrics_.get());
+  if (!stapler.ok()) {
+    return stapler.status();
+  }
+  ocsp_stapler_ = *std::move(stapler);
+  return absl::OkStatus();
+}
+
+void Server::CloseOcsp() {
+  // Fetches under way are cancelled so they do not hold the loop open until their timeout;
+  // the checker itself lives on in the TLS contexts that still point at it.
+  if (ocsp_stapler_) {
+    ocsp_stapler_->Close();
+  }
+  if (ocsp_checker_) {
+    ocsp_checker_->Close();
+  }
 }
 
 void Server::RaiseFileLimit() {
@@ -153,12 +183,18 @@ absl::Status Server::Start() {
     Log(Severity::kInfo, Component::kControl, "notice", {{"notice", notice}});
   }
 
+  if (absl::Status status = StartOcsp(); !status.ok()) {
+    return status;
+  }
   // Certificates first: a bad file is a start-up error, before any port is taken.
-  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls, ocsp_checker_);
   if (!snapshot.ok()) {
     return config_.NameOrigin(snapshot.status());
   }
   shared_.tls.store(*snapshot);
+  if (ocsp_stapler_) {
+    ocsp_stapler_->OnSnapshot(*snapshot);
+  }
   for (const auto& cert : (*snapshot)->certificates()) {
     Log(Severity::kInfo, Component::kTls, "certificate loaded",
         {{"role", cert.role},
@@ -384,7 +420,7 @@ absl::Status Server::Run() {
 }
 
 absl::Status Server::Reload() {
-  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls, ocsp_checker_);
   if (!snapshot.ok()) {
     absl::Status status = config_.NameOrigin(snapshot.status());
     metrics_.CertificateReload(false);
@@ -400,6 +436,9 @@ absl::Status Server::Reload() {
     return status;
   }
   shared_.tls.store(*snapshot);
+  if (ocsp_stapler_) {
+    ocsp_stapler_->OnSnapshot(*snapshot);
+  }
   metrics_.CertificateReload(true);
   readiness_.SetServing(shared_.mode.load(), (*snapshot)->server_context() != nullptr);
   PublishCertificateExpiries();
@@ -510,6 +549,7 @@ void Server::FinishIfDrained() {
     drain_timer_.Close();
     expiry_timer_.Close();
     certificate_watcher_.reset();
+    CloseOcsp();
     return;  // the main loop now has nothing left and Run() joins the workers
   }
   uint64_t now = uv_now(&loop_);
