@@ -109,11 +109,8 @@ absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file);
 absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
                                                   std::string_view file_name);
 
-// HelpText is what --help prints: every flag and key, with defaults.
-std::string HelpText();
-
 // ConfigurationKeys lists every key the file accepts (canonical keys, their aliases, and
-// egress.peers), from the loader's own table.
+// egress.peers), from the loader's own table. --help is help_text.h.
 std::vector<std::string> ConfigurationKeys();
 
 }  // namespace sidecar::proxy
