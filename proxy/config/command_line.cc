@@ -169,6 +169,36 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
     FlagUse use;
     use.flag = &*it;
     use.spelling = std::string(name);
+    if (name == "--setParameter") {
+      // mongod sets its OCSP parameters with --setParameter NAME=VALUE; the ones the sidecar
+      // has are read as --NAME=VALUE, the others ignored as before.
+      std::string_view param = value.has_value() ? std::string_view(*value)
+                               : i + 1 < argc && argv[i + 1] != nullptr ? argv[i + 1]
+                                                                        : "";
+      size_t eq = param.find('=');
+      std::string flag_name = Concat("--", param.substr(0, eq == std::string_view::npos ? 0 : eq));
+      auto own = std::find_if(flags.begin(), flags.end(), [&](const Flag& f) {
+        return f.action == FlagAction::kSetting && f.name == flag_name &&
+               f.setting->key.starts_with("net.tls.") &&
+               (f.name.find("OCSP") != std::string_view::npos ||
+                f.name.find("ocsp") != std::string_view::npos);
+      });
+      if (eq != std::string_view::npos && own != flags.end()) {
+        use.flag = &*own;
+        use.spelling = Concat("--setParameter ", param.substr(0, eq));
+        value = std::string(param.substr(eq + 1));
+        if (std::string_view(argv[i]).find('=') == std::string_view::npos) {
+          ++i;  // the parameter was the next argument
+        }
+        if (own->setting->kind == Kind::kBool && *value != "true" && *value != "false") {
+          return absl::InvalidArgumentError(
+              Concat(use.spelling, ": takes true or false (got \"", *value, "\")"));
+        }
+        use.value = std::move(value);
+        uses.push_back(std::move(use));
+        continue;
+      }
+    }
     if (TakesValue(*it)) {
       if (!value.has_value()) {
         if (i + 1 >= argc || argv[i + 1] == nullptr) {
