@@ -64,6 +64,24 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& 
   return absl::OkStatus();
 }
 
+// AddMustStaple adds the TLS feature extension (1.3.6.1.5.5.7.1.24) listing status_request,
+// by its DER, since BoringSSL's extension table does not know it.
+absl::Status AddMustStaple(X509* cert) {
+  static constexpr uint8_t kFeatures[] = {0x30, 0x03, 0x02, 0x01, 0x05};  // SEQUENCE { 5 }
+  bssl::UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj("1.3.6.1.5.5.7.1.24", 1));
+  bssl::UniquePtr<ASN1_OCTET_STRING> value(ASN1_OCTET_STRING_new());
+  if (oid == nullptr || value == nullptr ||
+      !ASN1_OCTET_STRING_set(value.get(), kFeatures, sizeof(kFeatures))) {
+    return Internal("building the TLS feature extension");
+  }
+  bssl::UniquePtr<X509_EXTENSION> ext(
+      X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), 0, value.get()));
+  if (ext == nullptr || !X509_add_ext(cert, ext.get(), -1)) {
+    return Internal("adding the TLS feature extension");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<bssl::UniquePtr<ASN1_TIME>> TimeFromNow(absl::Duration offset) {
   bssl::UniquePtr<ASN1_TIME> t(ASN1_TIME_new());
   if (t == nullptr || X509_gmtime_adj(t.get(), absl::ToInt64Seconds(offset)) == nullptr) {
@@ -176,6 +194,9 @@ absl::StatusOr<GeneratedCertificate> MakeCertificate(const CertificateOptions& o
     if (options.client_auth) {
       usages.push_back("clientAuth");
     }
+    if (options.ocsp_signing) {
+      usages.push_back("OCSPSigning");
+    }
     if (!usages.empty()) {
       extensions.emplace_back(NID_ext_key_usage, absl::StrJoin(usages, ","));
     }
@@ -190,10 +211,18 @@ absl::StatusOr<GeneratedCertificate> MakeCertificate(const CertificateOptions& o
   if (!alt_names.empty()) {
     extensions.emplace_back(NID_subject_alt_name, absl::StrJoin(alt_names, ","));
   }
+  if (!options.ocsp_url.empty()) {
+    extensions.emplace_back(NID_info_access, absl::StrCat("OCSP;URI:", options.ocsp_url));
+  }
   // Key identifiers: strict verifiers (OpenSSL 3 with X509_V_FLAG_X509_STRICT, as Python 3.13
   // uses by default) want them on every certificate a CA issues.
   extensions.emplace_back(NID_subject_key_identifier, "hash");
   extensions.emplace_back(NID_authority_key_identifier, "keyid:always");
+  if (options.must_staple) {
+    if (absl::Status s = AddMustStaple(cert); !s.ok()) {
+      return s;
+    }
+  }
   for (const auto& [nid, value] : extensions) {
     if (absl::Status s = AddExtension(cert, issuer_cert, nid, value); !s.ok()) {
       return s;
@@ -317,7 +346,10 @@ absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::stri
   } else if (!std::filesystem::is_directory(dir, ec)) {
     return absl::InvalidArgumentError(absl::StrCat(dir, ": exists and is not a directory"));
   }
-  const std::vector<std::string> names = {"ca.pem", "server.pem", "cluster.pem", "client.pem"};
+  std::vector<std::string> names = {"ca.pem", "server.pem", "cluster.pem", "client.pem"};
+  if (!options.ocsp_url.empty()) {
+    names.push_back("ocsp-responder.pem");
+  }
   std::vector<std::string> paths;
   for (const std::string& name : names) {
     paths.push_back((std::filesystem::path(dir) / name).string());
@@ -358,6 +390,7 @@ absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::stri
   server_options.dns_names = dns_names;
   server_options.ip_addresses = ip_addresses;
   server_options.issuer = &*ca;
+  server_options.ocsp_url = options.ocsp_url;
   absl::StatusOr<GeneratedCertificate> server = MakeCertificate(server_options);
   if (!server.ok()) {
     return server.status();
@@ -375,17 +408,32 @@ absl::StatusOr<std::vector<std::string>> WriteTestPkiWithOptions(const std::stri
   client_options.subject_attributes = {org[0], {"OU", "client"}};
   client_options.server_auth = false;
   client_options.issuer = &*ca;
+  client_options.ocsp_url = options.ocsp_url;
   absl::StatusOr<GeneratedCertificate> client = MakeCertificate(client_options);
   if (!client.ok()) {
     return client.status();
   }
 
-  const std::vector<std::pair<std::string, int>> contents = {
+  std::vector<std::pair<std::string, int>> contents = {
       {ca->cert_pem, 0644},
       {server->CertificateKeyPem(), 0600},
       {cluster->CertificateKeyPem(), 0600},
       {client->CertificateKeyPem(), 0600},
   };
+  if (!options.ocsp_url.empty()) {
+    CertificateOptions responder_options;
+    responder_options.common_name = "tls-sidecar test OCSP responder";
+    responder_options.subject_attributes = {org[0], {"OU", "ocsp"}};
+    responder_options.server_auth = false;
+    responder_options.client_auth = false;
+    responder_options.ocsp_signing = true;
+    responder_options.issuer = &*ca;
+    absl::StatusOr<GeneratedCertificate> responder = MakeCertificate(responder_options);
+    if (!responder.ok()) {
+      return responder.status();
+    }
+    contents.push_back({responder->CertificateKeyPem(), 0600});
+  }
   for (size_t i = 0; i < paths.size(); ++i) {
     if (absl::Status s = WriteFile(paths[i], contents[i].first, contents[i].second); !s.ok()) {
       return s;

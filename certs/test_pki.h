@@ -58,6 +58,12 @@ struct CertificateOptions {
   // Non-null: use this key (borrowed, a reference is taken) instead of generating one, e.g. to
   // reissue a certificate for the same key.
   EVP_PKEY* reuse_key = nullptr;
+  // Non-empty: an Authority Information Access extension naming this OCSP responder.
+  std::string ocsp_url;
+  // The id-kp-OCSPSigning extended key usage: a delegated OCSP responder (RFC 6960 §4.2.2.2).
+  bool ocsp_signing = false;
+  // The TLS feature extension with status_request: must-staple (RFC 7633).
+  bool must_staple = false;
 };
 
 // MakeKey generates a private key of `type`.
@@ -83,13 +89,17 @@ uint64_t SerialOf(X509* cert);
 struct TestPkiOptions {
   std::vector<std::string> hosts;  // extra SANs of server.pem and cluster.pem; IPs accepted
   bool overwrite = false;          // false: refuse to replace existing files
+  // Non-empty: the server, cluster and client certificates name this OCSP responder, and an
+  // OCSP responder certificate+key issued by the CA (ocsp-responder.pem, id-kp-OCSPSigning)
+  // is written too, for `openssl ocsp -rsigner`, since the CA's key is not kept.
+  std::string ocsp_url;
 };
 
 // WriteTestPki writes into `dir` (created if missing, mode 0700) a throwaway CA (ca.pem,
 // certificate only; its key is discarded), a server certificate+key (server.pem, SANs =
 // hosts + localhost + 127.0.0.1 + ::1), a cluster certificate+key (cluster.pem, same SANs)
 // and a client certificate+key (client.pem, clientAuth only), all ECDSA P-256, valid from
-// an hour ago for a year. Files holding keys are mode 0600. Returns the paths written, in
+// an hour ago for a year; with an OCSP URL, ocsp-responder.pem after them. Files holding keys are mode 0600. Returns the paths written, in
 // that order. Refuses to replace existing files unless `options.overwrite`.
 // WriteTestPki(dir, {}) stays unambiguous because the options form has its own name.
 absl::StatusOr<std::vector<std::string>> WriteTestPki(const std::string& dir,

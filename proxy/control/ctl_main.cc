@@ -1,5 +1,7 @@
 #include "proxy/control/ctl_main.h"
 
+#include <ctime>
+
 // See control_commands.cc: JSON_NOEXCEPTION and only non-throwing calls.
 #include <errno.h>
 #include <sys/socket.h>
@@ -267,6 +269,17 @@ void PrintWarnings(const Json& answer) {
   }
 }
 
+// UtcTime renders unix seconds as "2026-01-02T03:04:05Z".
+std::string UtcTime(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  tm parts{};
+  char text[32] = "?";
+  if (gmtime_r(&t, &parts) != nullptr) {
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &parts);
+  }
+  return text;
+}
+
 void PrintCertificates(const Json& certificates) {
   std::vector<std::vector<std::string>> rows;
   for (const Json& cert : certificates) {
@@ -313,6 +326,23 @@ void PrintStatus(const Json& a) {
   std::printf("rejected         %s\n", rejected.empty() ? "none" : rejected.c_str());
   std::printf("certificates\n");
   PrintCertificates(a.value("certificates", Json::array()));
+  if (const Json ocsp = a.value("ocsp", Json::object());
+      ocsp.is_object() && ocsp.value("stapling", false)) {
+    std::string responder = ocsp.value("responder", std::string());
+    std::string line = responder.empty() ? "not stapling (the certificate names no responder)"
+                                         : Concat(ocsp.value("status", std::string("none")),
+                                                  " from ", responder);
+    if (int64_t next = ocsp.value("nextUpdate", static_cast<int64_t>(0)); next > 0) {
+      line += Concat(", next update ", UtcTime(next));
+    }
+    if (int64_t refresh = ocsp.value("nextRefresh", static_cast<int64_t>(0)); refresh > 0) {
+      line += Concat(", next refresh ", UtcTime(refresh));
+    }
+    if (std::string error = ocsp.value("lastError", std::string()); !error.empty()) {
+      line += Concat(" (last fetch failed: ", error, ")");
+    }
+    std::printf("ocsp staple      %s\n", line.c_str());
+  }
   PrintWarnings(a);
 }
 

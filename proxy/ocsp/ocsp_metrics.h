@@ -10,7 +10,8 @@
 //       revoked, unknown, none), 0 for the others
 //   tls_sidecar_ocsp_staple_this_update_timestamp_seconds   the staple's thisUpdate (its
 //       age is time() minus this); 0 without a staple
-//   tls_sidecar_ocsp_staple_next_update_timestamp_seconds   its nextUpdate; 0 without one
+//   tls_sidecar_ocsp_staple_next_update_timestamp_seconds   its nextUpdate (kept when a stale
+//       staple is withdrawn, for the alert); 0 when nothing was stapled
 //   tls_sidecar_ocsp_staple_next_refresh_timestamp_seconds  when the next fetch is due
 //   tls_sidecar_ocsp_staple_last_success_timestamp_seconds  the last fetch that succeeded
 //

@@ -197,9 +197,11 @@ void OcspStapler::Failed(const std::string& why) {
   absl::Time now = absl::Now();
   std::string subject = certs::FormatName(X509_get_subject_name(snapshot_->server_leaf()));
   if (current_ != nullptr && current_->next_update <= now) {
-    current_ = nullptr;  // stale: stapling it would only make clients refuse us
+    // Stale: stapling it would only make clients refuse us. Its times stay published, so
+    // the staple-stale alert sees how long ago nextUpdate passed.
+    metrics_->SetStaple("none", Unix(current_->this_update), Unix(current_->next_update));
+    current_ = nullptr;
     snapshot_->ocsp_staple()->Set(nullptr);
-    metrics_->SetStaple("none", 0, 0);
   }
   Log(must_staple_ && current_ == nullptr ? Severity::kError : Severity::kWarning,
       Component::kTls,

@@ -48,6 +48,17 @@ SPEC_METRICS = {
     "tls_sidecar_tls_sni_total": "counter",
     "tls_sidecar_build_info": "gauge",
 }
+# OCSP (SPEC §5's OCSP keys, issue 16), served while net.tls.ocspEnabled (the default).
+SPEC_METRICS.update({
+    "tls_sidecar_ocsp_checks_total": "counter",
+    "tls_sidecar_ocsp_soft_failures_total": "counter",
+    "tls_sidecar_ocsp_responder_requests_total": "counter",
+    "tls_sidecar_ocsp_staple_status": "gauge",
+    "tls_sidecar_ocsp_staple_this_update_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_next_update_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_next_refresh_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_last_success_timestamp_seconds": "gauge",
+})
 
 
 def queryable_names():
