@@ -72,6 +72,7 @@ void OcspChecker::Fetch(std::string key, certs::OcspQuery query) {
     return;
   }
   absl::Duration timeout = absl::Seconds(settings_.verify_timeout_secs);
+  std::string url = query.url;  // `done` takes the query
   auto done = [this, key, query = std::move(query), nonce_bytes](
                   absl::StatusOr<std::string> body) mutable {
     posts_.erase(key);
@@ -104,7 +105,7 @@ void OcspChecker::Fetch(std::string key, certs::OcspQuery query) {
     answer.detail = absl::StrCat("from ", query.url);
     Answer(key, std::move(answer));
   };
-  posts_[key] = StartOcspPost(loop_, query.url, *std::move(request), timeout, std::move(done));
+  posts_[key] = StartOcspPost(loop_, url, *std::move(request), timeout, std::move(done));
 }
 
 void OcspChecker::Answer(const std::string& key, certs::OcspAnswer answer) {
