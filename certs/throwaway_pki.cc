@@ -65,6 +65,24 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& 
   return absl::OkStatus();
 }
 
+// AddMustStaple adds the TLS feature extension (1.3.6.1.5.5.7.1.24) listing status_request,
+// by its DER, since BoringSSL's extension table does not know it.
+absl::Status AddMustStaple(X509* cert) {
+  static constexpr uint8_t kFeatures[] = {0x30, 0x03, 0x02, 0x01, 0x05};  // SEQUENCE { 5 }
+  bssl::UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj("1.3.6.1.5.5.7.1.24", 1));
+  bssl::UniquePtr<ASN1_OCTET_STRING> value(ASN1_OCTET_STRING_new());
+  if (oid == nullptr || value == nullptr ||
+      !ASN1_OCTET_STRING_set(value.get(), kFeatures, sizeof(kFeatures))) {
+    return Internal("building the TLS feature extension");
+  }
+  bssl::UniquePtr<X509_EXTENSION> ext(
+      X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), 0, value.get()));
+  if (ext == nullptr || !X509_add_ext(cert, ext.get(), -1)) {
+    return Internal("adding the TLS feature extension");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<bssl::UniquePtr<ASN1_TIME>> TimeFromNow(absl::Duration offset) {
   bssl::UniquePtr<ASN1_TIME> t(ASN1_TIME_new());
   if (t == nullptr || X509_gmtime_adj(t.get(), absl::ToInt64Seconds(offset)) == nullptr) {
@@ -146,6 +164,9 @@ std::vector<std::pair<int, std::string>> Extensions(const CertificateOptions& op
     if (options.client_auth) {
       usages.push_back("clientAuth");
     }
+    if (options.ocsp_signing) {
+      usages.push_back("OCSPSigning");
+    }
     if (!usages.empty()) {
       extensions.emplace_back(NID_ext_key_usage, absl::StrJoin(usages, ","));
     }
@@ -162,6 +183,9 @@ std::vector<std::pair<int, std::string>> Extensions(const CertificateOptions& op
   }
   // Key identifiers: strict verifiers (OpenSSL 3 with X509_V_FLAG_X509_STRICT, as Python 3.13
   // uses by default) want them on every certificate a CA issues.
+  if (!options.ocsp_url.empty()) {
+    extensions.emplace_back(NID_info_access, absl::StrCat("OCSP;URI:", options.ocsp_url));
+  }
   extensions.emplace_back(NID_subject_key_identifier, "hash");
   extensions.emplace_back(NID_authority_key_identifier, "keyid:always");
   return extensions;
@@ -259,6 +283,11 @@ absl::StatusOr<GeneratedCertificate> MakeCertificate(const CertificateOptions& o
       !X509_set_pubkey(cert, out.key.get())) {
     return Internal("setting issuer and public key");
   }
+  if (options.must_staple) {
+    if (absl::Status s = AddMustStaple(cert); !s.ok()) {
+      return s;
+    }
+  }
   for (const auto& [nid, value] : Extensions(options)) {
     if (absl::Status s = AddExtension(cert, issuer_cert, nid, value); !s.ok()) {
       return s;
@@ -306,6 +335,7 @@ absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options
   server_options.dns_names = dns_names;
   server_options.ip_addresses = ip_addresses;
   server_options.issuer = &pki.ca;
+  server_options.ocsp_url = options.ocsp_url;
   CertificateOptions cluster_options = server_options;
   cluster_options.subject_attributes = {org, {"OU", "cluster"}};
   CertificateOptions client_options;
@@ -313,6 +343,7 @@ absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options
   client_options.subject_attributes = {org, {"OU", "client"}};
   client_options.server_auth = false;
   client_options.issuer = &pki.ca;
+  client_options.ocsp_url = options.ocsp_url;
   for (auto [made, leaf_options] :
        {std::pair{&pki.server, &server_options}, std::pair{&pki.cluster, &cluster_options},
         std::pair{&pki.client, &client_options}}) {
@@ -321,6 +352,20 @@ absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options
       return leaf.status();
     }
     *made = std::move(*leaf);
+  }
+  if (!options.ocsp_url.empty()) {
+    CertificateOptions responder_options;
+    responder_options.common_name = "tls-sidecar test OCSP responder";
+    responder_options.subject_attributes = {org, {"OU", "ocsp"}};
+    responder_options.server_auth = false;
+    responder_options.client_auth = false;
+    responder_options.ocsp_signing = true;
+    responder_options.issuer = &pki.ca;
+    absl::StatusOr<GeneratedCertificate> responder = MakeCertificate(responder_options);
+    if (!responder.ok()) {
+      return responder.status();
+    }
+    pki.ocsp_responder = std::move(*responder);
   }
   return pki;
 }
@@ -360,7 +405,10 @@ absl::StatusOr<std::vector<std::string>> WriteThrowawayPki(const std::string& di
   if (absl::Status s = MakeDirectory(dir); !s.ok()) {
     return s;
   }
-  const std::vector<std::string> names = {"ca.pem", "server.pem", "cluster.pem", "client.pem"};
+  std::vector<std::string> names = {"ca.pem", "server.pem", "cluster.pem", "client.pem"};
+  if (!options.ocsp_url.empty()) {
+    names.push_back("ocsp-responder.pem");
+  }
   std::vector<std::string> paths;
   std::error_code ec;
   for (const std::string& name : names) {
@@ -374,12 +422,15 @@ absl::StatusOr<std::vector<std::string>> WriteThrowawayPki(const std::string& di
   if (!pki.ok()) {
     return pki.status();
   }
-  const std::vector<std::pair<std::string, int>> contents = {
+  std::vector<std::pair<std::string, int>> contents = {
       {pki->ca.cert_pem, 0644},
       {pki->server.CertificateKeyPem(), 0600},
       {pki->cluster.CertificateKeyPem(), 0600},
       {pki->client.CertificateKeyPem(), 0600},
   };
+  if (!options.ocsp_url.empty()) {
+    contents.push_back({pki->ocsp_responder.CertificateKeyPem(), 0600});
+  }
   for (size_t i = 0; i < paths.size(); ++i) {
     if (absl::Status s = WriteFile(paths[i], contents[i].first, contents[i].second); !s.ok()) {
       return s;

@@ -59,6 +59,12 @@ struct CertificateOptions {
   // Non-null: use this key (borrowed, a reference is taken) instead of generating one, e.g. to
   // reissue a certificate for the same key.
   EVP_PKEY* reuse_key = nullptr;
+  // Non-empty: an Authority Information Access extension naming this OCSP responder.
+  std::string ocsp_url;
+  // The id-kp-OCSPSigning extended key usage: a delegated OCSP responder (RFC 6960 §4.2.2.2).
+  bool ocsp_signing = false;
+  // The TLS feature extension with status_request: must-staple (RFC 7633).
+  bool must_staple = false;
 };
 
 // MakeKey generates a private key of `type`.
@@ -73,6 +79,10 @@ struct ThrowawayPkiOptions {
   std::string organization = "tls-sidecar test PKI";  // O= of every subject
   std::string ca_common_name = "tls-sidecar test CA";
   bool overwrite = false;  // WriteThrowawayPki: false refuses to replace existing files
+  // Non-empty: the server, cluster and client certificates name this OCSP responder, and an
+  // OCSP responder certificate issued by the CA (id-kp-OCSPSigning) is made too, for
+  // `openssl ocsp -rsigner`, since the CA's key is not kept.
+  std::string ocsp_url;
 };
 
 // ThrowawayPki is a CA (with its key, to issue more) and three certificates it signed, all
@@ -84,6 +94,7 @@ struct ThrowawayPki {
   GeneratedCertificate server;
   GeneratedCertificate cluster;
   GeneratedCertificate client;
+  GeneratedCertificate ocsp_responder;  // only with ThrowawayPkiOptions::ocsp_url
 };
 
 // MakeThrowawayPki makes one in memory.
@@ -91,7 +102,7 @@ absl::StatusOr<ThrowawayPki> MakeThrowawayPki(const ThrowawayPkiOptions& options
 
 // WriteThrowawayPki makes one and writes it into `dir` (created if missing, mode 0700): ca.pem
 // (certificate only; the CA key is discarded), server.pem, cluster.pem and client.pem
-// (certificate then key, mode 0600). Returns the paths written, in that order. Refuses to
+// (certificate then key, mode 0600), and with an OCSP URL ocsp-responder.pem. Returns the paths written, in that order. Refuses to
 // replace existing files unless `options.overwrite`.
 absl::StatusOr<std::vector<std::string>> WriteThrowawayPki(const std::string& dir,
                                                            const ThrowawayPkiOptions& options);

@@ -79,6 +79,22 @@ absl::Status UseCertificate(SSL_CTX* ctx, const CertificateKeyPair& pair) {
   return absl::OkStatus();
 }
 
+// SetPeerVerification makes `ctx` verify peers with `mode`: BoringSSL's own verification,
+// or, with OCSP on, ours with revocation checks (certs/ocsp_peer_verify.h).
+absl::Status SetPeerVerification(SSL_CTX* ctx, int mode, const TlsSettings& settings,
+                                 const std::shared_ptr<OcspStatusSource>& ocsp_source) {
+  if (!settings.ocsp.enabled) {
+    SSL_CTX_set_verify(ctx, mode,
+                       settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+    return absl::OkStatus();
+  }
+  OcspPeerPolicy policy;
+  policy.source = ocsp_source;
+  policy.hard_fail = settings.ocsp.hard_fail;
+  policy.allow_invalid_certificates = settings.allow_invalid_certificates;
+  return InstallOcspPeerVerify(ctx, mode, std::move(policy));
+}
+
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewContext(uint16_t min_version, uint16_t max_version) {
   bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
   if (ctx == nullptr) {
@@ -177,7 +193,8 @@ std::string CipherListFor(uint16_t min_version) {
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewServerContext(
     const TlsSettings& settings, std::pair<uint16_t, uint16_t> versions,
     const CertificateKeyPair& server, const std::vector<bssl::UniquePtr<X509>>& cas,
-    const std::vector<bssl::UniquePtr<X509_CRL>>& crls) {
+    const std::vector<bssl::UniquePtr<X509_CRL>>& crls,
+    const std::shared_ptr<OcspStatusSource>& ocsp_source) {
   absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewContext(versions.first, versions.second);
   if (!ctx.ok()) {
     return ctx.status();
@@ -223,14 +240,17 @@ absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewServerContext(
   if (!settings.allow_connections_without_certificates) {
     mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   }
-  SSL_CTX_set_verify(c, mode, settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+  if (absl::Status s = SetPeerVerification(c, mode, settings, ocsp_source); !s.ok()) {
+    return s;
+  }
   return ctx;
 }
 
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewClientContext(
     const TlsSettings& settings, std::pair<uint16_t, uint16_t> versions,
     const CertificateKeyPair* cluster, const std::vector<bssl::UniquePtr<X509>>& cluster_cas,
-    const std::string& cas_source, const std::vector<bssl::UniquePtr<X509_CRL>>& crls) {
+    const std::string& cas_source, const std::vector<bssl::UniquePtr<X509_CRL>>& crls,
+    const std::shared_ptr<OcspStatusSource>& ocsp_source) {
   absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewContext(versions.first, versions.second);
   if (!ctx.ok()) {
     return ctx.status();
@@ -251,8 +271,10 @@ absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewClientContext(
       return s;
     }
   }
-  SSL_CTX_set_verify(c, SSL_VERIFY_PEER,
-                     settings.allow_invalid_certificates ? AcceptAnyCertificate : nullptr);
+  if (absl::Status s = SetPeerVerification(c, SSL_VERIFY_PEER, settings, ocsp_source);
+      !s.ok()) {
+    return s;
+  }
   return ctx;
 }
 

@@ -9,12 +9,14 @@
 #include <openssl/x509.h>
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "certs/ocsp_peer_verify.h"
 #include "certs/pem_file.h"
 #include "certs/tls_settings.h"
 
@@ -36,15 +38,19 @@ std::string CipherListFor(uint16_t min_version);
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewServerContext(
     const TlsSettings& settings, std::pair<uint16_t, uint16_t> versions,
     const CertificateKeyPair& server, const std::vector<bssl::UniquePtr<X509>>& cas,
-    const std::vector<bssl::UniquePtr<X509_CRL>>& crls);
+    const std::vector<bssl::UniquePtr<X509_CRL>>& crls,
+    const std::shared_ptr<OcspStatusSource>& ocsp_source);
 
+// With settings.ocsp.enabled both verify peers through certs/ocsp_peer_verify.h (revocation
+// checks answered by `ocsp_source`, or staples only when it is null).
 // NewClientContext returns the egress context: it presents `cluster` (borrowed; none when
 // null) and verifies peers against `cluster_cas` (read from `cas_source`) and `crls`.
 // Hostnames are checked per session (TlsSnapshot::PrepareEgressSession).
 absl::StatusOr<bssl::UniquePtr<SSL_CTX>> NewClientContext(
     const TlsSettings& settings, std::pair<uint16_t, uint16_t> versions,
     const CertificateKeyPair* cluster, const std::vector<bssl::UniquePtr<X509>>& cluster_cas,
-    const std::string& cas_source, const std::vector<bssl::UniquePtr<X509_CRL>>& crls);
+    const std::string& cas_source, const std::vector<bssl::UniquePtr<X509_CRL>>& crls,
+    const std::shared_ptr<OcspStatusSource>& ocsp_source);
 
 // OpenSslError returns the first queued BoringSSL error in words and clears the queue.
 std::string OpenSslError();

@@ -12,6 +12,19 @@ namespace sidecar::certs {
 // TLS protocol versions as named in `disabledProtocols` (TLS1_0 ... TLS1_3).
 enum class TlsProtocol { kTls1_0, kTls1_1, kTls1_2, kTls1_3 };
 
+// OcspSettings are mongod 4.4+'s OCSP parameters (SPEC §5, under [net.tls]).
+struct OcspSettings {
+  bool enabled = true;  // ocspEnabled: stapling and peer checks; false turns both off
+  // ocspHardFail: refuse a peer certificate whose status cannot be learnt (mongod only
+  // soft-fails: accepts, warns and counts).
+  bool hard_fail = false;
+  // ocspStaplingRefreshPeriodSecs: 0 means refresh halfway to the response's nextUpdate.
+  int stapling_refresh_period_secs = 0;
+  // tlsOCSPStaplingTimeoutSecs: 0 means tlsOCSPVerifyTimeoutSecs, as mongod.
+  int stapling_timeout_secs = 0;
+  int verify_timeout_secs = 5;  // tlsOCSPVerifyTimeoutSecs
+};
+
 struct TlsSettings {
   std::string certificate_key_file;           // certificateKeyFile / PEMKeyFile
   std::string certificate_key_file_password;  // certificateKeyFilePassword / PEMKeyPassword
@@ -29,6 +42,7 @@ struct TlsSettings {
   bool allow_invalid_certificates = false;
   bool allow_invalid_hostnames = false;
   std::set<TlsProtocol> disabled_protocols = {TlsProtocol::kTls1_0, TlsProtocol::kTls1_1};
+  OcspSettings ocsp;
 
   // True when a server certificate is configured, by file or by selector.
   bool HasServerCertificate() const {

@@ -137,6 +137,11 @@ struct Trust {
 };
 
 absl::StatusOr<Trust> LoadTrust(const TlsSettings& settings, int64_t now) {
+  if (!settings.crl_file.empty() && settings.ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CRLFile ", settings.crl_file,
+                     " is set without CAFile; a CRL is checked against the CA it comes from"));
+  }
   Trust trust;
   if (!settings.ca_file.empty()) {
     absl::StatusOr<std::vector<bssl::UniquePtr<X509>>> loaded = LoadCertificates(settings.ca_file);
@@ -189,12 +194,41 @@ std::vector<CertificateInfo> LoadedInfos(const TlsSettings& settings,
   return infos;
 }
 
+// LoadClusterCertificate loads the clusterFile (or clusterCertificateSelector) pair; none
+// when neither is set, and the server certificate then serves the cluster role.
+absl::StatusOr<std::optional<CertificateKeyPair>> LoadClusterCertificate(
+    const TlsSettings& settings, int64_t now) {
+  const std::string& password = settings.cluster_file_password.empty()
+                                    ? settings.certificate_key_file_password
+                                    : settings.cluster_file_password;
+  absl::StatusOr<std::optional<CertificateKeyPair>> cluster = LoadRoleCertificate(
+      settings.cluster_file, "clusterFile", settings.cluster_certificate_selector,
+      "clusterCertificateSelector", settings.certificate_store, password, now);
+  if (!cluster.ok() && !settings.cluster_file.empty()) {
+    return NameSetting("net.tls.clusterFile", cluster.status());
+  }
+  return cluster;
+}
+
+// IssuerOf finds the issuer of `server`'s leaf among its chain and the CAs, for OCSP requests.
+bssl::UniquePtr<X509> IssuerOf(const CertificateKeyPair& server,
+                               const std::vector<bssl::UniquePtr<X509>>& cas) {
+  std::vector<X509*> candidates;
+  for (const auto& cert : server.chain) {
+    candidates.push_back(cert.get());
+  }
+  for (const auto& cert : cas) {
+    candidates.push_back(cert.get());
+  }
+  return FindIssuer(server.leaf.get(), candidates);
+}
+
 }  // namespace
 
 TlsSnapshot::~TlsSnapshot() = default;
 
 absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
-    const TlsSettings& settings) {
+    const TlsSettings& settings, std::shared_ptr<OcspStatusSource> ocsp_source) {
   const int64_t now = static_cast<int64_t>(time(nullptr));
   std::shared_ptr<TlsSnapshot> snapshot(new TlsSnapshot());
   snapshot->settings_ = settings;
@@ -203,11 +237,6 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
       ProtocolVersionRange(settings.disabled_protocols);
   if (!versions.ok()) {
     return versions.status();
-  }
-  if (!settings.crl_file.empty() && settings.ca_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CRLFile ", settings.crl_file,
-                     " is set without CAFile; a CRL is checked against the CA it comes from"));
   }
 
   // Server certificate.
@@ -222,15 +251,9 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   }
 
   // Cluster certificate: its own file or selector, else the server certificate.
-  const std::string& cluster_password = settings.cluster_file_password.empty()
-                                            ? settings.certificate_key_file_password
-                                            : settings.cluster_file_password;
-  absl::StatusOr<std::optional<CertificateKeyPair>> cluster = LoadRoleCertificate(
-      settings.cluster_file, "clusterFile", settings.cluster_certificate_selector,
-      "clusterCertificateSelector", settings.certificate_store, cluster_password, now);
+  absl::StatusOr<std::optional<CertificateKeyPair>> cluster = LoadClusterCertificate(settings, now);
   if (!cluster.ok()) {
-    return settings.cluster_file.empty() ? cluster.status()
-                                         : NameSetting("net.tls.clusterFile", cluster.status());
+    return cluster.status();
   }
   const CertificateKeyPair* cluster_pair =
       cluster->has_value() ? &**cluster : (server->has_value() ? &**server : nullptr);
@@ -248,12 +271,21 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
   // The contexts, by role.
   if (server->has_value()) {
     absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx =
-        NewServerContext(settings, *versions, **server, cas, crls);
+        NewServerContext(settings, *versions, **server, cas, crls, ocsp_source);
     if (!ctx.ok()) {
       return ctx.status();
     }
     snapshot->server_context_ = *std::move(ctx);
     snapshot->server_leaf_ = bssl::UpRef((*server)->leaf);  // shares the certificate
+    snapshot->server_issuer_ = IssuerOf(**server, cas);
+    if (settings.ocsp.enabled) {
+      snapshot->ocsp_staple_ = std::make_shared<OcspStaple>();
+      if (absl::Status s = InstallStapling(snapshot->server_context_.get(),
+                                           snapshot->ocsp_staple_);
+          !s.ok()) {
+        return s;
+      }
+    }
   }
   if (!cluster_cas.empty() || settings.allow_invalid_certificates) {
     // The CRL belongs to CAFile; it applies to peers only when they are verified against the
@@ -262,7 +294,7 @@ absl::StatusOr<std::shared_ptr<const TlsSnapshot>> TlsSnapshot::Create(
     absl::StatusOr<bssl::UniquePtr<SSL_CTX>> ctx = NewClientContext(
         settings, *versions, cluster_pair, cluster_cas,
         separate_cluster_ca ? settings.cluster_ca_file : settings.ca_file,
-        separate_cluster_ca ? kNoCrls : crls);
+        separate_cluster_ca ? kNoCrls : crls, ocsp_source);
     if (!ctx.ok()) {
       return ctx.status();
     }
@@ -314,7 +346,7 @@ std::string VerifiedPeerSubject(const SSL* ssl) {
     return "";
   }
   bssl::UniquePtr<X509> peer(SSL_get_peer_certificate(ssl));  // get1: adds a reference
-  if (peer == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) {
+  if (peer == nullptr || PeerVerifyResult(ssl) != X509_V_OK) {
     return "";
   }
   return FormatName(X509_get_subject_name(peer.get()));

@@ -34,6 +34,8 @@
 #include "absl/status/statusor.h"
 #include "certs/certificate_info.h"
 #include "certs/tls_contexts.h"
+#include "certs/ocsp_peer_verify.h"
+#include "certs/ocsp_staple.h"
 #include "certs/tls_settings.h"
 
 namespace sidecar::certs {
@@ -46,7 +48,11 @@ class TlsSnapshot {
   // them), selector together with a key file for the same role, protocols that leave no
   // version or a gap. Settings without any server certificate yield a snapshot whose
   // server_context() is null.
-  static absl::StatusOr<std::shared_ptr<const TlsSnapshot>> Create(const TlsSettings& settings);
+  // With settings.ocsp.enabled, the server context staples what ocsp_staple() holds, and
+  // peers' certificates are checked by OCSP (certs/ocsp_peer_verify.h), asking
+  // `ocsp_source` (may be null: staples only) when they staple nothing.
+  static absl::StatusOr<std::shared_ptr<const TlsSnapshot>> Create(
+      const TlsSettings& settings, std::shared_ptr<OcspStatusSource> ocsp_source = nullptr);
 
   TlsSnapshot(const TlsSnapshot&) = delete;
   TlsSnapshot& operator=(const TlsSnapshot&) = delete;
@@ -72,6 +78,16 @@ class TlsSnapshot {
   const std::vector<CertificateInfo>& certificates() const { return certificates_; }
 
   bool allow_invalid_hostnames() const { return settings_.allow_invalid_hostnames; }
+
+  // server_leaf and server_issuer are the server certificate and the certificate that
+  // issued it (found in the key file's chain or CAFile), borrowed; null when absent.
+  X509* server_leaf() const { return server_leaf_.get(); }
+  X509* server_issuer() const { return server_issuer_.get(); }
+
+  // ocsp_staple is what the server context staples: the stapler (proxy/) fills it, any
+  // thread; null when OCSP is off or there is no server certificate. Mutable by design in
+  // an otherwise immutable snapshot: a refreshed response must reach handshakes on it.
+  OcspStaple* ocsp_staple() const { return ocsp_staple_.get(); }
 
   // settings is the configuration this snapshot was built from.
   const TlsSettings& settings() const { return settings_; }
@@ -100,12 +116,15 @@ class TlsSnapshot {
   bssl::UniquePtr<SSL_CTX> server_context_;
   bssl::UniquePtr<SSL_CTX> client_context_;
   std::vector<CertificateInfo> certificates_;
-  bssl::UniquePtr<X509> server_leaf_;  // for MatchesServerName
+  bssl::UniquePtr<X509> server_leaf_;  // for MatchesServerName and OCSP
+  bssl::UniquePtr<X509> server_issuer_;
+  std::shared_ptr<OcspStaple> ocsp_staple_;
 };
 
 // VerifiedPeerSubject returns the RFC 4514 subject of the certificate the peer of `ssl`
 // (borrowed) presented, when it presented one and it verified; "" otherwise (none sent, no
-// CA configured, or accepted only because of allow_invalid_certificates).
+// CA configured, or accepted only because of allow_invalid_certificates). It reads the
+// verification that ran, BoringSSL's or the OCSP one (PeerVerifyResult).
 std::string VerifiedPeerSubject(const SSL* ssl);
 
 }  // namespace sidecar::certs

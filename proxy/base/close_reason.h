@@ -35,6 +35,8 @@ enum class CloseReason : uint8_t {
   kEgressPeerUnavailable,
   kSniffError,
   kMaxEgressConnections,
+  kCertificateRevoked,
+  kOcspUnavailable,
   kCount  // not a reason: the number of reasons
 };
 
@@ -85,6 +87,10 @@ inline constexpr std::array<CloseReasonInfo, kCloseReasonCount> kCloseReasons = 
     {CloseReason::kSniffError, "sniff_error", true},
     // an egress connection over limits.maxEgressConnections (max_connections is clients')
     {CloseReason::kMaxEgressConnections, "max_egress_connections", true},
+    // OCSP says the peer's certificate (a client's, or a peer's on egress) is revoked
+    {CloseReason::kCertificateRevoked, "certificate_revoked", true},
+    // ocspHardFail: no usable OCSP answer for the peer's certificate
+    {CloseReason::kOcspUnavailable, "ocsp_unavailable", true},
 }};
 
 // RowsFollowTheEnum: row i describes reason i, so a lookup is an index.

@@ -126,6 +126,55 @@ bool TakesValue(const Flag& flag) {
 std::span<const IgnoredFlag> IgnoredValueFlags() { return kIgnoredValueFlags; }
 std::span<const IgnoredFlag> IgnoredSwitchFlags() { return kIgnoredSwitchFlags; }
 
+namespace {
+
+absl::Status UnknownFlag(std::string_view name, const std::vector<Flag>& flags) {
+  std::vector<std::string> names;
+  for (const Flag& f : flags) {
+    names.emplace_back(f.name);
+  }
+  std::string suggestion = Suggestion(name, names);
+  return absl::InvalidArgumentError(Concat(name, ": unknown flag", suggestion,
+                                           suggestion.empty() ? "; " : " ",
+                                           "see tls-sidecar --help"));
+}
+
+// ReadOcspSetParameter: mongod sets its OCSP parameters with --setParameter NAME=VALUE; the
+// ones the sidecar has are read as --NAME=VALUE into `use` (`i` moves past a parameter given
+// as the next argument). False: not one of them, ignored as before.
+absl::StatusOr<bool> ReadOcspSetParameter(int argc, const char* const* argv, int& i,
+                                          std::optional<std::string>& value, FlagUse& use) {
+  const std::vector<Flag>& flags = Flags();
+  std::string_view param = value.has_value() ? std::string_view(*value)
+                           : i + 1 < argc && argv[i + 1] != nullptr ? argv[i + 1]
+                                                                    : "";
+  size_t eq = param.find('=');
+  std::string flag_name = Concat("--", param.substr(0, eq == std::string_view::npos ? 0 : eq));
+  auto own = std::find_if(flags.begin(), flags.end(), [&](const Flag& f) {
+    return f.action == FlagAction::kSetting && f.name == flag_name &&
+           f.setting->key.starts_with("net.tls.") &&
+           (f.name.find("OCSP") != std::string_view::npos ||
+            f.name.find("ocsp") != std::string_view::npos);
+  });
+  if (eq == std::string_view::npos || own == flags.end()) {
+    return false;
+  }
+  use.flag = &*own;
+  use.spelling = Concat("--setParameter ", param.substr(0, eq));
+  value = std::string(param.substr(eq + 1));
+  if (std::string_view(argv[i]).find('=') == std::string_view::npos) {
+    ++i;  // the parameter was the next argument
+  }
+  if (own->setting->kind == Kind::kBool && *value != "true" && *value != "false") {
+    return absl::InvalidArgumentError(
+        Concat(use.spelling, ": takes true or false (got \"", *value, "\")"));
+  }
+  use.value = std::move(value);
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* argv) {
   std::vector<FlagUse> uses;
   for (int i = 1; i < argc; ++i) {
@@ -156,18 +205,21 @@ absl::StatusOr<std::vector<FlagUse>> SplitFlags(int argc, const char* const* arg
     auto it =
         std::find_if(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
     if (it == flags.end()) {
-      std::vector<std::string> names;
-      for (const Flag& f : flags) {
-        names.emplace_back(f.name);
-      }
-      std::string suggestion = Suggestion(name, names);
-      return absl::InvalidArgumentError(Concat(name, ": unknown flag", suggestion,
-                                               suggestion.empty() ? "; " : " ",
-                                               "see tls-sidecar --help"));
+      return UnknownFlag(name, flags);
     }
     FlagUse use;
     use.flag = &*it;
     use.spelling = std::string(name);
+    if (name == "--setParameter") {
+      absl::StatusOr<bool> read = ReadOcspSetParameter(argc, argv, i, value, use);
+      if (!read.ok()) {
+        return read.status();
+      }
+      if (*read) {
+        uses.push_back(std::move(use));
+        continue;
+      }
+    }
     if (TakesValue(*it)) {
       if (!value.has_value()) {
         if (i + 1 >= argc || argv[i + 1] == nullptr) {

@@ -113,6 +113,18 @@ absl::Status SetTlsBool(const Value& v, Config& c) {
   return absl::OkStatus();
 }
 
+template <bool certs::OcspSettings::*field>
+absl::Status SetOcspBool(const Value& v, Config& c) {
+  c.tls.ocsp.*field = v.boolean;
+  return absl::OkStatus();
+}
+
+template <int certs::OcspSettings::*field>
+absl::Status SetOcspInt(const Value& v, Config& c) {
+  c.tls.ocsp.*field = static_cast<int>(v.integer);  // the table's range fits an int
+  return absl::OkStatus();
+}
+
 template <int64_t Config::*field>
 absl::Status SetInt64(const Value& v, Config& c) {
   c.*field = v.integer;
@@ -290,6 +302,30 @@ const std::vector<Setting>& Settings() {
     {"net.tls.disabledProtocols", "", Kind::kList,
      {"--tlsDisabledProtocols", "--sslDisabledProtocols"}, 0, 0, SetDisabledProtocols,
      "TLS", "LIST", "TLS1_0,TLS1_1", "TLS versions to refuse (TLS1_0..TLS1_3), or none"},
+    {"net.tls.ocspEnabled", "", Kind::kBool, {"--ocspEnabled"}, 0, 0,
+     SetOcspBool<&certs::OcspSettings::enabled>,
+     "TLS", "", "true",
+     "OCSP as mongod 4.4+: staple the server certificate's status and check the status of "
+     "client and peer certificates that name a responder (--ocspEnabled=false, or mongod's "
+     "--setParameter ocspEnabled=false, turns both off)"},
+    {"net.tls.ocspHardFail", "", Kind::kBool, {"--ocspHardFail"}, 0, 0,
+     SetOcspBool<&certs::OcspSettings::hard_fail>,
+     "TLS", "", "false",
+     "refuse a client or peer certificate whose OCSP status cannot be learnt (no answer, "
+     "unknown); by default, as mongod, such a certificate is accepted, logged and counted"},
+    {"net.tls.ocspStaplingRefreshPeriodSecs", "", Kind::kInt,
+     {"--ocspStaplingRefreshPeriodSecs"}, 1, 31536000,
+     SetOcspInt<&certs::OcspSettings::stapling_refresh_period_secs>,
+     "TLS", "SECS", "halfway to nextUpdate",
+     "how often the stapled OCSP response is fetched again (never later than its nextUpdate)"},
+    {"net.tls.tlsOCSPStaplingTimeoutSecs", "", Kind::kInt, {"--tlsOCSPStaplingTimeoutSecs"},
+     1, 3600, SetOcspInt<&certs::OcspSettings::stapling_timeout_secs>,
+     "TLS", "SECS", "tlsOCSPVerifyTimeoutSecs",
+     "how long a fetch of the response to staple may take"},
+    {"net.tls.tlsOCSPVerifyTimeoutSecs", "", Kind::kInt, {"--tlsOCSPVerifyTimeoutSecs"}, 1,
+     3600, SetOcspInt<&certs::OcspSettings::verify_timeout_secs>,
+     "TLS", "SECS", "5",
+     "how long a TLS handshake waits for the OCSP responder of a client or peer certificate"},
     {"net.tls.watchCertificates", "", Kind::kBool, {"--watch-certificates"}, 0, 0,
      SetWatchCertificates,
      "TLS", "", "false",

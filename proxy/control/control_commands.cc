@@ -265,6 +265,7 @@ void Status(ControlTarget& target, Reply reply) {
   }
   answer["rejected"] = rejected;
   answer["certificates"] = CertificatesJson(facts.certificates);
+  answer["ocsp"] = OcspJson(facts.ocsp);
   answer["warnings"] = StatusWarnings(target.mode(), target.certificate_loaded(), outlook, facts);
   reply(Dump(answer));
 }
@@ -423,6 +424,16 @@ std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
   for (std::string& warning :
        certs::ExpiryWarnings(facts.certificates, kCertificateExpiryWarningDays, facts.now_unix)) {
     warnings.push_back(std::move(warning));
+  }
+  if (facts.ocsp.status == "revoked") {
+    warnings.push_back(
+        "The OCSP responder says the server certificate is revoked, and that is what is "
+        "stapled: clients that check will refuse it. Replace the certificate and reload.");
+  } else if (facts.ocsp.enabled && facts.ocsp.must_staple && facts.ocsp.status == "none") {
+    warnings.push_back(Concat(
+        "The server certificate demands OCSP stapling (must-staple) but no response is "
+        "stapled, so clients that honour must-staple refuse it: ",
+        facts.ocsp.last_error.empty() ? "no response yet" : facts.ocsp.last_error, "."));
   }
   return warnings;
 }

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "certs/certificate_info.h"
+#include "certs/ocsp_staple.h"
 #include "proxy/base/mode.h"
 #include "proxy/config/mode_persistence.h"
 #include "proxy/control/mode_transition.h"
@@ -56,6 +57,8 @@ struct StatusFacts {
   std::vector<certs::CertificateInfo> certificates;
   // Keys readable by group/others, a configuration file writable by others (sentences).
   std::vector<std::string> file_permission_warnings;
+  // OCSP stapling of the server certificate (`ocsp` in the answer).
+  certs::OcspStapleState ocsp;
 };
 
 // DrainStarted is what `drainPlaintext` answers.

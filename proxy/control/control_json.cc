@@ -46,4 +46,17 @@ ControlJson CertificatesJson(const std::vector<certs::CertificateInfo>& certific
   return rows;
 }
 
+ControlJson OcspJson(const certs::OcspStapleState& ocsp) {
+  ControlJson out = ControlJson::object();
+  out["stapling"] = ocsp.enabled;
+  out["responder"] = ocsp.responder;
+  out["mustStaple"] = ocsp.must_staple;
+  out["status"] = ocsp.status;
+  out["thisUpdate"] = ocsp.this_update;
+  out["nextUpdate"] = ocsp.next_update;
+  out["nextRefresh"] = ocsp.next_refresh;
+  out["lastError"] = ocsp.last_error;
+  return out;
+}
+
 }  // namespace sidecar::proxy

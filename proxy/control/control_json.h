@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "certs/certificate_info.h"
+#include "certs/ocsp_staple.h"
 #include "proxy/control/mode_transition.h"
 
 namespace sidecar::proxy {
@@ -27,6 +28,9 @@ ControlJson PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients
 int64_t NowUnix();
 // CertificatesJson is the `certificates` rows of status and reload.
 ControlJson CertificatesJson(const std::vector<certs::CertificateInfo>& certificates);
+
+// OcspJson is the `ocsp` object of status: the server certificate's staple.
+ControlJson OcspJson(const certs::OcspStapleState& ocsp);
 
 }  // namespace sidecar::proxy
 

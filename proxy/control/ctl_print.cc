@@ -3,6 +3,7 @@
 // See control_commands.cc: JSON_NOEXCEPTION and only non-throwing calls.
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -102,6 +103,38 @@ void PrintCertificates(const Json& certificates) {
   PrintTable({"ROLE", "SUBJECT", "NOT AFTER", "SHA-1"}, rows, "  ");
 }
 
+// UtcTime renders unix seconds as "2026-01-02T03:04:05Z".
+std::string UtcTime(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  tm parts{};
+  char text[32] = "?";
+  if (gmtime_r(&t, &parts) != nullptr) {
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &parts);
+  }
+  return text;
+}
+
+// PrintOcspStaple prints the server certificate's staple line of status, when stapling.
+void PrintOcspStaple(const Json& ocsp) {
+  if (!ocsp.is_object() || !ocsp.value("stapling", false)) {
+    return;
+  }
+  std::string responder = ocsp.value("responder", std::string());
+  std::string line = responder.empty()
+                         ? "not stapling (the certificate names no responder)"
+                         : Concat(ocsp.value("status", std::string("none")), " from ", responder);
+  if (int64_t next = ocsp.value("nextUpdate", static_cast<int64_t>(0)); next > 0) {
+    line += Concat(", next update ", UtcTime(next));
+  }
+  if (int64_t refresh = ocsp.value("nextRefresh", static_cast<int64_t>(0)); refresh > 0) {
+    line += Concat(", next refresh ", UtcTime(refresh));
+  }
+  if (std::string error = ocsp.value("lastError", std::string()); !error.empty()) {
+    line += Concat(" (last fetch failed: ", error, ")");
+  }
+  std::printf("ocsp staple      %s\n", line.c_str());
+}
+
 void PrintStatus(const Json& a) {
   std::string configured = Field(a, "configuredMode");
   std::string file = Field(a, "configFile");
@@ -135,6 +168,7 @@ void PrintStatus(const Json& a) {
   std::printf("rejected         %s\n", rejected.empty() ? "none" : rejected.c_str());
   std::printf("certificates\n");
   PrintCertificates(a.value("certificates", Json::array()));
+  PrintOcspStaple(a.value("ocsp", Json::object()));
   PrintWarnings(a);
 }
 

@@ -13,6 +13,7 @@
 #include "proxy/base/concat.h"
 #include "proxy/base/socket_address.h"
 #include "proxy/net/worker.h"
+#include "proxy/ocsp/handshake_resume.h"
 
 namespace sidecar::proxy {
 
@@ -204,6 +205,12 @@ void Connection::OnSniffBytes(Chunk* chunk) {
         return;
       }
       downstream_.tls = *std::move(session);
+      // A client certificate's OCSP check may pause the handshake; this resumes it.
+      AttachHandshakeResume(downstream_.tls->ssl(), worker_->loop(), [this] {
+        if (state_ == State::kHandshaking) {
+          PumpTls(downstream_);
+        }
+      });
       state_ = State::kHandshaking;
       transport_ = Transport::kTls;
       handshake_started_ = std::chrono::steady_clock::now();
@@ -377,6 +384,11 @@ bool Connection::StartEgressTls() {
     return false;
   }
   upstream_.tls = *std::move(session);
+  AttachHandshakeResume(upstream_.tls->ssl(), worker_->loop(), [this] {
+    if (state_ == State::kHandshaking) {
+      PumpTls(upstream_);
+    }
+  });
   if (absl::Status status =
           tls_snapshot_->PrepareEgressSession(upstream_.tls->ssl(), egress_host_);
       !status.ok()) {
@@ -541,12 +553,12 @@ void Connection::PumpTls(Endpoint& from) {
                           "is true (as mongod)");
         }
         worker_->LogConnection(*this, "TLS handshake failed", detail);
-        BeginClose(CloseReason::kHandshakeFailed);
+        BeginClose(OcspCloseReason(tls.ssl(), CloseReason::kHandshakeFailed));
       } else {
         // No fallback to plaintext, exactly as mongod.
         worker_->LogConnection(*this, "egress TLS handshake with peer failed",
                                absl::StrCat(egress_target(), ": ", tls.error()));
-        BeginClose(CloseReason::kEgressHandshakeFailed);
+        BeginClose(OcspCloseReason(tls.ssl(), CloseReason::kEgressHandshakeFailed));
       }
       return;
     }

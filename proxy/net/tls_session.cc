@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "certs/ocsp_peer_verify.h"
 
 namespace sidecar::proxy {
 
@@ -97,6 +98,9 @@ TlsCallResult ClassifyTlsCall(const SSL* ssl, int ret) {
   int err = SSL_get_error(ssl, ret);
   switch (err) {
     case SSL_ERROR_WANT_READ:
+    // The peer's certificate waits for its OCSP answer; the connection is woken to go on
+    // (proxy/ocsp/handshake_resume.h), as it is woken by more ciphertext.
+    case SSL_ERROR_WANT_CERTIFICATE_VERIFY:
       result.status = TlsSession::Status::kWantRead;
       return result;
     case SSL_ERROR_ZERO_RETURN:
@@ -114,12 +118,9 @@ TlsCallResult ClassifyTlsCall(const SSL* ssl, int ret) {
   } else {
     result.error = absl::StrCat("TLS error ", err);
   }
-  // BoringSSL reports X509_V_ERR_INVALID_CALL until a certificate has been verified: only a
-  // verification that ran and failed explains the handshake failure.
-  if (long verify = SSL_get_verify_result(ssl);
-      verify != X509_V_OK && verify != X509_V_ERR_INVALID_CALL && SSL_in_init(ssl)) {
-    absl::StrAppend(&result.error, " (certificate verification: ",
-                    X509_verify_cert_error_string(verify), ")");
+  // Only a verification that ran and failed (X509 or OCSP) explains the handshake failure.
+  if (std::string why = certs::PeerVerifyFailure(ssl); !why.empty() && SSL_in_init(ssl)) {
+    absl::StrAppend(&result.error, " (certificate verification: ", why, ")");
   }
   ERR_clear_error();
   return result;

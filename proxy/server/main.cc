@@ -40,13 +40,16 @@ int PrintVersion() {
 }
 
 constexpr char kCertsUsage[] =
-    "usage: tls-sidecar certs init DIR [--hosts h1,h2,...]\n"
+    "usage: tls-sidecar certs init DIR [--hosts h1,h2,...] [--ocsp-url URL]\n"
     "\n"
     "Writes a throwaway CA (ca.pem), a server certificate (server.pem: chain and key), a\n"
     "cluster certificate (cluster.pem) and a client certificate (client.pem) into DIR.\n"
     "A sidecar with a CA file requires client certificates unless\n"
     "--tlsAllowConnectionsWithoutCertificates is given, as mongod does.\n"
     "The server certificate names the given hosts plus localhost, 127.0.0.1 and ::1.\n"
+    "With --ocsp-url, the server, cluster and client certificates name that OCSP responder\n"
+    "(http://HOST:PORT/), and ocsp-responder.pem is a responder certificate and key, e.g. for\n"
+    "  openssl ocsp -port PORT -index index.txt -CA ca.pem -rsigner ocsp-responder.pem\n"
     "These certificates are for trying things out: never use them in production.\n";
 
 int CertsMain(int argc, char** argv) {
@@ -58,13 +61,18 @@ int CertsMain(int argc, char** argv) {
     return argc >= 2 && std::strcmp(argv[1], "--help") == 0 ? 0 : 2;
   }
   std::string dir;
-  std::vector<std::string> hosts;
+  sidecar::certs::ThrowawayPkiOptions options;
+  std::vector<std::string>& hosts = options.hosts;
   for (int i = 2; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--hosts" && i + 1 < argc) {
       hosts = absl::StrSplit(argv[++i], ',', absl::SkipEmpty());
     } else if (arg.rfind("--hosts=", 0) == 0) {
       hosts = absl::StrSplit(std::string(arg.substr(8)), ',', absl::SkipEmpty());
+    } else if (arg == "--ocsp-url" && i + 1 < argc) {
+      options.ocsp_url = argv[++i];
+    } else if (arg.rfind("--ocsp-url=", 0) == 0) {
+      options.ocsp_url = std::string(arg.substr(11));
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(kCertsUsage, stdout);
       return 0;
@@ -80,7 +88,12 @@ int CertsMain(int argc, char** argv) {
     std::fputs(kCertsUsage, stderr);
     return 2;
   }
-  auto written = sidecar::certs::WriteThrowawayPki(dir, {.hosts = hosts});
+  if (!options.ocsp_url.empty() && options.ocsp_url.rfind("http://", 0) != 0) {
+    std::fprintf(stderr, "tls-sidecar: error: certs init: --ocsp-url: %s is not an http:// URL "
+                 "(OCSP responders speak plain HTTP)\n", options.ocsp_url.c_str());
+    return 2;
+  }
+  auto written = sidecar::certs::WriteThrowawayPki(dir, options);
   if (!written.ok()) {
     std::fprintf(stderr, "tls-sidecar: error: certs init: %s\n",
                  std::string(written.status().message()).c_str());

@@ -49,6 +49,7 @@ Server::~Server() {
   drain_timer_.Close();
   expiry_timer_.Close();
   certificate_watcher_.reset();
+  CloseOcsp();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -354,6 +355,7 @@ void Server::FinishIfDrained() {
     drain_timer_.Close();
     expiry_timer_.Close();
     certificate_watcher_.reset();
+    CloseOcsp();
     return;  // the main loop now has nothing left and Run() joins the workers
   }
   uint64_t now = uv_now(&loop_);

@@ -21,6 +21,9 @@
 #include "proxy/observe/metrics_endpoint.h"
 #include "proxy/observe/readiness.h"
 #include "proxy/observe/status_board.h"
+#include "proxy/ocsp/ocsp_checker.h"
+#include "proxy/ocsp/ocsp_metrics.h"
+#include "proxy/ocsp/ocsp_stapler.h"
 #include "proxy/server/certificate_watcher.h"
 #include "proxy/server/port_lock.h"
 #include "proxy/server/privileges.h"
@@ -103,6 +106,12 @@ class Server {
   std::shared_ptr<StatusBoard> status_board_ = std::make_shared<StatusBoard>();
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<UpstreamProbe> upstream_probe_;
+  // OCSP (net.tls.ocspEnabled): stapling of the server certificate, checks of peers'.
+  absl::Status StartOcsp();
+  void CloseOcsp();
+  std::unique_ptr<OcspMetrics> ocsp_metrics_;
+  std::shared_ptr<OcspChecker> ocsp_checker_;
+  std::unique_ptr<OcspStapler> ocsp_stapler_;
 };
 
 // kVersion is the sidecar's version; TlsLibraryName() names the TLS library it runs on.

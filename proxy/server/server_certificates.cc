@@ -27,12 +27,47 @@ constexpr int kExpiryWarningDays = 21;
 
 }  // namespace
 
+absl::Status Server::StartOcsp() {
+  if (!config_.tls.ocsp.enabled) {
+    return absl::OkStatus();
+  }
+  ocsp_metrics_ = std::make_unique<OcspMetrics>(*metrics_.registry());
+  auto checker = OcspChecker::Create(&loop_, config_.tls.ocsp, ocsp_metrics_.get());
+  if (!checker.ok()) {
+    return checker.status();
+  }
+  ocsp_checker_ = *std::move(checker);
+  auto stapler = OcspStapler::Create(&loop_, config_.tls.ocsp, ocsp_metrics_.get());
+  if (!stapler.ok()) {
+    return stapler.status();
+  }
+  ocsp_stapler_ = *std::move(stapler);
+  return absl::OkStatus();
+}
+
+void Server::CloseOcsp() {
+  // Fetches under way are cancelled so they do not hold the loop open until their timeout;
+  // the checker itself lives on in the TLS contexts that still point at it.
+  if (ocsp_stapler_) {
+    ocsp_stapler_->Close();
+  }
+  if (ocsp_checker_) {
+    ocsp_checker_->Close();
+  }
+}
+
 absl::Status Server::LoadCertificates() {
-  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  if (absl::Status status = StartOcsp(); !status.ok()) {
+    return status;
+  }
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls, ocsp_checker_);
   if (!snapshot.ok()) {
     return config_.NameOrigin(snapshot.status());
   }
   shared_.tls.store(*snapshot);
+  if (ocsp_stapler_) {
+    ocsp_stapler_->OnSnapshot(*snapshot);
+  }
   for (const auto& cert : (*snapshot)->certificates()) {
     Log(Severity::kInfo, Component::kTls, "certificate loaded",
         {{"role", cert.role},
@@ -72,7 +107,7 @@ absl::Status Server::LoadCertificates() {
 }
 
 absl::Status Server::Reload() {
-  auto snapshot = certs::TlsSnapshot::Create(config_.tls);
+  auto snapshot = certs::TlsSnapshot::Create(config_.tls, ocsp_checker_);
   if (!snapshot.ok()) {
     absl::Status status = config_.NameOrigin(snapshot.status());
     metrics_.CertificateReload(false);
@@ -89,6 +124,9 @@ absl::Status Server::Reload() {
     return status;
   }
   shared_.tls.store(*snapshot);
+  if (ocsp_stapler_) {
+    ocsp_stapler_->OnSnapshot(*snapshot);
+  }
   metrics_.CertificateReload(true);
   readiness_.SetServing(shared_.mode.load(), (*snapshot)->server_context() != nullptr);
   PublishCertificateExpiries();

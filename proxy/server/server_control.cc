@@ -213,6 +213,9 @@ StatusFacts Server::ControlPlane::Facts() {
   if (std::shared_ptr<const certs::TlsSnapshot> snapshot = server_.shared_.tls.load()) {
     facts.certificates = snapshot->certificates();
   }
+  if (server_.ocsp_stapler_) {
+    facts.ocsp = server_.ocsp_stapler_->State();
+  }
   // Looked at again for every status, so a chmod is seen without a restart.
   facts.file_permission_warnings =
       certs::FilePermissionWarnings(server_.config_.tls, server_.config_.config_file);

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "certs/ocsp_peer_verify.h"
 #include "proxy/base/socket_address.h"
 #include "proxy/net/chunk.h"
 #include "proxy/net/tls_session.h"
@@ -111,8 +112,9 @@ int Connect(const PreflightTarget& target, uint32_t mark, Clock::time_point dead
 
 // VerifyResult is the chain and name verification's outcome, or X509_V_OK when the peer
 // sent no certificate yet (BoringSSL answers "invalid call" until it has verified one).
+// PeerVerifyResult reads whichever verification ran, BoringSSL's or the OCSP-checking one.
 long VerifyResult(const SSL* ssl) {
-  return SSL_get0_peer_certificates(ssl) == nullptr ? X509_V_OK : SSL_get_verify_result(ssl);
+  return SSL_get0_peer_certificates(ssl) == nullptr ? X509_V_OK : certs::PeerVerifyResult(ssl);
 }
 
 constexpr char kTimedOut[] =

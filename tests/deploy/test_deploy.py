@@ -50,6 +50,17 @@ SPEC_METRICS = {
     # Issue 15: the next step's readiness verdict per node, {next_mode, reason}.
     "tls_sidecar_next_mode_ready": "gauge",
 }
+# OCSP (SPEC §5's OCSP keys, issue 16), served while net.tls.ocspEnabled (the default).
+SPEC_METRICS.update({
+    "tls_sidecar_ocsp_checks_total": "counter",
+    "tls_sidecar_ocsp_soft_failures_total": "counter",
+    "tls_sidecar_ocsp_responder_requests_total": "counter",
+    "tls_sidecar_ocsp_staple_status": "gauge",
+    "tls_sidecar_ocsp_staple_this_update_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_next_update_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_next_refresh_timestamp_seconds": "gauge",
+    "tls_sidecar_ocsp_staple_last_success_timestamp_seconds": "gauge",
+})
 
 
 def queryable_names():
