@@ -18,8 +18,8 @@ constexpr size_t kLowWater = 64 * 1024;
 
 }  // namespace
 
-std::unique_ptr<Connection> Connection::StartIngress(const ConnectionContext& context,
-                                                     uint64_t id, UvHandle<uv_tcp_t> client) {
+std::unique_ptr<Connection> Connection::StartIngress(const ConnectionContext& context, uint64_t id,
+                                                     UvHandle<uv_tcp_t> client) {
   std::unique_ptr<Connection> connection(
       new Connection(context, id, Direction::kIngress, State::kSniffing, std::move(client)));
   connection->policy_ = std::make_unique<IngressPolicy>(*connection);
@@ -29,8 +29,8 @@ std::unique_ptr<Connection> Connection::StartIngress(const ConnectionContext& co
   return connection;
 }
 
-std::unique_ptr<Connection> Connection::StartEgress(const ConnectionContext& context,
-                                                    uint64_t id, UvHandle<uv_tcp_t> local,
+std::unique_ptr<Connection> Connection::StartEgress(const ConnectionContext& context, uint64_t id,
+                                                    UvHandle<uv_tcp_t> local,
                                                     const EgressRoute& route) {
   std::unique_ptr<Connection> connection(
       new Connection(context, id, Direction::kEgress, State::kConnecting, std::move(local)));
@@ -227,10 +227,9 @@ void Connection::OnFinishedSending(Endpoint& from) {
     BeginClose(CloseReason::kHandshakeFailed);
     return;
   }
-  bool refusing = state_ == State::kRejecting ||
-                  (state_ == State::kClosingAfterFlush &&
-                   (reason_ == CloseReason::kPlaintextInRequireTls ||
-                    reason_ == CloseReason::kUpstreamUnavailable));
+  bool refusing = state_ == State::kRejecting || (state_ == State::kClosingAfterFlush &&
+                                                  (reason_ == CloseReason::kPlaintextInRequireTls ||
+                                                   reason_ == CloseReason::kUpstreamUnavailable));
   if (IsDownstream(from) && refusing) {
     BeginClose(reason_);
     return;
@@ -242,9 +241,8 @@ void Connection::OnFinishedSending(Endpoint& from) {
 void Connection::OnHandshakeDone(Endpoint& side) {
   uv_timer_stop(timer_.get());
   const TlsSession& tls = *side.tls();
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                 handshake_started_)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - handshake_started_).count();
   context_.metrics->Handshake(direction_, tls.version(), tls.cipher(), tls.resumed(), seconds);
   policy_->OnHandshakeDone(side);
 }
@@ -305,9 +303,8 @@ void Connection::UpdateHalfClosed() {
     BeginClose(CloseReason::kFinished);
   } else if (downstream_.finished_sending() || upstream_.finished_sending()) {
     if (state_ == State::kProxying) {
-      Enter(State::kHalfClosed,
-            downstream_.finished_sending() ? "downstream finished sending"
-                                           : "upstream finished sending");
+      Enter(State::kHalfClosed, downstream_.finished_sending() ? "downstream finished sending"
+                                                               : "upstream finished sending");
     }
   }
 }
@@ -347,8 +344,7 @@ void Connection::MaybeFinishDrain() {
   }
   // While sniffing, the bytes of a first message may be here but not yet in the tracker.
   bool sniffing = state_ == State::kSniffing;
-  if (drain_ == Drain::kUntilIdle &&
-      (sniffing ? policy_->SniffedNothing() : in_flight_.idle())) {
+  if (drain_ == Drain::kUntilIdle && (sniffing ? policy_->SniffedNothing() : in_flight_.idle())) {
     // A clean end between requests, as mongod's own shutdown: not a rejection.
     CloseWhenFlushed(CloseReason::kFinished, "drain: no request in flight");
   } else if (drain_ == Drain::kUntilBoundary &&

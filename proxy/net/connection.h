@@ -115,9 +115,7 @@ class Connection : private Endpoint::Events {
   // as shutdown), else at the end of the current message; cuts now without known framing.
   void OnDrainDeadline();
   // closing: BeginClose ran, or the connection closes once what it holds is written.
-  bool closing() const {
-    return state_ == State::kClosing || state_ == State::kClosingAfterFlush;
-  }
+  bool closing() const { return state_ == State::kClosing || state_ == State::kClosingAfterFlush; }
 
   // id: unique within its worker's process lifetime, increasing (worker index in the top
   // 16 bits, then the worker's sequence).

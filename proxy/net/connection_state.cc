@@ -7,8 +7,8 @@ namespace sidecar::proxy {
 namespace {
 
 constexpr std::array<std::string_view, kConnectionStateCount> kStateNames = {
-    "Sniffing", "Connecting", "Handshaking", "Proxying",
-    "HalfClosed", "Rejecting", "ClosingAfterFlush", "Closing"};
+    "Sniffing",   "Connecting", "Handshaking",       "Proxying",
+    "HalfClosed", "Rejecting",  "ClosingAfterFlush", "Closing"};
 
 // A few changes per connection: relaxed atomics cost nothing next to the syscalls around them.
 std::array<std::atomic<uint64_t>, kConnectionStateCount * kConnectionStateCount> counts{};

@@ -15,15 +15,15 @@
 namespace sidecar::proxy {
 
 enum class ConnectionState : uint8_t {
-  kSniffing,     // ingress: reading the first bytes to tell TLS from MongoDB
-  kConnecting,   // egress: dialing the peer
-  kHandshaking,  // a TLS handshake on one side is in progress
-  kProxying,     // bytes flow both ways
-  kHalfClosed,   // one side finished sending; the other way still flows
-  kRejecting,    // refused: waiting for the first request so the client can be told why
+  kSniffing,           // ingress: reading the first bytes to tell TLS from MongoDB
+  kConnecting,         // egress: dialing the peer
+  kHandshaking,        // a TLS handshake on one side is in progress
+  kProxying,           // bytes flow both ways
+  kHalfClosed,         // one side finished sending; the other way still flows
+  kRejecting,          // refused: waiting for the first request so the client can be told why
   kClosingAfterFlush,  // reads stopped; closes once what is queued has been written
-  kClosing,      // handles closing; freed after the last close callback
-  kCount         // not a state
+  kClosing,            // handles closing; freed after the last close callback
+  kCount               // not a state
 };
 
 inline constexpr int kConnectionStateCount = static_cast<int>(ConnectionState::kCount);

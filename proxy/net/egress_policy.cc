@@ -20,7 +20,8 @@ void EgressPolicy::Start() {
   if (route_.transparent) {
     auto original = OriginalDestination(c_.downstream_.socket());
     if (!original.ok()) {
-      c_.Log("transparent egress without an original destination", std::string(original.status().message()));
+      c_.Log("transparent egress without an original destination",
+             std::string(original.status().message()));
       c_.BeginClose(CloseReason::kEgressPeerUnavailable);
       return;
     }
@@ -72,8 +73,7 @@ void EgressPolicy::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* resul
   uv_freeaddrinfo(result);
   if (c.state_ != State::kClosing) {
     if (status != 0) {
-      c.OnUpstreamUnavailable(
-          Concat("cannot resolve ", self->host_, ": ", uv_strerror(status)));
+      c.OnUpstreamUnavailable(Concat("cannot resolve ", self->host_, ": ", uv_strerror(status)));
     } else {
       c.ConnectUpstream(reinterpret_cast<const sockaddr*>(&self->address_));
     }

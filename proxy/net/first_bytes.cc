@@ -77,8 +77,7 @@ bool FirstRequest::Add(absl::Span<const uint8_t> bytes) {
   }
   size_t take = std::min(bytes.size(), kMaxInspectedBytes - copy_.size());
   copy_.append(reinterpret_cast<const char*>(bytes.data()), take);
-  auto copied =
-      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(copy_.data()), copy_.size());
+  auto copied = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(copy_.data()), copy_.size());
   auto result = protocol::InspectFirstRequest(copied);
   if (result.status == protocol::ParseStatus::kNeedMore && copy_.size() < kMaxInspectedBytes) {
     return false;
@@ -104,11 +103,10 @@ std::vector<uint8_t> FirstRequest::Refusal(CloseReason reason,
   if (reason == CloseReason::kPlaintextInRequireTls) {
     // The refusal needs only the request id and opcode: a message that frames as MongoDB
     // is answered even when compressed, too large to inspect or too deep to decode.
-    return reply_target_ ? protocol::BuildTlsRequiredReply(*reply_target_)
-                         : std::vector<uint8_t>{};
+    return reply_target_ ? protocol::BuildTlsRequiredReply(*reply_target_) : std::vector<uint8_t>{};
   }
-  bool answerable = request_.op_code == protocol::OpCode::kMsg ||
-                    request_.op_code == protocol::OpCode::kQuery;
+  bool answerable =
+      request_.op_code == protocol::OpCode::kMsg || request_.op_code == protocol::OpCode::kQuery;
   if (answerable && identified_) {
     return protocol::BuildUpstreamUnavailableReply(request_, upstream_error);
   }

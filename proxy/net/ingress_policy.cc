@@ -52,11 +52,10 @@ void IngressPolicy::OnSniffBytes(ChunkQueue& bytes) {
     return;
   }
   c_.mode_ = c_.context_.mode->load(std::memory_order_acquire);
-  Admission admission =
-      DecideAdmission(verdict, first_bytes_.bytes(), c_.mode_, [this] {
-        c_.tls_snapshot_ = c_.context_.tls->load();
-        return c_.tls_snapshot_ && c_.tls_snapshot_->server_context() != nullptr;
-      });
+  Admission admission = DecideAdmission(verdict, first_bytes_.bytes(), c_.mode_, [this] {
+    c_.tls_snapshot_ = c_.context_.tls->load();
+    return c_.tls_snapshot_ && c_.tls_snapshot_->server_context() != nullptr;
+  });
   switch (admission.action) {
     case Admission::Action::kHandshake:
       StartHandshake();

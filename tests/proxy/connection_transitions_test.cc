@@ -171,9 +171,8 @@ TEST_F(ConnectionTransitionsTest, UpstreamRefusedAfterTheClientHalfClosedIsStill
   ASSERT_EQ(listen(upstream_listener_, 0), 0);
   int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in upstream_address = Loopback(BoundPort(upstream_listener_));
-  ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&upstream_address),
-                    sizeof(upstream_address)),
-            0);
+  ASSERT_EQ(
+      connect(filler, reinterpret_cast<sockaddr*>(&upstream_address), sizeof(upstream_address)), 0);
   Peer& client = Connect();
   client.pending = OpMsgHello(17);
   ASSERT_TRUE(RunUntil([&] { return client.pending.empty(); }));

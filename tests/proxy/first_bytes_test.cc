@@ -64,12 +64,11 @@ TEST(DecideAdmissionTest, EachVerdictUnderEachMode) {
       {SniffVerdict::kUnsupportedTls, Mode::kAllowTls, Action::kClose,
        CloseReason::kUnsupportedTls},
       {SniffVerdict::kInvalid, Mode::kAllowTls, Action::kClose, CloseReason::kInvalidFirstBytes},
-      {SniffVerdict::kInvalid, Mode::kRequireTls, Action::kClose,
-       CloseReason::kInvalidFirstBytes},
+      {SniffVerdict::kInvalid, Mode::kRequireTls, Action::kClose, CloseReason::kInvalidFirstBytes},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(::testing::Message() << "verdict " << static_cast<int>(c.verdict) << " mode "
-                                      << ModeName(c.mode));
+    SCOPED_TRACE(::testing::Message()
+                 << "verdict " << static_cast<int>(c.verdict) << " mode " << ModeName(c.mode));
     Admission admission = Decide(c.verdict, c.mode);
     EXPECT_EQ(admission.action, c.action);
     if (c.action != Action::kHandshake && c.action != Action::kAdmit) {
@@ -153,7 +152,8 @@ TEST(FirstRequestTest, RefusalsAnswerTheRequestId) {
   std::vector<uint8_t> hello = Hello(21);
   FirstRequest request;
   ASSERT_TRUE(request.Add(Span(hello)));
-  for (CloseReason reason : {CloseReason::kPlaintextInRequireTls, CloseReason::kUpstreamUnavailable}) {
+  for (CloseReason reason :
+       {CloseReason::kPlaintextInRequireTls, CloseReason::kUpstreamUnavailable}) {
     std::vector<uint8_t> reply = request.Refusal(reason, "connection refused");
     ASSERT_GE(reply.size(), protocol::kHeaderSize);
     protocol::Frame frame = protocol::FrameMessage(Span(reply));

@@ -4,12 +4,12 @@
 // rest is cut into reads. Invariants: reads cut anywhere give the same verdict, decision
 // and inspection as one read; a decision is never to proxy plaintext where the mode refuses
 // it, nor TLS where it is disabled; a refusal answers with a whole MongoDB message.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-#include <algorithm>
 
 #include "protocol/sniffer.h"
 #include "proxy/base/mode.h"
