@@ -22,14 +22,11 @@
 
 namespace sidecar::proxy {
 
-// ConnectionRef names a connection across loop hops without holding it: its address on the
-// owning loop and the client's address (ip:port). The owning loop closes a connection only
-// when both still match one of its open plaintext connections, so a freed connection is
-// never touched; the one way to hit a different connection is a new plaintext connection from
-// the very same client ip:port at the very same memory address, which the drain would close
-// anyway.
+// ConnectionRef names a connection across loop hops without holding it: the id its worker
+// gave it (never reused, so a connection closed meanwhile is simply not found) and the
+// client's address (ip:port), for grouping and display.
 struct ConnectionRef {
-  uintptr_t pointer = 0;
+  uint64_t id = 0;
   std::string peer;
 
   friend bool operator==(const ConnectionRef&, const ConnectionRef&) = default;

@@ -1,25 +1,44 @@
-// Connection joins two sockets: `downstream_`, the side that connected to us (a MongoDB
-// client for ingress), and `upstream_`, the side we dial (the local mongod for ingress).
-// Either side may speak TLS through a TlsSession; bytes always cross the connection as
-// plaintext. One loop owns a connection; it is created, driven and freed on that loop.
+// Connection joins two endpoints: `downstream_`, the side that connected to us (a MongoDB
+// client for ingress, the local mongod for egress), and `upstream_`, the side we dial (the
+// local mongod for ingress, a peer for egress). Either side may speak TLS; the Endpoint hides
+// which, and bytes cross the connection as plaintext. Connection is the policy only: which
+// state it is in, what it admits, what it answers, when it closes. What differs between
+// ingress and egress is in its Policy (IngressPolicy, EgressPolicy: connection_policy.h).
+// One loop owns a connection; it is created, driven and freed on that loop, and it reaches
+// the world only through its ConnectionContext.
 //
-// Egress connections (the local mongod dialing a peer through us) start in kConnecting:
+// Every change of state goes through Enter(), which checks it against kTransitions
+// (connection_state.h). The arrows below are that table, one per line; a unit test reads
+// them from this file and compares both ways.
 //
-//   kConnecting ──connected, plaintext mode──▶ kProxying
-//   kConnecting ──connected, TLS mode────────▶ kHandshaking ──done──▶ kProxying
-//   kConnecting, kHandshaking ──failure───────▶ kClosing (no fallback to plaintext)
+//   ingress
+//   kSniffing ──TLS, the mode serves it───────────────▶ kHandshaking
+//   kSniffing ──MongoDB, the mode serves it───────────▶ kProxying
+//   kSniffing ──plaintext in requireTLS───────────────▶ kRejecting
+//   kSniffing ──TLS in disabled or no certificate, HTTP: answered──▶ kClosingAfterFlush
+//   kSniffing ──EOF, timeout, garbage, socket error───▶ kClosing
+//   kHandshaking ──upstream connect failed────────────▶ kRejecting
+//   kProxying ──upstream connect failed───────────────▶ kRejecting
+//   kHalfClosed ──upstream connect failed─────────────▶ kRejecting
+//   kRejecting ──first request answered───────────────▶ kClosingAfterFlush
+//   kRejecting ──timeout, EOF, drain, error───────────▶ kClosing
+//   egress
+//   kConnecting ──connected, plaintext mode───────────▶ kProxying
+//   kConnecting ──connected, TLS mode─────────────────▶ kHandshaking
+//   kConnecting ──peer unavailable────────────────────▶ kClosing
+//   both
+//   kHandshaking ──done───────────────────────────────▶ kProxying
+//   kHandshaking ──failure, timeout───────────────────▶ kClosing
+//   kProxying ──one side finished sending─────────────▶ kHalfClosed
+//   kProxying ──socket or TLS error, shutdown─────────▶ kClosing
+//   kHalfClosed ──the other side finished too, error──▶ kClosing
+//   kConnecting, kHandshaking, kProxying, kHalfClosed ──SIGTERM drain──▶ kClosingAfterFlush
+//   kSniffing ──SIGTERM drain, nothing read yet───────▶ kClosingAfterFlush
+//   kClosingAfterFlush ──every queued byte written────▶ kClosing
 //
-// States (ingress):
-//
-//   kSniffing ──TLS, mode allows──────────▶ kHandshaking ──done──▶ kProxying
-//   kSniffing ──MongoDB, mode allows──────▶ kProxying
-//   kSniffing ──plaintext in requireTLS───▶ kRejecting  (answer the first request, close)
-//   kSniffing ──TLS in disabled, HTTP─────▶ kRejecting  (alert / HTTP answer, close)
-//   kSniffing ──EOF, timeout, garbage─────▶ kClosing
-//   kHandshaking ──failure, timeout───────▶ kClosing
-//   kHandshaking, kProxying ──upstream connect failed──▶ kRejecting (answer, close)
-//   kProxying ──one side finished sending──▶ kHalfClosed ──the other too──▶ kClosing
-//   any ──socket error, drain, shutdown───▶ kClosing
+// Refused without an answer (an EOF, a garbage header) is kClosing at once. kRejecting and
+// kClosingAfterFlush carry their reason (reason()): the refusal that the first request will
+// be answered with, the reason to close with once the queues are written.
 //
 // SIGTERM (SPEC §10; Worker::DrainConnections, then OnDrainDeadline): a connection idle
 // between requests closes at once; one with a request in flight closes as soon as the last
@@ -35,9 +54,9 @@
 // boundary: it waits for the deadline and is cut then.
 //
 // Closing has two phases: BeginClose stops reads and timers and closes every handle; the
-// connection is freed only after the last close callback (libuv runs pending write and
-// shutdown callbacks, with UV_ECANCELED, before that), never from inside a callback of its
-// own that is still running.
+// connection is freed (ConnectionContext::on_closed) only after the last close callback
+// (libuv runs pending write and shutdown callbacks, with UV_ECANCELED, before that), never
+// from inside a callback of its own that is still running.
 #ifndef SIDECAR_PROXY_NET_CONNECTION_H_
 #define SIDECAR_PROXY_NET_CONNECTION_H_
 
@@ -47,8 +66,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
+#include <string_view>
 
 #include "certs/tls_snapshot.h"
 #include "protocol/hello.h"
@@ -56,41 +75,33 @@
 #include "proxy/base/close_reason.h"
 #include "proxy/base/mode.h"
 #include "proxy/base/uv_handle.h"
+#include "proxy/base/vocabulary.h"
 #include "proxy/net/chunk.h"
+#include "proxy/net/connection_context.h"
+#include "proxy/net/connection_state.h"
+#include "proxy/net/endpoint.h"
 #include "proxy/net/shared_state.h"
-#include "proxy/net/tls_session.h"
 #include "proxy/observe/client_registry.h"
-#include "proxy/observe/metrics.h"
 
 namespace sidecar::proxy {
 
-class Worker;
-
-class Connection {
+class Connection : private Endpoint::Events {
  public:
-  enum class State {
-    kSniffing,
-    kConnecting,
-    kHandshaking,
-    kProxying,
-    kHalfClosed,
-    kRejecting,
-    kClosing
-  };
+  using State = ConnectionState;
+  class Policy;
 
-  // StartIngress takes a client socket just accepted on `worker`'s loop and begins sniffing.
-  // The worker owns the returned connection until it reports itself closed.
-  static Connection* StartIngress(Worker* worker, UvHandle<uv_tcp_t> client);
+  // StartIngress takes a client socket just accepted on `context`'s loop and begins sniffing.
+  // The caller owns the connection; it must keep it until context.on_closed names it.
+  static std::unique_ptr<Connection> StartIngress(const ConnectionContext& context, uint64_t id,
+                                                  UvHandle<uv_tcp_t> client);
 
   // StartEgress takes a connection from the local mongod accepted on an egress listener
   // and dials `route`'s peer, with TLS when the mode says so.
-  static Connection* StartEgress(Worker* worker, UvHandle<uv_tcp_t> local,
-                                 const EgressRoute& route);
+  static std::unique_ptr<Connection> StartEgress(const ConnectionContext& context, uint64_t id,
+                                                 UvHandle<uv_tcp_t> local,
+                                                 const EgressRoute& route);
 
-  // The peer an egress connection dials, "host:port"; "" for ingress.
-  std::string egress_target() const;
-
-  ~Connection();
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -104,117 +115,92 @@ class Connection {
   // as shutdown), else at the end of the current message; cuts now without known framing.
   void OnDrainDeadline();
   // closing: BeginClose ran, or the connection closes once what it holds is written.
-  bool closing() const { return state_ == State::kClosing || closing_after_flush_; }
+  bool closing() const { return state_ == State::kClosing || state_ == State::kClosingAfterFlush; }
 
+  // id: unique within its worker's process lifetime, increasing (worker index in the top
+  // 16 bits, then the worker's sequence).
+  uint64_t id() const { return id_; }
   State state() const { return state_; }
+  // reason: in kRejecting the refusal pending, in kClosingAfterFlush and kClosing why it ends.
+  CloseReason reason() const { return reason_; }
   Transport transport() const { return transport_; }
   Direction direction() const { return direction_; }
   bool admitted() const { return admitted_; }
   const std::string& peer_address() const { return peer_address_; }
   const protocol::HelloMetadata& metadata() const { return metadata_; }
-  bool identified() const { return identified_; }
   // client_subject is the RFC 4514 subject of the client certificate that verified at the
   // end of the ingress TLS handshake; "" for plaintext, no certificate, or one accepted only
   // through allowInvalidCertificates (certs::VerifiedPeerSubject).
   const std::string& client_subject() const { return client_subject_; }
-
-  // Intrusive list of the worker's connections.
-  Connection* prev = nullptr;
-  Connection* next = nullptr;
+  // The peer an egress connection dials, "address (host)"; "" for ingress.
+  std::string egress_target() const;
 
  private:
-  // One socket with its optional TLS session and the bytes waiting to be written to it.
-  struct Endpoint {
-    explicit Endpoint(Connection* owner, ChunkPool* pool)
-        : owner(owner), staged(pool), outgoing(pool), in_flight(pool) {}
+  friend class IngressPolicy;
+  friend class EgressPolicy;
 
-    Connection* owner;
-    UvHandle<uv_tcp_t> socket;
-    std::unique_ptr<TlsSession> tls;
-    ChunkQueue staged;     // plaintext for this side, waiting until it is connected and secure
-    ChunkQueue outgoing;   // bytes ready for the socket (ciphertext when tls)
-    ChunkQueue in_flight;  // bytes held by the write in progress
-    Chunk* read_chunk = nullptr;
-    uv_write_t write_req{};
-    uv_shutdown_t shutdown_req{};
-    bool connected = false;         // the TCP connection is up
-    bool reading = false;           // uv_read_start is in effect
-    bool paused = false;            // reading stopped because the other side is full
-    bool finished_sending = false;  // EOF or close_notify from this side
-    bool writing = false;
-    bool close_notify_sent = false;
-    bool shutdown_started = false;
-    bool shutdown_done = false;
-
-    size_t queued() const { return staged.bytes() + outgoing.bytes() + in_flight.bytes(); }
-    bool ready() const { return connected && (!tls || tls->handshake_done()); }
-  };
-
-  Connection(Worker* worker, UvHandle<uv_tcp_t> client, Direction direction);
-  void Begin();
-
-  Endpoint& Other(Endpoint& side) { return &side == &downstream_ ? upstream_ : downstream_; }
+  Connection(const ConnectionContext& context, uint64_t id, Direction direction, State initial,
+             UvHandle<uv_tcp_t> downstream);
+  // Enter is the one place the state changes: `why` goes to the debug log.
+  void Enter(State to, std::string_view why);
+  void Enter(State to, std::string_view why, CloseReason reason);
   bool IsDownstream(const Endpoint& side) const { return &side == &downstream_; }
+  Endpoint& Other(const Endpoint& side) { return IsDownstream(side) ? upstream_ : downstream_; }
 
-  // Sniffing and admission.
-  void OnSniffBytes(Chunk* chunk);
+  // Admission and refusal.
   void Admit(Transport transport);
-  void RejectPlaintextInRequireTls();
-  void RejectWithBytes(CloseReason reason, const uint8_t* data, size_t size);
+  void Refuse(CloseReason reason, std::string_view why);
+  void AnswerAndClose(CloseReason reason, std::string_view answer);
+  void MaybeAnswerRefusal();
 
   // Upstream.
-  void ConnectUpstream();
+  void ConnectUpstream(const sockaddr* address);
   static void OnUpstreamConnected(uv_connect_t* req, int status);
   void OnUpstreamUnavailable(std::string reason);
-  bool StartEgressTls();
-  void ResolveEgressTarget(const HostPort& target);
-  static void OnEgressResolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
-  void MaybeAnswerRejectedRequest();
+
+  // Endpoint::Events.
+  void OnReceived(Endpoint& from, ChunkQueue& plaintext) override;
+  void OnFinishedSending(Endpoint& from) override;
+  void OnHandshakeDone(Endpoint& side) override;
+  void OnHandshakeFailed(Endpoint& side) override;
+  void OnTlsError(Endpoint& side, std::string_view what) override;
+  void OnSocketError(Endpoint& side, int uv_error) override;
+  void OnSent(Endpoint& side) override;
+  void OnWriteDone(Endpoint& side) override;
+  void OnShutdownDone(Endpoint& side) override;
+  size_t Room(const Endpoint& from) const override;
 
   // Data path.
-  void StartReading(Endpoint& side);
-  void OnBytes(Endpoint& from, Chunk* chunk);
-  void PumpTls(Endpoint& from);
-  void DeliverPlaintext(Endpoint& from, ChunkQueue& plaintext);
-  void Inspect(const ChunkQueue& plaintext);
-  void Advance(Endpoint& to);
-  void Flush(Endpoint& side);
-  void OnFinishedSending(Endpoint& from);
+  void Forward(Endpoint& from, ChunkQueue& plaintext);
   void MaybeShutdown(Endpoint& side);
   void MaybeResume(Endpoint& source);
-  void Pause(Endpoint& source);
-  void OnHandshakeDone(Endpoint& side);
-  void OnSocketError(Endpoint& side, int code);
   void UpdateHalfClosed();
 
   // SIGTERM drain.
   void MaybeFinishDrain();
   // CloseWhenFlushed stops reading both sides, sends close_notify on TLS sides, and closes
   // (as `reason`) once every queued byte is written.
-  void CloseWhenFlushed(CloseReason reason);
+  void CloseWhenFlushed(CloseReason reason, std::string_view why);
   bool WritesPending() const;
 
   // Timers.
   void ArmTimer(int64_t timeout_ms, CloseReason reason);
   static void OnTimer(uv_timer_t* timer);
-
-  // libuv callbacks.
-  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
-  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void OnWrite(uv_write_t* req, int status);
-  static void OnShutdown(uv_shutdown_t* req, int status);
   static void OnHandleClosed(void* context);
 
-  Worker* worker_;
-  ChunkPool* pool_;
-  Direction direction_;
-  State state_ = State::kSniffing;
+  // Logging, rate-limited (a flood cannot fill a disk, SPEC §9).
+  void Log(std::string_view what, std::string_view detail) const;
+
+  const ConnectionContext& context_;
+  const uint64_t id_;
+  const Direction direction_;
+  std::unique_ptr<Policy> policy_;
+  State state_;
+  CloseReason reason_ = CloseReason::kFinished;
   Transport transport_ = Transport::kPlaintext;
-  Mode mode_ = Mode::kDisabled;  // the mode when this connection was sniffed
+  Mode mode_ = Mode::kDisabled;  // the mode when this connection was sniffed or accepted
   bool admitted_ = false;        // counted in connections_active
   CloseReason timer_reason_ = CloseReason::kSniffTimeout;
-  CloseReason close_after_flush_ = CloseReason::kFinished;
-  bool closing_after_flush_ = false;
   int open_handles_ = 0;
   // The SIGTERM drain: kUntilIdle closes when no request is in flight, kUntilBoundary (past
   // the deadline) at the next message boundary.
@@ -226,39 +212,14 @@ class Connection {
   Endpoint upstream_;
   UvHandle<uv_timer_t> timer_;
   uv_connect_t connect_req_{};
-  // Egress only: whom we dial and the name their certificate must carry (a DNS name, or
-  // an IP literal for transparent egress).
-  std::string egress_host_;
-  sockaddr_storage egress_address_{};
-  uv_getaddrinfo_t resolve_req_{};
-  bool resolving_ = false;
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
-
-  // The first bytes, kept until the sniff decides: a copy of the first 16 to classify, and
-  // the chunks themselves to hand on whole.
-  ChunkQueue sniffed_;
-  std::array<uint8_t, 16> sniff_bytes_{};
-  size_t sniff_size_ = 0;
   std::chrono::steady_clock::time_point handshake_started_;
 
-  // The first request from the client, copied (bounded) while it is forwarded, for the
-  // client's identity and for answering it when the connection is refused.
-  std::string first_request_;
-  bool inspected_ = false;
-  bool identified_ = false;
-  protocol::RequestInfo request_;
-  // The request id and opcode to answer the first message in, from its header alone: set
-  // whenever the header frames as MongoDB, even when the body cannot be decoded.
-  std::optional<protocol::RequestInfo> reply_target_;
   protocol::HelloMetadata metadata_;
   ClientRegistry::Handle client_row_;
   // The most bytes queued so far towards upstream [0] and towards the client [1].
   std::array<size_t, 2> queued_peak_{};
-
-  // Set when the connection will be refused once the first request is known.
-  bool rejecting_ = false;
-  CloseReason reject_reason_ = CloseReason::kUpstreamUnavailable;
-  std::string upstream_error_;
+  std::string upstream_error_;  // why the upstream could not be reached, for the answer
   std::string peer_address_;
   std::string client_subject_;
 };

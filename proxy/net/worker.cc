@@ -30,7 +30,22 @@ constexpr uint64_t kAcceptRetryMaxMs = 1000;
 
 }  // namespace
 
-Worker::Worker(SharedState& shared, int index) : shared_(shared), index_(index) {}
+Worker::Worker(SharedState& shared, int index) : shared_(shared), index_(index) {
+  context_.loop = &loop_;
+  context_.pool = &pool_;
+  context_.limits.sniff_timeout_ms = shared.config.sniff_timeout_ms;
+  context_.limits.handshake_timeout_ms = shared.config.handshake_timeout_ms;
+  context_.limits.upstream_proxy_protocol = shared.config.upstream_proxy_protocol;
+  context_.metrics = &shared.metrics;
+  context_.bytes = &bytes_;
+  context_.clients = &shared.clients;
+  context_.mode = &shared.mode;
+  context_.tls = &shared.tls;
+  context_.upstream_address = &shared.upstream_address;
+  context_.outbound_mark = shared.outbound_mark;
+  context_.worker_index = index;
+  context_.on_closed = [this](Connection& connection) { Release(connection); };
+}
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int index,
                                                         std::vector<sockaddr_storage>& addresses) {
@@ -145,6 +160,8 @@ Worker::~Worker() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  // Normally none is left; any that is must be freed through its close callbacks below.
+  CloseAll(CloseReason::kShutdown);
   listeners_.clear();
   accept_retry_timer_.Close();
   publish_timer_.Close();
@@ -290,48 +307,34 @@ void Worker::Admit(Listener& listener, int fd) {
     return;  // the handle closes as it goes out of scope
   }
   shared_.connections.fetch_add(1, std::memory_order_relaxed);
-  Connection* connection =
-      egress ? Connection::StartEgress(this, *std::move(client), *listener.route)
-             : Connection::StartIngress(this, *std::move(client));
-  connection->next = connections_;
-  if (connections_ != nullptr) {
-    connections_->prev = connection;
-  }
-  connections_ = connection;
-  ++connection_count_;
+  // The worker's index in the top bits: an id names one connection across all workers.
+  uint64_t id = (static_cast<uint64_t>(index_) << 48) | ++next_sequence_;
+  std::unique_ptr<Connection> connection =
+      egress ? Connection::StartEgress(context_, id, *std::move(client), *listener.route)
+             : Connection::StartIngress(context_, id, *std::move(client));
+  connections_.emplace(id, std::move(connection));
 }
 
 void Worker::OnPublishTimer(uv_timer_t* timer) {
   static_cast<Worker*>(timer->data)->PublishBytes();
 }
 
-void Worker::PublishBytes() {
-  for (int i = 0; i < 8; ++i) {
-    if (pending_bytes_[i] == 0) {
-      continue;
-    }
-    shared_.metrics.Bytes(static_cast<Direction>(i >> 2), static_cast<Transport>((i >> 1) & 1),
-                          static_cast<FlowDirection>(i & 1), pending_bytes_[i]);
-    pending_bytes_[i] = 0;
-  }
-}
+void Worker::PublishBytes() { bytes_.PublishTo(shared_.metrics); }
 
-void Worker::Release(Connection* connection) {
-  if (connection->prev != nullptr) {
-    connection->prev->next = connection->next;
-  } else {
-    connections_ = connection->next;
-  }
-  if (connection->next != nullptr) {
-    connection->next->prev = connection->prev;
-  }
-  --connection_count_;
-  (connection->direction() == Direction::kEgress ? shared_.egress_connections
-                                                   : shared_.ingress_connections)
+void Worker::Release(Connection& connection) {
+  (connection.direction() == Direction::kEgress ? shared_.egress_connections
+                                                  : shared_.ingress_connections)
       .fetch_sub(1, std::memory_order_relaxed);
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
-  delete connection;
+  connections_.erase(connection.id());
   MaybeFinish();
+}
+
+Connection* Worker::FindConnection(uint64_t id) {
+  auto it = connections_.find(id);
+  return it == connections_.end() || it->second->state() == Connection::State::kClosing
+             ? nullptr
+             : it->second.get();
 }
 
 void Worker::StopAccepting() {
@@ -342,14 +345,14 @@ void Worker::StopAccepting() {
 }
 
 void Worker::CloseAll(CloseReason reason) {
-  for (Connection* c = connections_; c != nullptr; c = c->next) {
-    c->BeginClose(reason);
+  for (auto& [id, connection] : connections_) {
+    connection->BeginClose(reason);
   }
 }
 
 void Worker::DrainConnections() {
   size_t waiting = 0;
-  for (Connection* c = connections_; c != nullptr; c = c->next) {
+  for (auto& [id, c] : connections_) {
     c->StartDrain();
     if (!c->closing()) {
       ++waiting;
@@ -365,13 +368,13 @@ void Worker::DrainConnections() {
 }
 
 void Worker::OnDrainDeadline() {
-  for (Connection* c = connections_; c != nullptr; c = c->next) {
+  for (auto& [id, c] : connections_) {
     c->OnDrainDeadline();
   }
 }
 
 void Worker::MaybeFinish() {
-  if (stopping_ && connection_count_ == 0) {
+  if (stopping_ && connections_.empty()) {
     // The async handle is the last thing keeping the loop alive.
     PublishBytes();
     publish_timer_.Close();
@@ -380,43 +383,6 @@ void Worker::MaybeFinish() {
     finished_ = true;
     async_.Close();
   }
-}
-
-void Worker::OnConnectionClosing(const Connection& connection, CloseReason reason) {
-  if (!IsRejection(reason)) {
-    return;
-  }
-  shared_.metrics.Rejected(reason);
-  if (reason == CloseReason::kPlaintextInRequireTls) {
-    // After the switch the refused clients are the ones left to move: list them where the
-    // plaintext clients are listed (SPEC §6, §7), by the hello's names when it was read.
-    const protocol::HelloMetadata& hello = connection.metadata();
-    shared_.clients.Refused(connection.peer_address(), hello.application, hello.driver,
-                            hello.internal_client);
-    shared_.metrics.PlaintextClientRefused(hello.application, hello.driver);
-  }
-  // Per-connection lines are rate-limited so a flood cannot fill a disk (SPEC §9).
-  static LogRateLimiter limiter(20);
-  limiter.Log(Severity::kInfo, Component::kNetwork, "connection rejected",
-             {{"reason", CloseReasonName(reason)},
-              {"remote", connection.peer_address()},
-              {"application", connection.metadata().application},
-              {"driver", connection.metadata().driver},
-              {"clientSubject", connection.client_subject()}});
-}
-
-void Worker::OnUndecodableRequest(const Connection& connection, std::string_view why) {
-  static LogRateLimiter limiter(5);
-  limiter.Log(Severity::kInfo, Component::kNetwork,
-             "first request not decoded; forwarding it untouched",
-             {{"remote", connection.peer_address()}, {"why", why}});
-}
-
-void Worker::LogConnection(const Connection& connection, std::string_view what,
-                           std::string_view detail) {
-  static LogRateLimiter limiter(20);
-  limiter.Log(Severity::kInfo, Component::kNetwork, what,
-             {{"remote", connection.peer_address()}, {"detail", detail}});
 }
 
 }  // namespace sidecar::proxy

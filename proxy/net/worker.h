@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -20,6 +22,7 @@
 #include "proxy/base/uv_handle.h"
 #include "proxy/net/chunk.h"
 #include "proxy/net/connection.h"
+#include "proxy/net/connection_context.h"
 #include "proxy/net/shared_state.h"
 #include "proxy/observe/metrics.h"
 
@@ -45,10 +48,7 @@ class Worker {
 
   // Loop thread only.
   uv_loop_t* loop() { return &loop_; }
-  ChunkPool& pool() { return pool_; }
-  SharedState& shared() { return shared_; }
   int index() const { return index_; }
-  size_t connection_count() const { return connection_count_; }
 
   // StopAccepting closes the listeners; the loop ends once no connection is left.
   void StopAccepting();
@@ -59,30 +59,21 @@ class Worker {
   // of limits.drainSeconds (Connection::OnDrainDeadline).
   void DrainConnections();
   void OnDrainDeadline();
-  // ForEachConnection visits open connections (not those already closing).
+  // ForEachConnection visits open connections (not those already closing), oldest first.
   template <typename F>
   void ForEachConnection(F&& visit) {
-    for (Connection* c = connections_; c != nullptr; c = c->next) {
-      if (c->state() != Connection::State::kClosing) {
-        visit(*c);
+    for (auto& [id, connection] : connections_) {
+      if (connection->state() != Connection::State::kClosing) {
+        visit(*connection);
       }
     }
   }
+  // FindConnection: the open connection `id` names (Connection::id), or null when it has
+  // closed meanwhile. Ids are never reused, so a stale id finds nothing.
+  Connection* FindConnection(uint64_t id);
 
-  // CountBytes adds to this loop's byte counts, published to the shared counters once a
-  // second: no atomics shared between loops on the per-read path.
-  void CountBytes(Direction direction, Transport transport, FlowDirection flow, uint64_t n) {
-    pending_bytes_[(static_cast<int>(direction) << 2) | (static_cast<int>(transport) << 1) |
-                   static_cast<int>(flow)] += n;
-  }
+  // PublishBytes moves this loop's byte counts to the shared counters (once a second).
   void PublishBytes();
-
-  // Called by connections on this loop.
-  void OnConnectionClosing(const Connection& connection, CloseReason reason);
-  void OnUndecodableRequest(const Connection& connection, std::string_view why);
-  void LogConnection(const Connection& connection, std::string_view what,
-                     std::string_view detail);
-  void Release(Connection* connection);
 
  private:
   Worker(SharedState& shared, int index);
@@ -116,6 +107,8 @@ class Worker {
   static void OnAsync(uv_async_t* async);
   static void OnPublishTimer(uv_timer_t* timer);
   void MaybeFinish();
+  // Release frees `connection` once its last handle has closed (ConnectionContext::on_closed).
+  void Release(Connection& connection);
 
   SharedState& shared_;
   int index_;
@@ -128,12 +121,15 @@ class Worker {
   uint64_t accept_backoff_ms_ = 0;  // 0: the last accept succeeded
   UvHandle<uv_async_t> async_;
   UvHandle<uv_timer_t> publish_timer_;
-  uint64_t pending_bytes_[8] = {};
+  LoopByteCounts bytes_;
+  // What every connection of this worker is given, built once in Create.
+  ConnectionContext context_;
   std::mutex tasks_mutex_;
   std::vector<absl::AnyInvocable<void(Worker&)>> tasks_;
   bool finished_ = false;  // guarded by tasks_mutex_: async_ is closed
-  Connection* connections_ = nullptr;
-  size_t connection_count_ = 0;
+  // The connections this loop owns, by id; freed when their last handle has closed.
+  std::map<uint64_t, std::unique_ptr<Connection>> connections_;
+  uint64_t next_sequence_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

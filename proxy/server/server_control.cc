@@ -6,7 +6,6 @@
 #include <mutex>
 #include <set>
 #include <tuple>
-#include <unordered_set>
 #include <utility>
 
 #include "certs/pem_file.h"
@@ -235,7 +234,7 @@ void Server::ControlPlane::GatherPlaintext(
       w.ForEachConnection([&](Connection& c) {
         if (IsOpenPlaintextClient(c)) {
           rows.push_back({w.index(),
-                          {reinterpret_cast<uintptr_t>(&c), c.peer_address()},
+                          {c.id(), c.peer_address()},
                           c.metadata().application,
                           c.metadata().driver,
                           c.metadata().internal_client});
@@ -342,25 +341,10 @@ void Server::ControlPlane::CloseOnWorker(int index, std::vector<ConnectionRef> c
       continue;
     }
     worker->Post([connections = std::move(connections)](Worker& w) {
-      std::unordered_set<uintptr_t> wanted;
       for (const ConnectionRef& ref : connections) {
-        wanted.insert(ref.pointer);
-      }
-      std::vector<Connection*> closing;
-      w.ForEachConnection([&](Connection& c) {
-        auto pointer = reinterpret_cast<uintptr_t>(&c);
-        if (!wanted.contains(pointer) || !IsOpenPlaintextClient(c)) {
-          return;
+        if (Connection* c = w.FindConnection(ref.id); c != nullptr && IsOpenPlaintextClient(*c)) {
+          c->BeginClose(CloseReason::kDrainedPlaintext);
         }
-        for (const ConnectionRef& ref : connections) {
-          if (ref.pointer == pointer && ref.peer == c.peer_address()) {
-            closing.push_back(&c);
-            return;
-          }
-        }
-      });
-      for (Connection* c : closing) {
-        c->BeginClose(CloseReason::kDrainedPlaintext);
       }
     });
     return;

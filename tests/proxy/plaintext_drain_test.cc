@@ -10,14 +10,14 @@
 namespace sidecar::proxy {
 namespace {
 
-ConnectionRef Ref(uintptr_t n) { return {n, "10.0.0.1:" + std::to_string(40000 + n)}; }
+ConnectionRef Ref(uint64_t n) { return {n, "10.0.0.1:" + std::to_string(40000 + n)}; }
 
-std::vector<uintptr_t> Pointers(const std::vector<PlannedClose>& plan) {
-  std::vector<uintptr_t> pointers;
+std::vector<uint64_t> Ids(const std::vector<PlannedClose>& plan) {
+  std::vector<uint64_t> ids;
   for (const PlannedClose& close : plan) {
-    pointers.push_back(close.connection.pointer);
+    ids.push_back(close.connection.id);
   }
-  return pointers;
+  return ids;
 }
 
 TEST(PlanDrainTest, SpacesClosesEvenlyOverTheWindow) {
@@ -38,7 +38,7 @@ TEST(PlanDrainTest, ClosesMembersLast) {
   std::vector<PlannedClose> plan = PlanDrain(
       {{0, Ref(1), true}, {0, Ref(2), false}, {1, Ref(3), true}, {1, Ref(4), false}}, 4000);
   ASSERT_EQ(plan.size(), 4u);
-  EXPECT_EQ(Pointers(plan), (std::vector<uintptr_t>{2, 4, 1, 3}));
+  EXPECT_EQ(Ids(plan), (std::vector<uint64_t>{2, 4, 1, 3}));
   EXPECT_EQ(plan[3].delay_ms, 3000u);
 }
 
@@ -54,12 +54,12 @@ TEST(DrainSchedulerTest, HandsOutClosesAtTheirTimesOnTheLoop) {
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);
   auto started = std::chrono::steady_clock::now();
-  std::vector<std::pair<uintptr_t, int64_t>> closed;  // pointer, ms since start
+  std::vector<std::pair<uint64_t, int64_t>> closed;  // id, ms since start
   {
     auto scheduler =
         DrainScheduler::Create(&loop, [&](int worker, std::vector<ConnectionRef> refs) {
           for (const ConnectionRef& ref : refs) {
-            closed.emplace_back(ref.pointer, std::chrono::duration_cast<std::chrono::milliseconds>(
+            closed.emplace_back(ref.id, std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  std::chrono::steady_clock::now() - started)
                                                  .count());
           }
@@ -89,11 +89,11 @@ TEST(DrainSchedulerTest, HandsOutClosesAtTheirTimesOnTheLoop) {
 TEST(DrainSchedulerTest, ANewPlanReplacesThePendingOne) {
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);
-  std::vector<uintptr_t> closed;
+  std::vector<uint64_t> closed;
   {
     auto scheduler = DrainScheduler::Create(&loop, [&](int, std::vector<ConnectionRef> refs) {
       for (const ConnectionRef& ref : refs) {
-        closed.push_back(ref.pointer);
+        closed.push_back(ref.id);
       }
     });
     ASSERT_TRUE(scheduler.ok());
@@ -104,7 +104,7 @@ TEST(DrainSchedulerTest, ANewPlanReplacesThePendingOne) {
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   EXPECT_EQ(uv_loop_close(&loop), 0);
-  EXPECT_EQ(closed, (std::vector<uintptr_t>{1, 7, 8}));
+  EXPECT_EQ(closed, (std::vector<uint64_t>{1, 7, 8}));
 }
 
 }  // namespace
