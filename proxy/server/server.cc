@@ -48,8 +48,9 @@ std::string TlsLibraryName() {
   return "BoringSSL";
 }
 
-Server::Server(Config config)
+Server::Server(Config config, std::string takeover_from)
     : config_(std::move(config)),
+      takeover_from_(std::move(takeover_from)),
       metrics_(kVersion, TlsLibraryName()),
       shared_(config_, metrics_) {
   uv_loop_init(&loop_);
@@ -57,6 +58,7 @@ Server::Server(Config config)
 
 Server::~Server() {
   control_.reset();  // closes the control socket (and removes its file) on this loop
+  takeover_.reset();
   upstream_probe_.reset();  // its handles must close while the loop still runs
   signals_.clear();
   drain_timer_.Close();
@@ -240,53 +242,43 @@ absl::Status Server::Start() {
     }
     listen_addresses.push_back(resolved->front());
   }
-  // Every port before the control socket, so that a second sidecar on the same port is told
-  // so (with the first one's pid), whichever control socket it was given.
-  if (absl::Status status = ClaimPorts(listen_addresses); !status.ok()) {
-    return status;
-  }
-  if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
-    std::string dir = config_.control_socket.substr(0, config_.control_socket.rfind('/'));
-    if (absl::Status status = PrepareRuntimeDirectory(dir); !status.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(config_.Origin("control.socket"), ": ", status.message()));
-    }
-  }
-  auto control = ControlPlane::Create(*this);
-  if (!control.ok()) {
-    return control.status();
-  }
-  control_ = *std::move(control);
-
   int threads = config_.threads > 0 ? config_.threads
                                     : static_cast<int>(std::thread::hardware_concurrency());
   if (threads <= 0) {
     threads = 1;
   }
-  for (int i = 0; i < threads; ++i) {
-    auto worker = Worker::Create(shared_, i, listen_addresses);
-    if (!worker.ok()) {
-      return worker.status();
+  if (!takeover_from_.empty()) {
+    // The running sidecar keeps its control socket and /metrics until it stops accepting;
+    // this one binds them after (FinishTakeover).
+    if (absl::Status status = AdoptHandover(listen_addresses, threads); !status.ok()) {
+      return status;
     }
-    workers_.push_back(*std::move(worker));
+  } else {
+    // Every port before the control socket, so that a second sidecar on the same port is
+    // told so (with the first one's pid), whichever control socket it was given.
+    if (absl::Status status = ClaimPorts(listen_addresses); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status = StartControlPlane(); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status = StartTakeoverSource(); !status.ok()) {
+      return status;
+    }
+    for (int i = 0; i < threads; ++i) {
+      auto worker = Worker::Create(shared_, i, listen_addresses);
+      if (!worker.ok()) {
+        return worker.status();
+      }
+      workers_.push_back(*std::move(worker));
+    }
+    if (absl::Status status = StartMetricsEndpoint(); !status.ok()) {
+      return status;
+    }
   }
   std::vector<std::string> bound;
   for (const auto& address : listen_addresses) {
     bound.push_back(FormatAddress(address));
-  }
-
-  if (!config_.metrics_listen.empty()) {
-    auto endpoint =
-        MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_);
-    if (!endpoint.ok()) {
-      // Name what set the address: the flag (--metrics) or the file's metrics.listen.
-      std::string message(endpoint.status().message());
-      if (message.starts_with("metrics.listen")) {
-        message = config_.Origin("metrics.listen") + message.substr(14);
-      }
-      return absl::Status(endpoint.status().code(), message);
-    }
-    metrics_endpoint_ = *std::move(endpoint);
   }
 
   // What the start opens is open, so what is left of the descriptor limit is known; counted
@@ -298,9 +290,13 @@ absl::Status Server::Start() {
   if (run_as) {
     // The socket goes to the user, and so does the default runtime directory the sidecar
     // made for it: the user then removes its socket at exit, and root's `ctl` trusts a
-    // socket in a directory only its server's user can write to.
-    std::vector<std::string> handed_over = {config_.control_socket};
-    if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
+    // socket in a directory only its server's user can write to. A takeover binds its
+    // sockets after this, as the user already.
+    std::vector<std::string> handed_over;
+    if (takeover_from_.empty()) {
+      handed_over = {config_.control_socket, TakeoverSocketPath(config_.control_socket)};
+    }
+    if (takeover_from_.empty() && config_.control_socket == DefaultControlSocketPath(config_.port)) {
       handed_over.push_back(config_.control_socket.substr(0, config_.control_socket.rfind('/')));
     }
     if (absl::Status status = DropPrivileges(*run_as, handed_over); !status.ok()) {
@@ -328,6 +324,9 @@ absl::Status Server::Start() {
   for (auto& worker : workers_) {
     worker->Start();
   }
+  if (takeover_client_) {
+    FinishTakeover();
+  }
   readiness_.SetListenersBound(true);
   StartUpstreamProbe(listen_addresses);
   Log(Severity::kInfo, Component::kNetwork, "listening",
@@ -338,6 +337,40 @@ absl::Status Server::Start() {
        {"threads", static_cast<int64_t>(threads)},
        {"version", kVersion},
        {"tlsLibrary", TlsLibraryName()}});
+  return absl::OkStatus();
+}
+
+absl::Status Server::StartControlPlane() {
+  if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
+    std::string dir = config_.control_socket.substr(0, config_.control_socket.rfind('/'));
+    if (absl::Status status = PrepareRuntimeDirectory(dir); !status.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(config_.Origin("control.socket"), ": ", status.message()));
+    }
+  }
+  auto control = ControlPlane::Create(*this);
+  if (!control.ok()) {
+    return control.status();
+  }
+  control_ = *std::move(control);
+  return absl::OkStatus();
+}
+
+absl::Status Server::StartMetricsEndpoint() {
+  if (config_.metrics_listen.empty()) {
+    return absl::OkStatus();
+  }
+  auto endpoint =
+      MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_);
+  if (!endpoint.ok()) {
+    // Name what set the address: the flag (--metrics) or the file's metrics.listen.
+    std::string message(endpoint.status().message());
+    if (message.starts_with("metrics.listen")) {
+      message = config_.Origin("metrics.listen") + message.substr(14);
+    }
+    return absl::Status(endpoint.status().code(), message);
+  }
+  metrics_endpoint_ = *std::move(endpoint);
   return absl::OkStatus();
 }
 
@@ -362,6 +395,7 @@ absl::Status Server::ClaimPorts(const std::vector<sockaddr_storage>& listen_addr
                           absl::StrCat(origin, ": ", lock.status().message()));
     }
     port_locks_.push_back(*std::move(lock));
+    port_lock_names_.push_back(FormatAddress(address));
   }
   return absl::OkStatus();
 }
@@ -506,6 +540,7 @@ void Server::FinishIfDrained() {
     if (control_) {
       control_->Close();
     }
+    takeover_.reset();
     signals_.clear();
     drain_timer_.Close();
     expiry_timer_.Close();

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,13 +21,17 @@
 #include "proxy/observe/readiness.h"
 #include "proxy/server/certificate_watcher.h"
 #include "proxy/server/port_lock.h"
+#include "proxy/server/takeover.h"
 #include "proxy/upstream/upstream_probe.h"
 
 namespace sidecar::proxy {
 
 class Server {
  public:
-  explicit Server(Config config);
+  // `takeover_from` empty: a normal start that binds and claims every port. Otherwise the
+  // takeover socket of the running sidecar whose listening sockets this one continues
+  // (takeover.h): the whole configuration is loaded and checked before it is asked.
+  explicit Server(Config config, std::string takeover_from = "");
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -50,6 +55,18 @@ class Server {
   // control socket, /ready and /metrics, the upstream probe and reloads.
   void ClampConnectionLimits();
   void BeginDrain();
+  // The takeover, both sides (server_takeover.cc). AdoptHandover receives the running
+  // sidecar's sockets and state and builds `threads` workers on them; FinishTakeover, once
+  // they serve, tells the old process to stop and binds what it held apart from the sockets
+  // (control socket, metrics listener). OfferHandover and HandOver are the running side's
+  // hooks; StartTakeoverSource listens for a takeover. Main loop only.
+  absl::Status AdoptHandover(const std::vector<sockaddr_storage>& listen_addresses, int threads);
+  void FinishTakeover();
+  absl::StatusOr<TakeoverSource::Offer> OfferHandover();
+  void HandOver();
+  absl::Status StartTakeoverSource();
+  absl::Status StartControlPlane();
+  absl::Status StartMetricsEndpoint();
   void FinishIfDrained();
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnDrainTick(uv_timer_t* timer);
@@ -65,6 +82,11 @@ class Server {
   SharedState shared_;
   uv_loop_t loop_{};
   std::vector<PortLock> port_locks_;  // held until the process ends
+  std::vector<std::string> port_lock_names_;  // the address each lock claims, for hand-over
+  std::string takeover_from_;
+  std::optional<TakeoverClient> takeover_client_;  // between AdoptHandover and FinishTakeover
+  std::unique_ptr<TakeoverSource> takeover_;
+  bool handed_over_ = false;  // a new process took the sockets over: this one drains
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_timer_t> drain_timer_;
