@@ -122,15 +122,15 @@ void TakeoverSource::Accept() {
                      {}, MSG_DONTWAIT);
     return;
   }
+  // Another user is told so in answer to its hello, not at once: closing a UNIX socket with
+  // its request unread would reset the connection and lose the answer.
   absl::StatusOr<uid_t> peer = PeerUid(fd.get());
-  if (!peer.ok() || !MayTakeOver(*peer, geteuid())) {
-    std::string sentence =
-        peer.ok() ? absl::StrCat("uid ", *peer, " may not take over a sidecar of uid ", geteuid(),
-                                 "; only the same user or root may")
-                  : std::string(peer.status().message());
-    Log(Severity::kWarning, Component::kControl, "takeover refused", {{"reason", sentence}});
-    (void)SendPacket(fd.get(), EncodeError(sentence), {}, MSG_DONTWAIT);
-    return;
+  refusal_.clear();
+  if (!peer.ok()) {
+    refusal_ = std::string(peer.status().message());
+  } else if (!MayTakeOver(*peer, geteuid())) {
+    refusal_ = absl::StrCat("uid ", *peer, " may not take over a sidecar of uid ", geteuid(),
+                            "; only the same user or root may");
   }
   auto poll = UvHandle<uv_poll_t>::Create(
       "uv_poll_init", [&](uv_poll_t* p) { return uv_poll_init(loop_, p, fd.get()); });
@@ -180,7 +180,9 @@ void TakeoverSource::Converse() {
                         : std::string(message.status().message()));
     return;
   }
-  if (message->verb == "hello" && !offered_) {
+  if (!refusal_.empty()) {
+    Refuse(refusal_);
+  } else if (message->verb == "hello" && !offered_) {
     if (absl::Status status = SendOffer(); !status.ok()) {
       Refuse(std::string(status.message()));
       return;

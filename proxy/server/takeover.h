@@ -91,6 +91,7 @@ class TakeoverSource {
   UvHandle<uv_timer_t> timer_;
   bool offered_ = false;
   bool stopped_ = false;
+  std::string refusal_;  // why this conversation's peer may not take over, "" when it may
 };
 
 // ReceivedSocket is one descriptor handed over, now this process's.
