@@ -62,6 +62,7 @@ Server::~Server() {
   upstream_probe_.reset();  // its handles must close while the loop still runs
   signals_.clear();
   drain_timer_.Close();
+  handover_timer_.Close();
   expiry_timer_.Close();
   certificate_watcher_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);

@@ -228,14 +228,36 @@ absl::StatusOr<TakeoverSource::Offer> Server::OfferHandover() {
 void Server::HandOver() {
   handed_over_ = true;
   Log(Severity::kInfo, Component::kControl,
-      "taken over: the new process serves the port; this one stops accepting and drains", {});
-  // Accepting stops first; then what the new process binds next goes: the control socket's
-  // path and the metrics port (whose listener takes a second or so to stop).
-  BeginDrain();
+      "taken over: the new process serves the port; this one stops accepting and drains",
+      {{"graceMs", static_cast<int64_t>(kHandOverGraceMs)}});
+  // Every loop stops accepting before any connection is drained: a client that reconnects
+  // because its idle connection closed then always reaches the new process. The grace lets
+  // a connection accepted in the last instant send its first request (a TLS handshake, a
+  // hello) so that the drain finds it in flight rather than closing it mid-setup.
+  for (auto& worker : workers_) {
+    worker->Post([](Worker& w) { w.StopAccepting(); });
+  }
+  // What the new process binds next: the control socket's path and the metrics port.
   if (control_) {
     control_->Close();
   }
   metrics_endpoint_.reset();
+  auto timer = UvHandle<uv_timer_t>::Create(
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
+  if (!timer.ok()) {
+    BeginDrain();
+    return;
+  }
+  handover_timer_ = *std::move(timer);
+  handover_timer_.get()->data = this;
+  uv_timer_start(
+      handover_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Server*>(t->data);
+        self->handover_timer_.Close();
+        self->BeginDrain();
+      },
+      kHandOverGraceMs, 0);
 }
 
 absl::Status Server::StartTakeoverSource() {

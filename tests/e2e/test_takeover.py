@@ -273,7 +273,7 @@ def test_takeover_by_another_user_is_refused(procs, tmp_path):
     assert result.returncode == 2, result
     assert "may not take over" in result.stderr, result.stderr
     assert old.alive()
-    assert "takeover refused" in old.stderr_text()
+    old.wait_for_log("takeover refused")
     assert harness.control_request(shared / "s.sock", {"cmd": "status"})["ok"]
 
 

@@ -16,9 +16,11 @@ async function main() {
     const coll = client.db('e2e').collection('load');
     for (let i = 0; !fs.existsSync(stopFile); i++) {
       const marker = `${label}-${i}`;
+      let step = 'insertOne';
       try {
         await coll.insertOne({ marker });
         result.ops++;
+        step = 'findOne';
         const found = await coll.findOne({ marker });
         result.ops++;
         if (found === null || found.marker !== marker) {
@@ -27,7 +29,8 @@ async function main() {
       } catch (err) {
         result.failures++;
         if (result.errors.length < 5) {
-          result.errors.push(`${err.name}: ${err.message}`);
+          const labels = err.errorLabels ? ` [${[...err.errorLabels].join(',')}]` : '';
+          result.errors.push(`${step} at ${new Date().toISOString()}: ${err.name}: ${err.message}${labels}`);
         }
       }
     }
