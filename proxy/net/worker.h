@@ -45,7 +45,8 @@ class Worker {
   static absl::StatusOr<std::unique_ptr<Worker>> Adopt(SharedState& shared, int index,
                                                        std::vector<ListeningSocket> sockets);
   // listening_sockets lists this worker's listeners; the descriptors stay the worker's and
-  // are open until StopAccepting. Call before Start, or from the loop thread.
+  // are open until StopAccepting. Only StopAccepting changes the list, so another thread may
+  // call this while it has not posted StopAccepting.
   std::vector<ListeningSocket> listening_sockets() const;
   ~Worker();
   Worker(const Worker&) = delete;

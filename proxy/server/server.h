@@ -86,7 +86,6 @@ class Server {
   std::string takeover_from_;
   std::optional<TakeoverClient> takeover_client_;  // between AdoptHandover and FinishTakeover
   std::unique_ptr<TakeoverSource> takeover_;
-  bool handed_over_ = false;  // a new process took the sockets over: this one drains
   UvHandle<uv_timer_t> handover_timer_;  // from "stop accepting" to the drain
   // Between stopping accepting and draining at a takeover (HandOver).
   static constexpr uint64_t kHandOverGraceMs = 500;

@@ -226,7 +226,6 @@ absl::StatusOr<TakeoverSource::Offer> Server::OfferHandover() {
 }
 
 void Server::HandOver() {
-  handed_over_ = true;
   Log(Severity::kInfo, Component::kControl,
       "taken over: the new process serves the port; this one stops accepting and drains",
       {{"graceMs", static_cast<int64_t>(kHandOverGraceMs)}});
