@@ -47,6 +47,44 @@ absl::Status DifferentAddresses(std::string_view what) {
       "egress listeners): change them with a restart, not a takeover"));
 }
 
+// GroupListeners puts every received listening socket in the group of the address this
+// configuration expects it on (`expected`: the ingress addresses first, `ingress` of them,
+// then one per egress route), and adopts the port claims into `locks`. An address on one
+// side only is an error: a takeover continues the same addresses.
+absl::StatusOr<std::vector<std::vector<UniqueFd>>> GroupListeners(
+    std::vector<ReceivedSocket>& sockets, const std::vector<sockaddr_storage>& expected,
+    size_t ingress, std::vector<PortLock>& locks, std::vector<std::string>& lock_names) {
+  std::vector<std::vector<UniqueFd>> by_group(expected.size());
+  for (ReceivedSocket& socket : sockets) {
+    if (socket.label.kind == SocketKind::kLock) {
+      lock_names.push_back(socket.label.address);
+      locks.push_back(PortLock::Adopt(socket.fd.release()));
+      continue;
+    }
+    std::string local = LocalAddress(socket.fd.get());
+    bool is_ingress = socket.label.kind == SocketKind::kIngress;
+    size_t last = is_ingress ? ingress : expected.size();
+    size_t group = is_ingress ? 0 : ingress;
+    while (group < last && !SameListener(expected[group], local, socket.fd.get())) {
+      ++group;
+    }
+    if (group == last) {
+      return DifferentAddresses(absl::StrCat("the running sidecar listens on ", local, " (",
+                                             std::string(SocketKindName(socket.label.kind)),
+                                             "), which this configuration does not"));
+    }
+    by_group[group].push_back(std::move(socket.fd));
+  }
+  for (size_t group = 0; group < expected.size(); ++group) {
+    if (by_group[group].empty()) {
+      return DifferentAddresses(absl::StrCat("this configuration listens on ",
+                                             FormatAddress(expected[group]),
+                                             ", which the running sidecar does not"));
+    }
+  }
+  return by_group;
+}
+
 }  // namespace
 
 absl::Status Server::AdoptHandover(const std::vector<sockaddr_storage>& listen_addresses,
@@ -59,11 +97,6 @@ absl::Status Server::AdoptHandover(const std::vector<sockaddr_storage>& listen_a
   if (!handover.ok()) {
     return handover.status();
   }
-  // Every listening socket goes to the group of the address this configuration expects it
-  // on: [0, listen_addresses) ingress, then one per egress route.
-  size_t groups = listen_addresses.size() + shared_.egress_routes.size();
-  std::vector<std::vector<UniqueFd>> by_group(groups);
-  std::vector<std::string> group_names(groups);
   std::vector<sockaddr_storage> expected(listen_addresses);
   for (const EgressRoute& route : shared_.egress_routes) {
     auto resolved = Resolve(route.listen.host, route.listen.port);
@@ -73,51 +106,20 @@ absl::Status Server::AdoptHandover(const std::vector<sockaddr_storage>& listen_a
     }
     expected.push_back(resolved->front());
   }
-  for (ReceivedSocket& socket : handover->sockets) {
-    if (socket.label.kind == SocketKind::kLock) {
-      port_lock_names_.push_back(socket.label.address);
-      port_locks_.push_back(PortLock::Adopt(socket.fd.release()));
-      continue;
-    }
-    std::string local = LocalAddress(socket.fd.get());
-    size_t first = socket.label.kind == SocketKind::kIngress ? 0 : listen_addresses.size();
-    size_t last = socket.label.kind == SocketKind::kIngress ? listen_addresses.size() : groups;
-    size_t group = first;
-    while (group < last && !SameListener(expected[group], local, socket.fd.get())) {
-      ++group;
-    }
-    if (group == last) {
-      return DifferentAddresses(absl::StrCat("the running sidecar listens on ", local, " (",
-                                             std::string(SocketKindName(socket.label.kind)),
-                                             "), which this configuration does not"));
-    }
-    group_names[group] = local;
-    by_group[group].push_back(std::move(socket.fd));
+  auto by_group = GroupListeners(handover->sockets, expected, listen_addresses.size(),
+                                 port_locks_, port_lock_names_);
+  if (!by_group.ok()) {
+    return by_group.status();
   }
-  for (size_t group = 0; group < groups; ++group) {
-    if (by_group[group].empty()) {
-      return DifferentAddresses(absl::StrCat("this configuration listens on ",
-                                             FormatAddress(expected[group]),
-                                             ", which the running sidecar does not"));
-    }
-  }
-  // Each worker polls its share of every address's sockets; with fewer sockets than workers
-  // some share one. Every socket is polled by some worker: a connection the kernel hashed to
-  // a socket nobody polls would wait forever. Each worker gets a descriptor of its own.
+  // Each worker gets a descriptor of its own for every socket it polls (ShareListeners).
   for (int i = 0; i < threads; ++i) {
     std::vector<Worker::ListeningSocket> mine;
-    for (size_t group = 0; group < groups; ++group) {
-      const std::vector<UniqueFd>& fds = by_group[group];
-      const EgressRoute* route =
-          group < listen_addresses.size() ? nullptr
-                                          : &shared_.egress_routes[group - listen_addresses.size()];
-      for (size_t j = 0; j < fds.size(); ++j) {
-        bool assigned = fds.size() >= static_cast<size_t>(threads)
-                            ? j % static_cast<size_t>(threads) == static_cast<size_t>(i)
-                            : j == static_cast<size_t>(i) % fds.size();
-        if (!assigned) {
-          continue;
-        }
+    for (size_t group = 0; group < by_group->size(); ++group) {
+      const std::vector<UniqueFd>& fds = (*by_group)[group];
+      const EgressRoute* route = group < listen_addresses.size()
+                                     ? nullptr
+                                     : &shared_.egress_routes[group - listen_addresses.size()];
+      for (size_t j : ShareListeners(fds.size(), static_cast<size_t>(threads))[i]) {
         int copy = fcntl(fds[j].get(), F_DUPFD_CLOEXEC, 0);
         if (copy < 0) {
           for (const auto& socket : mine) {

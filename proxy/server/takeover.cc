@@ -38,6 +38,23 @@ std::string TakeoverSocketPath(const std::string& control_socket) {
   return absl::StrCat(control_socket, ".takeover");
 }
 
+std::vector<std::vector<size_t>> ShareListeners(size_t sockets, size_t workers) {
+  std::vector<std::vector<size_t>> shares(workers);
+  if (sockets == 0) {
+    return shares;
+  }
+  if (sockets >= workers) {
+    for (size_t j = 0; j < sockets; ++j) {
+      shares[j % workers].push_back(j);
+    }
+  } else {
+    for (size_t i = 0; i < workers; ++i) {
+      shares[i].push_back(i % sockets);
+    }
+  }
+  return shares;
+}
+
 // --- the running process ----------------------------------------------------------------
 
 TakeoverSource::TakeoverSource(uv_loop_t* loop, std::string path, Hooks hooks)

@@ -37,6 +37,13 @@ namespace sidecar::proxy {
 // path with ".takeover" appended when it does not end in ".sock").
 std::string TakeoverSocketPath(const std::string& control_socket);
 
+// ShareListeners says which of `sockets` listening sockets of one address each of `workers`
+// loops polls: element i lists worker i's. With at least as many sockets as workers each
+// worker polls its share; with fewer, workers share sockets. Either way every socket is
+// polled by some worker (a connection the kernel hashed to a socket nobody polls would wait
+// forever) and every worker polls at least one when there is one.
+std::vector<std::vector<size_t>> ShareListeners(size_t sockets, size_t workers);
+
 // TakeoverSource is the running sidecar's side: it listens on `path` (mode 0600) on the main
 // loop and serves one conversation at a time. Main loop only.
 class TakeoverSource {

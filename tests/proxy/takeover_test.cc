@@ -76,6 +76,31 @@ TEST(TakeoverWireTest, GarbageIsRefusedWithAReason) {
   EXPECT_EQ(ErrorText(*DecodeMessage(EncodeError("no, because"))), "no, because");
 }
 
+// Table over the counts of loops before and after: every socket polled, every loop busy.
+TEST(ShareListenersTest, EverySocketIsPolledWhateverTheCountsOfLoops) {
+  for (size_t sockets : {1u, 2u, 3u, 4u, 8u, 13u}) {
+    for (size_t workers : {1u, 2u, 3u, 4u, 16u}) {
+      std::vector<std::vector<size_t>> shares = ShareListeners(sockets, workers);
+      ASSERT_EQ(shares.size(), workers);
+      std::vector<int> polled(sockets, 0);
+      for (const std::vector<size_t>& share : shares) {
+        EXPECT_FALSE(share.empty()) << sockets << " sockets, " << workers << " workers";
+        for (size_t j : share) {
+          ASSERT_LT(j, sockets);
+          ++polled[j];
+        }
+      }
+      for (size_t j = 0; j < sockets; ++j) {
+        EXPECT_GE(polled[j], 1) << "socket " << j << " of " << sockets << ", " << workers
+                                << " workers";
+        if (sockets >= workers) {
+          EXPECT_EQ(polled[j], 1) << "a socket polled twice while others could take it";
+        }
+      }
+    }
+  }
+}
+
 TEST(TakeoverSocketPathTest, SitsBesideTheControlSocket) {
   EXPECT_EQ(TakeoverSocketPath("/run/tls-sidecar/27017.sock"),
             "/run/tls-sidecar/27017.takeover.sock");
