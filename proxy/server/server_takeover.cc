@@ -119,7 +119,9 @@ absl::Status Server::AdoptHandover(const std::vector<sockaddr_storage>& listen_a
       const EgressRoute* route = group < listen_addresses.size()
                                      ? nullptr
                                      : &shared_.egress_routes[group - listen_addresses.size()];
-      for (size_t j : ShareListeners(fds.size(), static_cast<size_t>(threads))[i]) {
+      std::vector<std::vector<size_t>> shares =
+          ShareListeners(fds.size(), static_cast<size_t>(threads));
+      for (size_t j : shares[i]) {
         int copy = fcntl(fds[j].get(), F_DUPFD_CLOEXEC, 0);
         if (copy < 0) {
           for (const auto& socket : mine) {
