@@ -1,5 +1,5 @@
 // TlsSettings is the certificate and TLS policy part of the configuration (SPEC §5
-// [net.tls]), as plain values. proxy/config.cc fills it from the TOML file and the flags;
+// [net.tls]), as plain values. proxy/config/ fills it from the TOML file and the flags;
 // certs/ turns it into TLS contexts. Copyable; no I/O happens here.
 #ifndef SIDECAR_CERTS_TLS_SETTINGS_H_
 #define SIDECAR_CERTS_TLS_SETTINGS_H_

@@ -58,7 +58,7 @@ log() { printf '==> %s\n' "$*"; }
 # tcpdump and iptables for the cluster and transparent egress tests; HAProxy, the independent
 # PROXY protocol parser of the upstreamProxyProtocol test; help2man, lintian, dpkg-dev, buildah
 # and systemd-analyze for the package, unit and image tests of tests/deploy/packaging;
-# testssl.sh for the TLS audit in tests/hostile).
+# testssl.sh for the TLS audit in tests/hostile; chromium, headless, for the status page test).
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libuv1-dev android-libboringssl-dev libtomlplusplus-dev libabsl-dev prometheus-cpp-dev
@@ -67,6 +67,7 @@ PACKAGES=(
   python3 python3-pymongo python3-pytest python3-yaml python3-cryptography prometheus
   openssl ca-certificates curl iproute2 tcpdump iptables haproxy testssl.sh
   help2man lintian dpkg-dev fakeroot file buildah systemd util-linux adduser
+  chromium
 )
 
 is_installed() {

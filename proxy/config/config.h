@@ -57,6 +57,7 @@ struct Config {
 
   // [metrics]
   std::string metrics_listen = "127.0.0.1:9442";  // "" turns metrics off
+  bool metrics_status_page = false;  // serve the status page on a non-loopback listener too
 
   // [limits]
   int64_t max_connections = 65536;
@@ -109,11 +110,8 @@ absl::StatusOr<Mode> ReadConfiguredMode(const std::string& config_file);
 absl::StatusOr<Mode> ReadConfiguredModeFromString(std::string_view toml_text,
                                                   std::string_view file_name);
 
-// HelpText is what --help prints: every flag and key, with defaults.
-std::string HelpText();
-
 // ConfigurationKeys lists every key the file accepts (canonical keys, their aliases, and
-// egress.peers), from the loader's own table.
+// egress.peers), from the loader's own table. --help is help_text.h.
 std::vector<std::string> ConfigurationKeys();
 
 }  // namespace sidecar::proxy

@@ -21,8 +21,8 @@
 #include "certs/pem_file.h"
 #include "proxy/base/concat.h"
 
-// See config.cc: toml++ is compiled in, header-only, because Debian's shared library is built
-// with exceptions and we build with TOML_EXCEPTIONS=0.
+// See toml_loader.cc: toml++ is compiled in, header-only, because Debian's shared library is
+// built with exceptions and we build with TOML_EXCEPTIONS=0.
 #undef TOML_SHARED_LIB
 #define TOML_SHARED_LIB 0
 #undef TOML_HEADER_ONLY

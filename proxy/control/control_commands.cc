@@ -12,30 +12,21 @@
 
 #include "absl/strings/str_join.h"
 #include "proxy/base/concat.h"
+#include "proxy/control/control_json.h"
+#include "proxy/control/control_requests.h"
+#include "proxy/control/readiness_command.h"
 #include "proxy/observe/log.h"
 
 namespace sidecar::proxy {
 
 namespace {
 
-using Json = nlohmann::ordered_json;
+using Json = ControlJson;
 using Reply = absl::AnyInvocable<void(std::string)>;
 
-// Certificates that expire within this many days are warned about (mongod warns at 30).
-// As the start-up log and the alert rule: three weeks ahead.
-constexpr int kExpiryWarningDays = 21;
+std::string Dump(const Json& answer) { return DumpAnswer(answer); }
 
-std::string Dump(const Json& answer) {
-  // Peers' strings (application names) may hold invalid UTF-8: replace, never throw.
-  return answer.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-Json Refusal(std::string_view sentence) {
-  Json answer = Json::object();
-  answer["ok"] = false;
-  answer["error"] = std::string(sentence);
-  return answer;
-}
+Json Refusal(std::string_view sentence) { return RefusalJson(sentence); }
 
 Json Counts(const TransportCounts& counts) {
   return Json{{"tls", counts.tls}, {"plaintext", counts.plaintext}};
@@ -93,30 +84,6 @@ absl::StatusOr<Mode> RequiredMode(const Json& request, std::string_view command,
   return *mode;
 }
 
-Json PlaintextClientsJson(const std::vector<OpenPlaintextClient>& clients) {
-  Json rows = Json::array();
-  for (const OpenPlaintextClient& client : clients) {
-    rows.push_back(Json{{"address", client.address},
-                        {"application", client.application},
-                        {"driver", client.driver},
-                        {"kind", client.member ? "member" : "client"},
-                        {"connections", client.connections}});
-  }
-  return rows;
-}
-
-Json CertificatesJson(const std::vector<certs::CertificateInfo>& certificates) {
-  Json rows = Json::array();
-  for (const certs::CertificateInfo& cert : certificates) {
-    rows.push_back(Json{{"role", cert.role},
-                        {"subject", cert.subject},
-                        {"notAfter", certs::FormatUnixTime(cert.not_after)},
-                        {"sha1", cert.sha1_hex},
-                        {"file", cert.source}});
-  }
-  return rows;
-}
-
 StartupMode Startup(const ControlTarget& target) {
   return StartupMode{target.startup_mode(), target.mode_source(), target.mode_flag(),
                      target.config_file()};
@@ -148,16 +115,16 @@ struct SetModeRequest {
   bool persist = false;
 };
 
-void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t uid,
-                   std::vector<OpenPlaintextClient> open_plaintext, Reply reply) {
-  const Mode from = target.mode();
-  TransitionRequest facts{from,
-                          request.to,
-                          request.force,
-                          target.certificate_loaded(),
-                          std::move(open_plaintext),
-                          target.egress_peer_count(),
-                          target.last_preflight()};
+void Remember(ControlMemory& memory, ModeChangeRecord change) {
+  memory.changes.push_back(std::move(change));
+  while (memory.changes.size() > ControlMemory::kMaxChanges) {
+    memory.changes.pop_front();
+  }
+}
+
+void FinishSetMode(ControlTarget& target, ControlMemory& memory, const SetModeRequest& request,
+                   uid_t uid, const TransitionRequest& facts, Reply reply) {
+  const Mode from = facts.from;
   TransitionDecision decision = DecideTransition(facts);
 
   if (decision.verdict == TransitionVerdict::kRefused) {
@@ -169,6 +136,11 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
     Json answer = Refusal(decision.error);
     answer["from"] = ModeName(from);
     answer["to"] = ModeName(request.to);
+    Json codes = Json::array();
+    for (const TransitionReason& reason : decision.reasons) {
+      codes.push_back(ObstacleCode(reason.obstacle));
+    }
+    answer["reasonCodes"] = std::move(codes);
     if (decision.refused_by_gate()) {
       answer["plaintextClients"] = PlaintextClientsJson(decision.plaintext_clients);
     }
@@ -220,6 +192,8 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
          {"uid", static_cast<int64_t>(uid)},
          {"persisted", persisted},
          {"overridden", decision.overridden}});
+    Remember(memory, {NowUnix(), std::string(ModeName(from)), std::string(ModeName(request.to)),
+                      static_cast<int64_t>(uid), forced, std::string(request.command)});
     answer["forced"] = forced;
     if (forced) {
       answer["overridden"] = decision.overridden;
@@ -233,16 +207,28 @@ void FinishSetMode(ControlTarget& target, const SetModeRequest& request, uid_t u
   reply(Dump(answer));
 }
 
-void SetMode(ControlTarget& target, SetModeRequest request, uid_t uid, Reply reply) {
-  if (request.to == Mode::kRequireTls && target.mode() != Mode::kRequireTls) {
-    // The gate needs the open plaintext connections of every loop: ask them, answer later.
-    target.ListOpenPlaintext([&target, request, uid, reply = std::move(reply)](
-                                 std::vector<OpenPlaintextClient> open) mutable {
-      FinishSetMode(target, request, uid, std::move(open), std::move(reply));
-    });
-    return;
+void SetMode(ControlTarget& target, ControlMemory& memory, SetModeRequest request, uid_t uid,
+             Reply reply) {
+  GatherTransitionFacts(target, request.to, request.force,
+                        [&target, &memory, request, uid,
+                         reply = std::move(reply)](TransitionRequest facts) mutable {
+                          FinishSetMode(target, memory, request, uid, facts, std::move(reply));
+                        });
+}
+
+void Readiness(ControlTarget& target, const Json& request, Reply reply) {
+  std::optional<Mode> to;
+  if (request.contains("mode")) {
+    auto mode = RequiredMode(request, "readiness", "mode");
+    if (!mode.ok()) {
+      reply(Dump(Refusal(std::string(mode.status().message()))));
+      return;
+    }
+    to = *mode;
   }
-  FinishSetMode(target, request, uid, {}, std::move(reply));
+  GatherReadiness(target, to, [reply = std::move(reply)](ReadinessReport report) mutable {
+    reply(Dump(ReadinessJson(report)));
+  });
 }
 
 void Status(ControlTarget& target, Reply reply) {
@@ -297,141 +283,8 @@ void Reload(ControlTarget& target, uid_t uid, Reply reply) {
   reply(Dump(answer));
 }
 
-void Drain(ControlTarget& target, const Json& request, uid_t uid, Reply reply) {
-  auto it = request.find("overSeconds");
-  if (it == request.end() || !it->is_number()) {
-    reply(Dump(Refusal(
-        "drainPlaintext needs \"overSeconds\": the window, in seconds, over which to spread "
-        "the closes (e.g. {\"cmd\":\"drainPlaintext\",\"overSeconds\":60}).")));
-    return;
-  }
-  double seconds = it->get<double>();
-  if (!std::isfinite(seconds) || seconds < 0 || seconds > ControlCommands::kMaxDrainSeconds) {
-    reply(Dump(Refusal(Concat("drainPlaintext: \"overSeconds\" must be between 0 and ",
-                              ControlCommands::kMaxDrainSeconds, "."))));
-    return;
-  }
-  auto over_ms = static_cast<uint64_t>(std::llround(seconds * 1000));
-  target.DrainPlaintext(
-      over_ms, [seconds, uid, reply = std::move(reply)](DrainStarted started) mutable {
-        Log(Severity::kInfo, Component::kControl, "draining plaintext connections",
-            {{"clients", started.clients},
-             {"members", started.members},
-             {"overSeconds", seconds},
-             {"replacedPending", started.replaced},
-             {"uid", static_cast<int64_t>(uid)}});
-        Json answer = Json::object();
-        answer["ok"] = true;
-        answer["closing"] = started.clients + started.members;
-        answer["members"] = started.members;
-        answer["overSeconds"] = seconds;
-        if (started.replaced > 0) {
-          answer["replacedPending"] = started.replaced;
-        }
-        reply(Dump(answer));
-      });
-}
-
-void Clients(ControlTarget& target, const Json& request, Reply reply) {
-  std::optional<Transport> only;
-  if (auto it = request.find("transport"); it != request.end()) {
-    if (it->is_string() && it->get_ref<const std::string&>() == "tls") {
-      only = Transport::kTls;
-    } else if (it->is_string() && it->get_ref<const std::string&>() == "plaintext") {
-      only = Transport::kPlaintext;
-    } else {
-      reply(Dump(Refusal("clients: \"transport\" must be \"tls\" or \"plaintext\".")));
-      return;
-    }
-  }
-  std::vector<ClientRow> rows = target.Clients(only);
-  std::sort(rows.begin(), rows.end(), [](const ClientRow& a, const ClientRow& b) {
-    return std::tie(a.transport, a.state, a.address, a.application) <
-           std::tie(b.transport, b.state, b.address, b.application);
-  });
-  Json clients = Json::array();
-  for (const ClientRow& row : rows) {
-    clients.push_back(Json{{"address", row.address},
-                           {"application", row.application},
-                           {"driver", row.driver},
-                           {"kind", row.member ? "member" : "client"},
-                           {"transport", row.transport == Transport::kTls ? "tls" : "plaintext"},
-                           {"state", ClientStateName(row.state)},
-                           {"active", row.active},
-                           {"total", row.total},
-                           {"lastSeen", certs::FormatUnixTime(row.last_seen_unix_ms / 1000)},
-                           {"subject", row.subject},
-                           {"maxQueuedToClient", row.max_queued_to_client},
-                           {"maxQueuedToUpstream", row.max_queued_to_upstream}});
-  }
-  Json answer = Json::object();
-  answer["ok"] = true;
-  answer["clients"] = clients;
-  reply(Dump(answer));
-}
-
-void Preflight(ControlTarget& target, Mode mode, uid_t uid, Reply reply) {
-  const bool tls = EgressUsesTls(mode);
-  target.Preflight(mode, [&target, mode, tls, uid, reply = std::move(reply)](
-                             absl::StatusOr<std::vector<PeerPreflight>> rows) mutable {
-    if (!rows.ok()) {
-      reply(Dump(Refusal(Concat("preflight: ", rows.status().message(), "."))));
-      return;
-    }
-    bool ok = true;
-    Json peers = Json::array();
-    for (const PeerPreflight& row : *rows) {
-      bool passed = row.error.empty() && row.connected && (!tls || row.handshake);
-      ok = ok && passed;
-      Json peer = Json::object();
-      peer["target"] = row.target;
-      peer["connected"] = row.connected;
-      if (tls) {
-        peer["handshake"] = row.handshake;
-        if (row.verification.empty()) {
-          peer["verification"] = nullptr;
-        } else {
-          peer["verification"] = row.verification;
-        }
-        peer["version"] = row.version;
-      }
-      peer["error"] = row.error;
-      peers.push_back(std::move(peer));
-      if (!passed) {
-        Log(Severity::kWarning, Component::kControl, "preflight failed for an egress peer",
-            {{"mode", ModeName(mode)}, {"target", row.target}, {"error", row.error}});
-      }
-    }
-    if (tls) {
-      target.RecordPreflight(ok);
-    }
-    Log(Severity::kInfo, Component::kControl, "preflight",
-        {{"mode", ModeName(mode)},
-         {"ok", ok},
-         {"peers", static_cast<int64_t>(rows->size())},
-         {"uid", static_cast<int64_t>(uid)}});
-    Json answer = Json::object();
-    answer["ok"] = ok;
-    answer["mode"] = ModeName(mode);
-    answer["transport"] = tls ? "tls" : "plaintext";
-    answer["peers"] = std::move(peers);
-    if (!ok) {
-      answer["error"] = Concat(
-          "Preflight for ", ModeName(mode), " failed: ",
-          tls ? "not every egress peer completed a verified TLS handshake"
-              : "not every egress peer could be reached",
-          " (see `peers`); fix the peers (their mode, certificates, CA) before changing the mode.");
-    } else if (rows->empty()) {
-      answer["warnings"] = Json::array(
-          {"No [[egress.peers]] are configured, so there was nothing to dial; connections "
-           "through a transparent egress listener are not covered by preflight."});
-    }
-    reply(Dump(answer));
-  });
-}
-
 constexpr char kCommands[] =
-    "status, setMode, reload, drainPlaintext, preflight, clients (or mongod's "
+    "status, setMode, reload, drainPlaintext, preflight, clients, readiness (or mongod's "
     "{\"setParameter\":1,\"tlsMode\":...})";
 
 }  // namespace
@@ -473,7 +326,7 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    SetMode(target_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
+    SetMode(target_, memory_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
             std::move(reply));
     return;
   }
@@ -515,7 +368,7 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
         return;
       }
     }
-    SetMode(target_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
+    SetMode(target_, memory_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
             std::move(reply));
   } else if (cmd == "reload") {
     if (check({"cmd"})) {
@@ -523,11 +376,11 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
     }
   } else if (cmd == "drainPlaintext") {
     if (check({"cmd", "overSeconds"})) {
-      Drain(target_, request, peer_uid, std::move(reply));
+      DrainRequest(target_, request, peer_uid, std::move(reply));
     }
   } else if (cmd == "clients") {
     if (check({"cmd", "transport"})) {
-      Clients(target_, request, std::move(reply));
+      ClientsRequest(target_, request, std::move(reply));
     }
   } else if (cmd == "preflight") {
     if (!check({"cmd", "mode"})) {
@@ -538,7 +391,11 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
       reply(ErrorAnswer(std::string(mode.status().message())));
       return;
     }
-    Preflight(target_, *mode, peer_uid, std::move(reply));
+    PreflightRequest(target_, memory_, *mode, peer_uid, std::move(reply));
+  } else if (cmd == "readiness") {
+    if (check({"cmd", "mode"})) {
+      Readiness(target_, request, std::move(reply));
+    }
   } else {
     reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
   }
@@ -564,7 +421,7 @@ std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
   warnings.insert(warnings.end(), facts.file_permission_warnings.begin(),
                   facts.file_permission_warnings.end());
   for (std::string& warning :
-       certs::ExpiryWarnings(facts.certificates, kExpiryWarningDays, facts.now_unix)) {
+       certs::ExpiryWarnings(facts.certificates, kCertificateExpiryWarningDays, facts.now_unix)) {
     warnings.push_back(std::move(warning));
   }
   return warnings;

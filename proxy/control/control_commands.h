@@ -11,6 +11,7 @@
 //   {"cmd":"drainPlaintext","overSeconds":60}
 //   {"cmd":"preflight","mode":"preferTLS"}
 //   {"cmd":"clients","transport":"plaintext"}
+//   {"cmd":"readiness","mode":"requireTLS"}      ("mode" optional: the next step)
 //
 // Threading: one loop (the main loop) calls Handle and every ControlTarget method, and the
 // target calls its completion callbacks on that same loop.
@@ -20,6 +21,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +36,7 @@
 #include "proxy/config/mode_persistence.h"
 #include "proxy/control/mode_transition.h"
 #include "proxy/observe/client_registry.h"
+#include "proxy/observe/status_board.h"
 
 namespace sidecar::proxy {
 
@@ -123,6 +126,17 @@ class ControlTarget {
   // transition rule; last_preflight returns it with its age (nullopt: none since start).
   virtual void RecordPreflight(bool ok) = 0;
   virtual std::optional<PreflightFacts> last_preflight() const = 0;
+  // topology_warnings are the upstream checks' findings (advertised hosts that bypass the
+  // sidecar, mongod reachable on a public address), as sentences; empty when none.
+  virtual std::vector<std::string> topology_warnings() const = 0;
+};
+
+// ControlMemory is what the commands remember for the status page: the recent mode changes
+// (at most kMaxChanges, oldest first) and the last preflight, peer by peer.
+struct ControlMemory {
+  static constexpr size_t kMaxChanges = 20;
+  std::deque<ModeChangeRecord> changes;
+  std::optional<PreflightRecord> preflight;
 };
 
 class ControlCommands {
@@ -132,10 +146,12 @@ class ControlCommands {
 
   explicit ControlCommands(ControlTarget& target) : target_(target) {}
 
+  const ControlMemory& memory() const { return memory_; }
+
   // Handle answers one request line from a peer running as `peer_uid`. `reply` receives one
   // JSON object (no trailing newline) exactly once: before Handle returns, or later on the
-  // same loop for the requests that ask the worker loops (setMode to requireTLS,
-  // drainPlaintext).
+  // same loop for the requests that ask the worker loops (setMode and readiness for
+  // requireTLS, drainPlaintext) or the peers (preflight).
   void Handle(std::string_view line, uid_t peer_uid, absl::AnyInvocable<void(std::string)> reply);
 
   // ErrorAnswer is {"ok":false,"error":sentence}, for the socket layer's own refusals.
@@ -143,6 +159,7 @@ class ControlCommands {
 
  private:
   ControlTarget& target_;
+  ControlMemory memory_;
 };
 
 // Warnings that `status` carries, from its facts: what a restart would run (see

@@ -57,6 +57,10 @@ constexpr char kUsage[] =
     "  drain-plaintext SECONDS          close open plaintext client connections spread over\n"
     "                                   SECONDS, cluster members last\n"
     "  preflight MODE                   dial the egress peers as MODE would\n"
+    "  readiness [MODE]                 may the sidecar go to MODE (default: the next step)\n"
+    "                                   now? ready, ready with warnings, or not ready, each\n"
+    "                                   reason with what to do; the checks set-mode applies\n"
+    "                                   plus advisory ones; exit status 1 when not ready\n"
     "  clients [--transport tls|plaintext]\n"
     "                                   clients by address and application; state refused:\n"
     "                                   plaintext clients turned away by requireTLS\n"
@@ -68,8 +72,8 @@ constexpr char kUsage[] =
     "                  $XDG_RUNTIME_DIR/tls-sidecar, else ~/.tls-sidecar\n"
     "  --json          print the sidecar's JSON answer as it is, for scripts\n"
     "\n"
-    "exit status: 0 when the sidecar says ok, 1 when it refused, 2 when the socket cannot\n"
-    "be reached (or the command line is wrong).\n";
+    "exit status: 0 when the sidecar says ok, 1 when it refused (or readiness says not\n"
+    "ready), 2 when the socket cannot be reached (or the command line is wrong).\n";
 
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "tls-sidecar ctl: %s\n(see tls-sidecar ctl --help)\n", message.c_str());
@@ -391,6 +395,22 @@ void PrintPreflight(const Json& a) {
   PrintWarnings(a);
 }
 
+void PrintReadiness(const Json& a) {
+  std::printf("%s -> %s: %s\n", Field(a, "mode").c_str(), Field(a, "nextMode").c_str(),
+              Field(a, "verdict").c_str());
+  if (a.contains("note")) {
+    std::printf("%s\n", Field(a, "note").c_str());
+  }
+  for (const Json& reason : a.value("reasons", Json::array())) {
+    std::printf("not ready: %s\n", CliWording(Text(reason)).c_str());
+  }
+  if (auto it = a.find("plaintextClients"); it != a.end()) {
+    std::printf("open plaintext client connections:\n");
+    PrintPlaintextClients(*it);
+  }
+  PrintWarnings(a);
+}
+
 void PrintAnswer(const std::string& command, const Json& a) {
   if (command == "status") {
     PrintStatus(a);
@@ -414,6 +434,8 @@ void PrintAnswer(const std::string& command, const Json& a) {
     PrintClients(a);
   } else if (command == "preflight") {
     PrintPreflight(a);
+  } else if (command == "readiness") {
+    PrintReadiness(a);
   }
 }
 
@@ -542,6 +564,14 @@ int CtlMain(int argc, char** argv) {
       return kExitUnreachable;
     }
     request = Json{{"cmd", "preflight"}, {"mode", words[1]}};
+  } else if (command == "readiness") {
+    if (words.size() > 2) {
+      return UsageError("readiness takes at most one mode: allowTLS, preferTLS or requireTLS");
+    }
+    request["cmd"] = "readiness";
+    if (words.size() == 2) {
+      request["mode"] = words[1];
+    }
   } else if (command == "clients") {
     if (!expect_args(0, "no arguments besides --transport")) {
       return kExitUnreachable;
@@ -561,6 +591,15 @@ int CtlMain(int argc, char** argv) {
     return kExitUnreachable;
   }
   bool ok = answer->json["ok"].get<bool>();
+  // readiness answers ok with ready:false: the question was answered, the answer is no, and
+  // scripts gate on the exit status.
+  if (ok && command == "readiness" && answer->json.value("ready", false) != true) {
+    ok = false;
+    if (!json) {
+      PrintReadiness(answer->json);
+      return kExitRefused;
+    }
+  }
   if (json) {
     std::printf("%s\n", answer->line.c_str());
     return ok ? kExitOk : kExitRefused;

@@ -67,6 +67,20 @@ std::string PreflightSentence(Mode to, int peers, const std::optional<PreflightF
 
 }  // namespace
 
+std::string_view ObstacleCode(TransitionObstacle obstacle) {
+  switch (obstacle) {
+    case kNotOneStepUp:
+      return "not_one_step";
+    case kNoCertificate:
+      return "no_certificate";
+    case kPlaintextClients:
+      return "plaintext_clients";
+    case kNoPreflight:
+      return "no_preflight";
+  }
+  return "unknown";
+}
+
 bool IsOneStepUp(Mode from, Mode to) { return static_cast<int>(to) == static_cast<int>(from) + 1; }
 
 TransitionDecision DecideTransition(const TransitionRequest& request) {
@@ -75,30 +89,29 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
     decision.verdict = TransitionVerdict::kUnchanged;
     return decision;
   }
-  std::vector<std::string> sentences;
   std::vector<std::string> overridden;
+  auto stand_in_the_way = [&decision](TransitionObstacle obstacle, std::string sentence) {
+    decision.obstacles |= obstacle;
+    decision.reasons.push_back({obstacle, std::move(sentence)});
+  };
   if (!IsOneStepUp(request.from, request.to)) {
-    decision.obstacles |= kNotOneStepUp;
-    sentences.push_back(StepRuleSentence(request.from, request.to));
+    stand_in_the_way(kNotOneStepUp, StepRuleSentence(request.from, request.to));
     overridden.push_back(request.to > request.from ? "the one-step rule (a skip)"
                                                    : "the one-step rule (a step down)");
   }
   if (IngressAcceptsTls(request.to) && !request.certificate_loaded) {
-    decision.obstacles |= kNoCertificate;
-    sentences.push_back(CertificateSentence(request.to));
+    stand_in_the_way(kNoCertificate, CertificateSentence(request.to));
   }
   if (request.to == Mode::kRequireTls && !request.open_plaintext.empty()) {
-    decision.obstacles |= kPlaintextClients;
     decision.plaintext_clients = request.open_plaintext;
-    sentences.push_back(GateSentence(request.open_plaintext));
+    stand_in_the_way(kPlaintextClients, GateSentence(request.open_plaintext));
     overridden.push_back("the plaintext-client gate of requireTLS");
   }
   if (EgressUsesTls(request.to) && !EgressUsesTls(request.from) && request.egress_peers > 0 &&
       !(request.last_preflight && request.last_preflight->ok &&
         request.last_preflight->age_seconds <= kPreflightMaxAgeSeconds)) {
-    decision.obstacles |= kNoPreflight;
-    sentences.push_back(
-        PreflightSentence(request.to, request.egress_peers, request.last_preflight));
+    stand_in_the_way(kNoPreflight,
+                     PreflightSentence(request.to, request.egress_peers, request.last_preflight));
     overridden.push_back("the preflight requirement for egress TLS");
   }
   if (decision.obstacles == 0) {
@@ -117,6 +130,10 @@ TransitionDecision DecideTransition(const TransitionRequest& request) {
     decision.verdict = TransitionVerdict::kAllowed;
     decision.overridden = Concat("force overrode ", absl::StrJoin(overridden, ", "), ".");
     return decision;
+  }
+  std::vector<std::string> sentences;
+  for (const TransitionReason& reason : decision.reasons) {
+    sentences.push_back(reason.sentence);
   }
   decision.verdict = TransitionVerdict::kRefused;
   decision.error = Concat("Refused to change the mode from ", ModeName(request.from), " to ",

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/base/mode.h"
@@ -81,9 +82,22 @@ enum TransitionObstacle : uint32_t {
   kNoPreflight = 1u << 3,       // egress TLS turns on without a recent successful preflight
 };
 
+// ObstacleCode names an obstacle in answers and in tls_sidecar_next_mode_ready{reason}:
+// "not_one_step", "no_certificate", "plaintext_clients", "no_preflight".
+std::string_view ObstacleCode(TransitionObstacle obstacle);
+
+// TransitionReason is one rule that stood in the way, with the sentence that says why and
+// what to do; the refusal's `error` joins these sentences, and `readiness` lists them.
+struct TransitionReason {
+  TransitionObstacle obstacle = kNotOneStepUp;
+  std::string sentence;
+};
+
 struct TransitionDecision {
   TransitionVerdict verdict = TransitionVerdict::kRefused;
   uint32_t obstacles = 0;  // TransitionObstacle bits
+  // Every rule that stood in the way, in the order they are checked (also under force).
+  std::vector<TransitionReason> reasons;
   // When refused: one or more sentences saying why and what to do instead. Empty otherwise.
   std::string error;
   // When allowed with force: a sentence naming the rules force overrode ("" when none).

@@ -146,12 +146,32 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                     "answered hello.")
                 .Register(*registry_)
                 .Add({});
+  next_mode_ready_ = &BuildGauge()
+                          .Name("tls_sidecar_next_mode_ready")
+                          .Help(
+                              "1 when the next step of the rolling upgrade (next_mode) may be "
+                              "taken now, 0 when a setMode gate stands in the way (reason).")
+                          .Register(*registry_);
   BuildGauge()
       .Name("tls_sidecar_build_info")
       .Help("Build information.")
       .Register(*registry_)
       .Add({{"version", std::string(version)}, {"tls_library", std::string(tls_library)}})
       .Set(1);
+}
+
+void Metrics::SetNextModeReady(std::string_view next_mode, std::string_view reason, bool ready) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::pair<std::string, std::string> labels{std::string(next_mode), std::string(reason)};
+  if (next_mode_series_ == nullptr || labels != next_mode_labels_) {
+    if (next_mode_series_ != nullptr) {
+      next_mode_ready_->Remove(next_mode_series_);
+    }
+    next_mode_series_ =
+        &next_mode_ready_->Add({{"next_mode", labels.first}, {"reason", labels.second}});
+    next_mode_labels_ = std::move(labels);
+  }
+  next_mode_series_->Set(ready ? 1 : 0);
 }
 
 void Metrics::Handshake(Direction direction, std::string_view version, std::string_view cipher,

@@ -102,6 +102,11 @@ class Metrics {
   // replaced certificate's series goes away.
   void SetCertificateExpiries(
       const std::vector<std::tuple<std::string, std::string, int64_t>>& certificates);
+  // SetNextModeReady keeps one tls_sidecar_next_mode_ready{next_mode,reason} series: 1 when
+  // the next step may be taken, else 0 with the first gate's code as the reason (a fixed
+  // set: none, not_one_step, no_certificate, plaintext_clients, no_preflight). A change of
+  // labels replaces the series. Any thread.
+  void SetNextModeReady(std::string_view next_mode, std::string_view reason, bool ready);
 
  private:
   static int Index(Direction direction, Transport transport) {
@@ -125,6 +130,9 @@ class Metrics {
   prometheus::Counter* reload_success_ = nullptr;
   prometheus::Counter* reload_failure_ = nullptr;
   prometheus::Counter* takeover_restarts_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* next_mode_ready_ = nullptr;
+  prometheus::Gauge* next_mode_series_ = nullptr;  // under mutex_
+  std::pair<std::string, std::string> next_mode_labels_;
 
   // Label lookups that depend on what peers send are cached here; the mutex is taken once
   // per handshake or per identified client, never per byte.

@@ -1,7 +1,9 @@
 #include "proxy/observe/metrics_endpoint.h"
 
 #include <civetweb.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,7 +13,9 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/base/concat.h"
 #include "proxy/observe/log.h"
+#include "proxy/observe/status_page.h"
 
 namespace sidecar::proxy {
 
@@ -62,11 +66,12 @@ bool AllowMethod(mg_connection* connection, bool* head) {
 }
 
 void Respond(mg_connection* connection, int status, std::string_view reason,
-             std::string_view content_type, std::string_view body, bool head) {
-  std::string header = absl::StrCat("HTTP/1.1 ", status, " ", std::string(reason),
+             std::string_view content_type, std::string_view body, bool head,
+             std::string_view extra_headers = "") {
+  std::string header = Concat("HTTP/1.1 ", status, " ", reason,
                                     "\r\nContent-Type: ", std::string(content_type),
-                                    "\r\nContent-Length: ", body.size(),
-                                    "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n");
+                                    "\r\nContent-Length: ", body.size(), "\r\n", extra_headers,
+                                    "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
   mg_write(connection, header.data(), header.size());
   if (!head) {
     mg_write(connection, body.data(), body.size());
@@ -109,10 +114,29 @@ std::string WhyCannotBind(const std::string& listen) {
 
 }  // namespace
 
+bool IsLoopbackListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost") {
+    return true;
+  }
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
     const std::string& listen, std::shared_ptr<prometheus::Registry> registry,
-    const Readiness* readiness) {
+    const Readiness* readiness, StatusPageOptions status_page) {
   std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint(std::move(registry), readiness));
+  endpoint->board_ = std::move(status_page.board);
+  endpoint->page_allowed_ = status_page.on_any_listener || IsLoopbackListen(listen);
   // No "s" suffix on the port and no ssl_* option: civetweb leaves TLS (and libssl) alone.
   const char* options[] = {"listening_ports",
                            listen.c_str(),
@@ -158,8 +182,19 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
                          endpoint.get());
   mg_set_request_handler(endpoint->context_, "/ready$", &MetricsEndpoint::OnReady, endpoint.get());
   mg_set_request_handler(endpoint->context_, "/live$", &MetricsEndpoint::OnLive, endpoint.get());
+  if (endpoint->board_) {
+    mg_set_request_handler(endpoint->context_, "/$", &MetricsEndpoint::OnStatusPage,
+                           endpoint.get());
+    mg_set_request_handler(endpoint->context_, "/status$", &MetricsEndpoint::OnStatusPage,
+                           endpoint.get());
+  }
   Log(Severity::kInfo, Component::kMetrics, "serving /metrics and /ready",
-      {{"listen", listen}, {"port", static_cast<int64_t>(endpoint->port_)}});
+      {{"listen", listen},
+       {"port", static_cast<int64_t>(endpoint->port_)},
+       {"statusPage", endpoint->board_ == nullptr  ? "off"
+                      : endpoint->page_allowed_    ? "on"
+                                                   : "refused: not a loopback listener and "
+                                                     "metrics.statusPage is not set"}});
   return endpoint;
 }
 
@@ -203,6 +238,30 @@ int MetricsEndpoint::OnReady(mg_connection* connection, void* self_ptr) {
   }
   Respond(connection, 503, "Service Unavailable", "text/plain; charset=utf-8", state.text, head);
   return 503;
+}
+
+int MetricsEndpoint::OnStatusPage(mg_connection* connection, void* self_ptr) {
+  auto* self = static_cast<MetricsEndpoint*>(self_ptr);
+  if (!IsExactly(connection, "/") && !IsExactly(connection, "/status")) {
+    NotFound(connection);
+    return 404;
+  }
+  bool head = false;
+  if (!AllowMethod(connection, &head)) {
+    return 405;
+  }
+  if (!self->page_allowed_) {
+    Respond(connection, 403, "Forbidden", "text/plain; charset=utf-8",
+            "The status page names clients, so it is served on loopback listeners only; set "
+            "metrics.statusPage = true (--metrics-status-page) to serve it on this address.\n",
+            head);
+    return 403;
+  }
+  std::string body = RenderStatusPage(self->board_->Latest());
+  Respond(connection, 200, "OK", "text/html; charset=utf-8", body, head,
+          Concat("Content-Security-Policy: ", kStatusPagePolicy,
+                       "\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"));
+  return 200;
 }
 
 int MetricsEndpoint::OnLive(mg_connection* connection, void* self_ptr) {

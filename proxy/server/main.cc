@@ -14,6 +14,7 @@
 #include "certs/test_pki.h"
 #include "certs/tls_snapshot.h"
 #include "proxy/config/config.h"
+#include "proxy/config/help_text.h"
 #include "proxy/control/ctl_main.h"
 #include "proxy/observe/log.h"
 #include "proxy/server/privileges.h"

@@ -362,7 +362,8 @@ absl::Status Server::StartMetricsEndpoint() {
     return absl::OkStatus();
   }
   auto endpoint =
-      MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_);
+      MetricsEndpoint::Create(config_.metrics_listen, metrics_.registry(), &readiness_,
+                              StatusPageOptions{status_board_, config_.metrics_status_page});
   if (!endpoint.ok()) {
     // Name what set the address: the flag (--metrics) or the file's metrics.listen.
     std::string message(endpoint.status().message());
@@ -592,6 +593,10 @@ void Server::StartUpstreamProbe(const std::vector<sockaddr_storage>& listen_addr
   addresses.local = LocalInterfaceAddresses();
   addresses.upstream = shared_.upstream_address;
   options.check_addresses = std::move(addresses);
+  options.on_findings = [board = status_board_](std::vector<std::string> advertised,
+                                                std::optional<std::vector<std::string>> exposed) {
+    board->SetTopology(std::move(advertised), std::move(exposed));
+  };
   auto probe = UpstreamProbe::Create(&loop_, std::move(options), [this](const absl::Status& s) {
     readiness_.SetUpstream(s);
   });

@@ -19,6 +19,7 @@
 #include "proxy/observe/metrics.h"
 #include "proxy/observe/metrics_endpoint.h"
 #include "proxy/observe/readiness.h"
+#include "proxy/observe/status_board.h"
 #include "proxy/server/certificate_watcher.h"
 #include "proxy/server/port_lock.h"
 #include "proxy/server/takeover.h"
@@ -104,6 +105,8 @@ class Server {
   void StartUpstreamProbe(const std::vector<sockaddr_storage>& listen_addresses);
   void PublishCertificateExpiries();
   Readiness readiness_{metrics_};
+  // What the status page shows; the control plane publishes, the metrics endpoint renders.
+  std::shared_ptr<StatusBoard> status_board_ = std::make_shared<StatusBoard>();
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<UpstreamProbe> upstream_probe_;
 };

@@ -93,6 +93,13 @@ absl::StatusOr<std::unique_ptr<Server::ControlPlane>> Server::ControlPlane::Crea
     return socket.status();
   }
   plane->socket_ = *std::move(socket);
+  auto feed = StatusFeed::Create(&server.loop_, *plane, plane->commands_.memory(),
+                                 server.metrics_, server.status_board_);
+  if (!feed.ok()) {
+    plane->Close();
+    return feed.status();
+  }
+  plane->status_feed_ = *std::move(feed);
   absl::StatusOr<Mode> file_mode = server.config_.config_file.empty()
                                        ? absl::StatusOr<Mode>(Mode::kDisabled)
                                        : plane->ReadConfiguredMode();
@@ -109,6 +116,10 @@ absl::StatusOr<std::unique_ptr<Server::ControlPlane>> Server::ControlPlane::Crea
 }
 
 void Server::ControlPlane::Close() {
+  if (status_feed_) {
+    status_feed_->Close();
+    status_feed_.reset();
+  }
   if (socket_) {
     socket_->Close();
     socket_.reset();
@@ -316,6 +327,10 @@ std::optional<PreflightFacts> Server::ControlPlane::last_preflight() const {
   auto age = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                               last_preflight_->finished);
   return PreflightFacts{last_preflight_->ok, age.count()};
+}
+
+std::vector<std::string> Server::ControlPlane::topology_warnings() const {
+  return server_.status_board_->TopologyWarnings();
 }
 
 void Server::ControlPlane::CloseOnWorker(int index, std::vector<ConnectionRef> connections) {

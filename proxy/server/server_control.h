@@ -19,6 +19,7 @@
 #include "proxy/control/control_commands.h"
 #include "proxy/control/control_server.h"
 #include "proxy/control/plaintext_drain.h"
+#include "proxy/control/status_feed.h"
 #include "proxy/server/server.h"
 
 namespace sidecar::proxy {
@@ -66,6 +67,7 @@ class Server::ControlPlane : public ControlTarget {
       absl::AnyInvocable<void(absl::StatusOr<std::vector<PeerPreflight>>)> done) override;
   void RecordPreflight(bool ok) override;
   std::optional<PreflightFacts> last_preflight() const override;
+  std::vector<std::string> topology_warnings() const override;
 
   // How long preflight waits for each peer's connection and handshake.
   static constexpr std::chrono::milliseconds kPreflightTimeout{5000};
@@ -85,6 +87,7 @@ class Server::ControlPlane : public ControlTarget {
   std::unique_ptr<DrainScheduler> drain_;
   ControlCommands commands_{*this};
   std::unique_ptr<ControlServer> socket_;
+  std::unique_ptr<StatusFeed> status_feed_;  // keeps the status page and readiness metric fresh
   // The preflight in progress: its dialing thread (joined by Close, so a shutdown waits for
   // at most kPreflightTimeout) and the answer it owes.
   std::thread preflight_thread_;

@@ -291,19 +291,27 @@ struct UpstreamProbe::CheckJob {
   HelloSummary hello;
   SidecarAddresses sidecar;
   bool check_exposure = false;
+  std::function<void(std::vector<std::string>, std::optional<std::vector<std::string>>)>
+      on_findings;
 
   static void Run(uv_work_t* work) {
     auto* job = static_cast<CheckJob*>(work->data);
     // Each finding is logged as soon as it is known: the exposure check dials every
     // interface address and may take a while.
-    for (const std::string& warning :
-         AdvertisedHostWarnings(job->hello, job->sidecar, &SystemResolver)) {
+    std::vector<std::string> advertised =
+        AdvertisedHostWarnings(job->hello, job->sidecar, &SystemResolver);
+    for (const std::string& warning : advertised) {
       Log(Severity::kWarning, Component::kNetwork, "upstream check", {{"warning", warning}});
     }
+    std::optional<std::vector<std::string>> exposed;
     if (job->check_exposure) {
-      for (const std::string& warning : ExposedUpstreamWarnings(job->sidecar, 500)) {
+      exposed = ExposedUpstreamWarnings(job->sidecar, 500);
+      for (const std::string& warning : *exposed) {
         Log(Severity::kWarning, Component::kNetwork, "upstream check", {{"warning", warning}});
       }
+    }
+    if (job->on_findings) {
+      job->on_findings(std::move(advertised), std::move(exposed));
     }
   }
   static void Done(uv_work_t* work, int status) { delete static_cast<CheckJob*>(work->data); }
@@ -517,6 +525,7 @@ void UpstreamProbe::MaybeRunChecks(const HelloSummary& hello) {
   job->hello = hello;
   job->sidecar = *options_.check_addresses;
   job->check_exposure = !checks_ran_;  // mongod's bind addresses do not change while it runs
+  job->on_findings = options_.on_findings;
   if (uv_queue_work(loop_, &job->work, &CheckJob::Run, &CheckJob::Done) != 0) {
     delete job;
     return;

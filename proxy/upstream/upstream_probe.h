@@ -77,6 +77,11 @@ class UpstreamProbe {
     // When set, the host and exposure checks run (on libuv's thread pool) after the first
     // answer and whenever the advertised hosts change; warnings are logged.
     std::optional<SidecarAddresses> check_addresses;
+    // Called on libuv's thread pool with each run's findings (the exposure sentences only
+    // when that check ran, else nullopt), for readiness and the status page: thread-safe.
+    std::function<void(std::vector<std::string> advertised,
+                       std::optional<std::vector<std::string>> exposed)>
+        on_findings;
   };
   // OnResult runs on the loop after every attempt: OK when mongod answered hello, else why
   // not ("127.0.0.1:27018: connection refused").

@@ -47,6 +47,8 @@ SPEC_METRICS = {
     "tls_sidecar_ready": "gauge",
     "tls_sidecar_tls_sni_total": "counter",
     "tls_sidecar_build_info": "gauge",
+    # Issue 15: the next step's readiness verdict per node, {next_mode, reason}.
+    "tls_sidecar_next_mode_ready": "gauge",
 }
 
 
@@ -209,6 +211,27 @@ def test_dashboard_shows_what_operators_need():
                for where, expr in queries), "mode transitions marked"
     assert panels_using(r"tls_sidecar_certificate_expiry_timestamp_seconds.*- time\(\)"), \
         "certificate days left"
+    assert panels_using(r"by \(instance, next_mode, reason\) \(tls_sidecar_next_mode_ready"), \
+        "the next step's verdict per node"
+
+
+def test_readiness_table_reads_at_a_glance():
+    """One row per node: its next mode, ready or not ready in colour, and the reason."""
+    tables = [p for p in all_panels(load_dashboard()["panels"])
+              if p.get("type") == "table" and "tls_sidecar_next_mode_ready" in
+              json.dumps(p.get("targets", []))]
+    assert len(tables) == 1, [p["title"] for p in tables]
+    table = tables[0]
+    assert table["gridPos"]["y"] < 12, "near the top, beside the overview"
+    target = table["targets"][0]
+    assert target["instant"] is True and target["format"] == "table", target
+    value = [o for o in table["fieldConfig"]["overrides"]
+             if o["matcher"] == {"id": "byName", "options": "Value"}]
+    assert value, table["fieldConfig"]
+    properties = {p["id"]: p["value"] for p in value[0]["properties"]}
+    mapping = properties["mappings"][0]["options"]
+    assert mapping["0"]["text"] == "not ready" and mapping["1"]["text"] == "ready", mapping
+    assert "ctl readiness" in table["description"]
 
 
 def test_who_is_left_table_lists_connected_and_refused_clients():

@@ -1,4 +1,5 @@
 #include "proxy/config/config.h"
+#include "proxy/config/help_text.h"
 
 #include "proxy/config/runtime_dir.h"
 

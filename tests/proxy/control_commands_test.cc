@@ -71,6 +71,8 @@ class FakeTarget : public ControlTarget {
   }
   void RecordPreflight(bool ok) override { last_preflight_ = PreflightFacts{ok, 0}; }
   std::optional<PreflightFacts> last_preflight() const override { return last_preflight_; }
+  std::vector<std::string> topology_warnings() const override { return topology; }
+  std::vector<std::string> topology;
 
   Mode mode_ = Mode::kAllowTls;
   Mode startup_mode_ = Mode::kAllowTls;
@@ -719,6 +721,217 @@ TEST(ModeSourceTest, AFlagThatAgreesWithTheFileStillWinsWhenTheFileChanges) {
   EXPECT_FALSE(outlook.persisted);
   ASSERT_EQ(outlook.warnings.size(), 1u);
   EXPECT_THAT(outlook.warnings[0], HasSubstr("cannot open"));
+}
+
+
+// --- readiness: the same decision as setMode --------------------------------------------
+
+// AskAsync sends `line`, completes a pending request for the open plaintext connections
+// with `open` (as the worker loops would), and returns the answer.
+Json AskAsync(ControlCommands& commands, FakeTarget& target, std::string_view line,
+              const std::vector<OpenPlaintextClient>& open) {
+  std::optional<std::string> answer;
+  commands.Handle(line, 1000, [&](std::string text) { answer = std::move(text); });
+  if (target.pending_list) {
+    auto list = std::move(target.pending_list);
+    target.pending_list = nullptr;
+    list(open);
+  }
+  EXPECT_TRUE(answer.has_value()) << line;
+  return answer ? Json::parse(*answer, nullptr, false) : Json();
+}
+
+struct GateCase {
+  Mode from;
+  Mode to;
+  bool certificate;
+  bool plaintext_open;
+  int peers;
+  std::optional<PreflightFacts> preflight;
+};
+
+std::string Describe(const GateCase& c) {
+  return Concat(ModeName(c.from), "->", ModeName(c.to), " cert=", c.certificate,
+                " plaintext=", c.plaintext_open, " peers=", c.peers, " preflight=",
+                c.preflight ? (c.preflight->ok ? "ok" : "failed") : "none");
+}
+
+// Every combination of the facts the gates read: whenever readiness says ready, setMode
+// without force succeeds, and whenever setMode refuses, readiness says not ready with the
+// same codes and each of its reasons is a sentence of setMode's error.
+TEST(ReadinessCommandTest, AgreesWithSetModeInEveryGateCase) {
+  const std::vector<OpenPlaintextClient> open = {{"10.0.0.7", "billing", "PyMongo 4.6", false, 3}};
+  const std::optional<PreflightFacts> preflights[] = {
+      std::nullopt, PreflightFacts{true, 5}, PreflightFacts{false, 5},
+      PreflightFacts{true, kPreflightMaxAgeSeconds + 1}};
+  int ready_cases = 0;
+  int refused_cases = 0;
+  for (Mode from : kAllModes) {
+    for (Mode to : kAllModes) {
+      for (bool certificate : {true, false}) {
+        for (bool plaintext_open : {false, true}) {
+          for (int peers : {0, 2}) {
+            for (const auto& preflight : preflights) {
+              GateCase c{from, to, certificate, plaintext_open, peers, preflight};
+              auto configure = [&](FakeTarget& t) {
+                t.mode_ = c.from;
+                t.certificate_loaded_ = c.certificate;
+                t.egress_peers_ = c.peers;
+                t.last_preflight_ = c.preflight;
+              };
+              const auto& listed = c.plaintext_open ? open : std::vector<OpenPlaintextClient>{};
+              std::string mode = std::string(ModeName(c.to));
+
+              FakeTarget readiness_target;
+              configure(readiness_target);
+              ControlCommands readiness_commands(readiness_target);
+              Json readiness = AskAsync(readiness_commands, readiness_target,
+                                        Concat("{\"cmd\":\"readiness\",\"mode\":\"", mode, "\"}"),
+                                        listed);
+              ASSERT_EQ(readiness["ok"], true) << Describe(c) << readiness;
+              EXPECT_EQ(readiness_target.mode_, c.from) << "readiness never changes the mode";
+
+              FakeTarget set_target;
+              configure(set_target);
+              ControlCommands set_commands(set_target);
+              Json set = AskAsync(set_commands, set_target,
+                                  Concat("{\"cmd\":\"setMode\",\"mode\":\"", mode, "\"}"), listed);
+
+              ASSERT_EQ(readiness["ready"].get<bool>(), set["ok"].get<bool>())
+                  << Describe(c) << "\nreadiness: " << readiness << "\nsetMode: " << set;
+              if (set["ok"] == true) {
+                ++ready_cases;
+                EXPECT_TRUE(readiness["reasons"].empty()) << Describe(c);
+                continue;
+              }
+              ++refused_cases;
+              EXPECT_EQ(readiness["verdict"], "not ready") << Describe(c);
+              EXPECT_EQ(readiness["reasonCodes"], set["reasonCodes"]) << Describe(c);
+              for (const Json& reason : readiness["reasons"]) {
+                EXPECT_THAT(set["error"].get<std::string>(),
+                            HasSubstr(reason.get<std::string>()))
+                    << Describe(c);
+              }
+              EXPECT_EQ(readiness.contains("plaintextClients"), set.contains("plaintextClients"))
+                  << Describe(c);
+            }
+          }
+        }
+      }
+    }
+  }
+  // The table covers both sides of every gate, not only one.
+  EXPECT_GT(ready_cases, 50);
+  EXPECT_GT(refused_cases, 50);
+}
+
+TEST(ReadinessCommandTest, WithoutAModeAsksAboutTheNextStep) {
+  FakeTarget target;
+  target.mode_ = Mode::kPreferTls;
+  ControlCommands commands(target);
+  Json answer = AskAsync(commands, target, "{\"cmd\":\"readiness\"}",
+                         {{"10.0.0.7", "billing", "PyMongo 4.6", false, 3}});
+  EXPECT_EQ(answer["mode"], "preferTLS");
+  EXPECT_EQ(answer["nextMode"], "requireTLS");
+  EXPECT_EQ(answer["ready"], false);
+  EXPECT_EQ(answer["reasonCodes"], Json::array({"plaintext_clients"}));
+  EXPECT_EQ(answer["plaintextClients"][0]["application"], "billing");
+  EXPECT_EQ(answer["plaintextClients"][0]["connections"], 3);
+
+  target.mode_ = Mode::kRequireTls;
+  Json last = AskAsync(commands, target, "{\"cmd\":\"readiness\"}", {});
+  EXPECT_EQ(last["ready"], true);
+  EXPECT_EQ(last["nextMode"], "requireTLS");
+  EXPECT_THAT(last.value("note", ""), HasSubstr("last step"));
+}
+
+TEST(ReadinessCommandTest, AdvisoryChecksWarnWithoutRefusing) {
+  FakeTarget target;
+  target.mode_ = Mode::kAllowTls;
+  target.egress_peers_ = 1;
+  target.last_preflight_ = PreflightFacts{true, 10};
+  target.topology = {"The replica set advertises 10.0.0.5:27018, which bypasses the sidecar."};
+  target.facts.now_unix = 1'700'000'000;
+  certs::CertificateInfo soon;
+  soon.role = "server";
+  soon.subject = "CN=node1";
+  soon.not_after = target.facts.now_unix + 9 * 86400;
+  target.facts.certificates = {soon};
+  ClientRow connected;
+  connected.address = "10.0.0.7";
+  connected.application = "billing";
+  connected.driver = "PyMongo 4.6";
+  connected.active = 3;
+  ClientRow refused = connected;
+  refused.application = "reports";
+  refused.state = ClientState::kRefused;
+  refused.active = 0;
+  refused.total = 4;
+  target.clients = {connected, refused};
+  ControlCommands commands(target);
+
+  Json answer = AskAsync(commands, target, "{\"cmd\":\"readiness\"}", {});
+  EXPECT_EQ(answer["ready"], true) << answer;
+  EXPECT_EQ(answer["verdict"], "ready with warnings");
+  EXPECT_EQ(answer["nextMode"], "preferTLS");
+  EXPECT_EQ(answer["warningCodes"],
+            Json::array({"certificate_expiry", "topology", "plaintext_connected",
+                         "plaintext_refused"}))
+      << answer;
+  std::string all = answer["warnings"].dump();
+  EXPECT_THAT(all, HasSubstr("3 plaintext connections from application billing (10.0.0.7, "
+                             "PyMongo 4.6)"));
+  EXPECT_THAT(all, HasSubstr("drainPlaintext"));
+  EXPECT_THAT(all, HasSubstr("reports"));
+  EXPECT_THAT(all, HasSubstr("bypasses the sidecar"));
+
+  // No preflight since start: advisory for a step that keeps egress TLS as it is.
+  target.mode_ = Mode::kPreferTls;
+  target.last_preflight_ = std::nullopt;
+  target.clients.clear();
+  Json prefer = AskAsync(commands, target, "{\"cmd\":\"readiness\"}", {});
+  EXPECT_EQ(prefer["ready"], true) << prefer;
+  EXPECT_THAT(prefer["warnings"].dump(), HasSubstr("No preflight since start"));
+  EXPECT_THAT(prefer["warnings"].dump(), HasSubstr("tls-sidecar ctl preflight requireTLS"));
+}
+
+TEST(ReadinessCommandTest, BadRequestsAreRefused) {
+  FakeTarget target;
+  ControlCommands commands(target);
+  Json wrong = AskAsync(commands, target, "{\"cmd\":\"readiness\",\"mode\":\"requireSsl\"}", {});
+  EXPECT_EQ(wrong["ok"], false);
+  EXPECT_THAT(wrong["error"].get<std::string>(), HasSubstr("valid modes are"));
+  Json extra = AskAsync(commands, target, "{\"cmd\":\"readiness\",\"force\":true}", {});
+  EXPECT_EQ(extra["ok"], false);
+  EXPECT_THAT(extra["error"].get<std::string>(), HasSubstr("does not take \"force\""));
+}
+
+// Mode changes and preflights are remembered for the status page.
+TEST(ReadinessCommandTest, MemoryKeepsModeChangesAndTheLastPreflight) {
+  FakeTarget target;
+  target.mode_ = Mode::kAllowTls;
+  PeerPreflight peer;
+  peer.target = "mongo-b:27017";
+  peer.connected = true;
+  peer.handshake = true;
+  peer.verification = "ok";
+  peer.version = "TLSv1.3";
+  target.preflight_rows = std::vector<PeerPreflight>{peer};
+  ControlCommands commands(target);
+  AskAsync(commands, target, "{\"cmd\":\"preflight\",\"mode\":\"preferTLS\"}", {});
+  AskAsync(commands, target, "{\"cmd\":\"setMode\",\"mode\":\"preferTLS\"}", {});
+  AskAsync(commands, target, "{\"cmd\":\"setMode\",\"mode\":\"allowTLS\",\"force\":true}", {});
+  const ControlMemory& memory = commands.memory();
+  ASSERT_EQ(memory.changes.size(), 2u);
+  EXPECT_EQ(memory.changes[0].from, "allowTLS");
+  EXPECT_EQ(memory.changes[0].to, "preferTLS");
+  EXPECT_FALSE(memory.changes[0].forced);
+  EXPECT_EQ(memory.changes[0].uid, 1000);
+  EXPECT_TRUE(memory.changes[1].forced);
+  ASSERT_TRUE(memory.preflight.has_value());
+  EXPECT_TRUE(memory.preflight->ok);
+  ASSERT_EQ(memory.preflight->peers.size(), 1u);
+  EXPECT_EQ(memory.preflight->peers[0].detail, "TLSv1.3, verified");
 }
 
 }  // namespace
