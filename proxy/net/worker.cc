@@ -47,39 +47,74 @@ Worker::Worker(SharedState& shared, int index) : shared_(shared), index_(index) 
   context_.on_closed = [this](Connection& connection) { Release(connection); };
 }
 
-absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int index,
-                                                        std::vector<sockaddr_storage>& addresses) {
-  std::unique_ptr<Worker> worker(new Worker(shared, index));
-  if (int rc = uv_loop_init(&worker->loop_); rc != 0) {
+absl::Status Worker::Init() {
+  if (int rc = uv_loop_init(&loop_); rc != 0) {
     return UvError("uv_loop_init", rc);
   }
-  worker->loop_initialised_ = true;
-  auto async = UvHandle<uv_async_t>::Create("uv_async_init", [&](uv_async_t* a) {
-    return uv_async_init(&worker->loop_, a, &Worker::OnAsync);
-  });
+  loop_initialised_ = true;
+  auto async = UvHandle<uv_async_t>::Create(
+      "uv_async_init", [&](uv_async_t* a) { return uv_async_init(&loop_, a, &Worker::OnAsync); });
   if (!async.ok()) {
     return async.status();
   }
-  worker->async_ = *std::move(async);
-  worker->async_.get()->data = worker.get();
+  async_ = *std::move(async);
+  async_.get()->data = this;
   auto timer = UvHandle<uv_timer_t>::Create(
-      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&worker->loop_, t); });
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
   if (!timer.ok()) {
     return timer.status();
   }
-  worker->publish_timer_ = *std::move(timer);
-  worker->publish_timer_.get()->data = worker.get();
-  uv_timer_start(worker->publish_timer_.get(), &Worker::OnPublishTimer, 1000, 1000);
+  publish_timer_ = *std::move(timer);
+  publish_timer_.get()->data = this;
+  uv_timer_start(publish_timer_.get(), &Worker::OnPublishTimer, 1000, 1000);
   // The timer alone must not keep the loop running once everything else is done.
-  uv_unref(worker->publish_timer_.base());
+  uv_unref(publish_timer_.base());
   auto retry = UvHandle<uv_timer_t>::Create(
-      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&worker->loop_, t); });
+      "uv_timer_init", [&](uv_timer_t* t) { return uv_timer_init(&loop_, t); });
   if (!retry.ok()) {
     return retry.status();
   }
-  worker->accept_retry_timer_ = *std::move(retry);
-  worker->accept_retry_timer_.get()->data = worker.get();
-  uv_unref(worker->accept_retry_timer_.base());
+  accept_retry_timer_ = *std::move(retry);
+  accept_retry_timer_.get()->data = this;
+  uv_unref(accept_retry_timer_.base());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Adopt(SharedState& shared, int index,
+                                                      std::vector<ListeningSocket> sockets) {
+  std::unique_ptr<Worker> worker(new Worker(shared, index));
+  absl::Status status = worker->Init();
+  size_t next = 0;
+  for (; status.ok() && next < sockets.size(); ++next) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    getsockname(sockets[next].fd, reinterpret_cast<sockaddr*>(&address), &length);
+    status = worker->Watch(sockets[next].fd, sockets[next].route, FormatAddress(address));
+  }
+  // Watch owns what it was given; the descriptors never reached it are closed here.
+  for (; next < sockets.size(); ++next) {
+    close(sockets[next].fd);
+  }
+  if (!status.ok()) {
+    return status;
+  }
+  return worker;
+}
+
+std::vector<Worker::ListeningSocket> Worker::listening_sockets() const {
+  std::vector<ListeningSocket> sockets;
+  for (const auto& listener : listeners_) {
+    sockets.push_back({listener->fd, listener->route});
+  }
+  return sockets;
+}
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(SharedState& shared, int index,
+                                                        std::vector<sockaddr_storage>& addresses) {
+  std::unique_ptr<Worker> worker(new Worker(shared, index));
+  if (absl::Status status = worker->Init(); !status.ok()) {
+    return status;
+  }
   for (sockaddr_storage& address : addresses) {
     if (absl::Status status = worker->Listen(address, nullptr); !status.ok()) {
       return status;
@@ -125,14 +160,20 @@ absl::Status Worker::Listen(sockaddr_storage& address, const EgressRoute* route)
     getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length);
     SetAddressPort(address, AddressPort(bound));
   }
+  if (::listen(fd, kListenBacklog) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("listen on ", FormatAddress(address), ": ",
+                                               std::strerror(err)));
+  }
+  return Watch(fd, route, FormatAddress(address));
+}
+
+absl::Status Worker::Watch(int fd, const EgressRoute* route, std::string_view name) {
   auto listener = std::make_unique<Listener>();
   listener->worker = this;
   listener->fd = fd;  // closed by ~Listener from here on
   listener->route = route;
-  if (::listen(fd, kListenBacklog) != 0) {
-    return absl::UnavailableError(absl::StrCat("listen on ", FormatAddress(address), ": ",
-                                               std::strerror(errno)));
-  }
   auto poll = UvHandle<uv_poll_t>::Create(
       "uv_poll_init", [&](uv_poll_t* p) { return uv_poll_init(&loop_, p, fd); });
   if (!poll.ok()) {
@@ -142,7 +183,7 @@ absl::Status Worker::Listen(sockaddr_storage& address, const EgressRoute* route)
   listener->poll.get()->data = listener.get();
   if (int rc = uv_poll_start(listener->poll.get(), UV_READABLE, &Worker::OnListenerReadable);
       rc != 0) {
-    return UvError(absl::StrCat("listen on ", FormatAddress(address)), rc);
+    return UvError(absl::StrCat("listen on ", std::string(name)), rc);
   }
   listeners_.push_back(std::move(listener));
   return absl::OkStatus();

@@ -35,6 +35,22 @@ class Worker {
   // Egress listeners come from shared.egress_routes.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(SharedState& shared, int index,
                                                         std::vector<sockaddr_storage>& addresses);
+
+  // ListeningSocket is a listening descriptor and what arrives on it: ingress (route null)
+  // or egress along `route` (an element of shared.egress_routes).
+  struct ListeningSocket {
+    int fd = -1;
+    const EgressRoute* route = nullptr;
+  };
+  // Adopt makes the loop and watches listening sockets opened elsewhere (handed over by the
+  // sidecar this process takes over from). The worker owns each fd from here on, on success
+  // and on failure; each must be a descriptor of its own (dup() one to share a socket).
+  static absl::StatusOr<std::unique_ptr<Worker>> Adopt(SharedState& shared, int index,
+                                                       std::vector<ListeningSocket> sockets);
+  // listening_sockets lists this worker's listeners; the descriptors stay the worker's and
+  // are open until StopAccepting. Only StopAccepting changes the list, so another thread may
+  // call this while it has not posted StopAccepting.
+  std::vector<ListeningSocket> listening_sockets() const;
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -77,6 +93,8 @@ class Worker {
 
  private:
   Worker(SharedState& shared, int index);
+  // Init makes the loop, its wake-up and its timers (Create and Adopt share it).
+  absl::Status Init();
   // Listener is one listening socket, accepted from by the worker itself rather than by
   // uv_listen: libuv 1.44 answers EMFILE with a single spare descriptor per loop, which
   // another thread can take, and then retries accept() without returning to epoll, forever.
@@ -95,6 +113,8 @@ class Worker {
 
   // Listen binds `address`; connections on it are ingress, or egress along `route`.
   absl::Status Listen(sockaddr_storage& address, const EgressRoute* route);
+  // Watch starts accepting from the listening `fd` (owned by the worker from the call on).
+  absl::Status Watch(int fd, const EgressRoute* route, std::string_view name);
   static void OnListenerReadable(uv_poll_t* poll, int status, int events);
   void AcceptFrom(Listener& listener);
   void Admit(Listener& listener, int fd);

@@ -127,6 +127,13 @@ Metrics::Metrics(std::string_view version, std::string_view tls_library)
                       .Register(*registry_);
   reload_success_ = &reloads.Add({{"result", "success"}});
   reload_failure_ = &reloads.Add({{"result", "failure"}});
+  // Exported at 0 from the start, so that increase() sees the first takeover.
+  takeover_restarts_ = &BuildCounter()
+                            .Name("tls_sidecar_restarts_total")
+                            .Help("Hot restarts onto a new binary (tls-sidecar --takeover) that "
+                                  "this process continues, by kind.")
+                            .Register(*registry_)
+                            .Add({{"kind", "takeover"}});
   upstream_connect_failures_ = &BuildCounter()
                                     .Name("tls_sidecar_upstream_connect_failures_total")
                                     .Help("Failed connections to the upstream mongod.")

@@ -93,6 +93,10 @@ class Metrics {
   void SetReady(bool ready) { ready_->Set(ready ? 1 : 0); }
   double ReadyValue() const { return ready_->Value(); }
   void CertificateReload(bool ok) { (ok ? reload_success_ : reload_failure_)->Increment(); }
+  // Restarted counts tls_sidecar_restarts_total{kind="takeover"}: `n` hot restarts onto a new
+  // binary that this process continues (the ones before it, carried over, plus its own).
+  void Restarted(double n) { takeover_restarts_->Increment(n); }
+  double TakeoverRestarts() const { return takeover_restarts_->Value(); }
   // SetCertificateExpiries replaces every certificate expiry series with the given
   // (role, subject, notAfter) rows: called at start and after each successful reload, so a
   // replaced certificate's series goes away.
@@ -125,6 +129,7 @@ class Metrics {
   prometheus::Gauge* ready_ = nullptr;
   prometheus::Counter* reload_success_ = nullptr;
   prometheus::Counter* reload_failure_ = nullptr;
+  prometheus::Counter* takeover_restarts_ = nullptr;
   prometheus::Family<prometheus::Gauge>* next_mode_ready_ = nullptr;
   prometheus::Gauge* next_mode_series_ = nullptr;  // under mutex_
   std::pair<std::string, std::string> next_mode_labels_;

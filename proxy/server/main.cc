@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -141,13 +142,55 @@ int CheckConfig(const std::vector<const char*>& args) {
   return 0;
 }
 
+// kTakeoverHelp follows the flags' help: the takeover is the process's business, not the
+// configuration's, so main.cc owns its flag.
+constexpr char kTakeoverHelp[] =
+    "\nBinary upgrade without refusing a connection:\n"
+    "  --takeover [SOCKET]   start as the successor of the running sidecar: load and check\n"
+    "                        the whole configuration (a bad one exits 2 and the running\n"
+    "                        sidecar keeps serving), receive its listening sockets and mode\n"
+    "                        over its takeover socket (default: beside the control socket,\n"
+    "                        <runtime dir>/<port>.takeover.sock), serve on them, then tell it\n"
+    "                        to stop accepting; it drains as at SIGTERM and exits 0. Only the\n"
+    "                        same user, or root, may take over. The listening addresses must\n"
+    "                        be the same.\n";
+
+void PrintHelp() {
+  std::fputs(sidecar::proxy::HelpText().c_str(), stdout);
+  std::fputs(kTakeoverHelp, stdout);
+}
+
+// ExtractTakeoverFlag removes "--takeover [SOCKET]" or "--takeover=SOCKET" from argv.
+// Returns nullopt without the flag, "" for the default socket, else the socket given.
+std::optional<std::string> ExtractTakeoverFlag(int* argc, char** argv) {
+  std::optional<std::string> socket;
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--takeover") {
+      socket = "";
+      // The operand is optional: the next word is the socket unless it is another flag.
+      if (i + 1 < *argc && argv[i + 1][0] != '-') {
+        socket = argv[++i];
+      }
+    } else if (arg.starts_with("--takeover=")) {
+      socket = std::string(arg.substr(11));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  argv[out] = nullptr;
+  return socket;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 2) {
     std::string_view first = argv[1];
     if (first == "--help" || first == "-h") {
-      std::fputs(sidecar::proxy::HelpText().c_str(), stdout);
+      PrintHelp();
       return 0;
     }
     if (first == "--version") {
@@ -162,7 +205,7 @@ int main(int argc, char** argv) {
   }
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::fputs(sidecar::proxy::HelpText().c_str(), stdout);
+      PrintHelp();
       return 0;
     }
     if (std::strcmp(argv[i], "--version") == 0) {
@@ -176,6 +219,7 @@ int main(int argc, char** argv) {
                  std::string(run_as_user.status().message()).c_str());
     return 2;
   }
+  std::optional<std::string> takeover = ExtractTakeoverFlag(&argc, argv);
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--check-config") == 0) {
       std::vector<const char*> args(argv, argv + argc);
@@ -190,9 +234,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   config->run_as_user = *run_as_user;
+  std::string takeover_from;
+  if (takeover) {
+    takeover_from = takeover->empty() ? sidecar::proxy::TakeoverSocketPath(config->control_socket)
+                                      : *takeover;
+  }
   absl::Status status;
   {
-    sidecar::proxy::Server server(*std::move(config));
+    sidecar::proxy::Server server(*std::move(config), std::move(takeover_from));
     status = server.Run();
   }
   // The server is gone and every JSON line written before the plain error line, so that

@@ -12,7 +12,7 @@
 //   - a probe bind without SO_REUSEPORT then finds any other listener whose address overlaps
 //     (0.0.0.0 against 127.0.0.1, another user's sidecar, any other program).
 //
-// A later hand-over to a new binary passes the listening sockets and these locks explicitly.
+// A hand-over to a new binary (takeover.h) passes the listening sockets and these locks.
 #ifndef SIDECAR_PROXY_SERVER_PORT_LOCK_H_
 #define SIDECAR_PROXY_SERVER_PORT_LOCK_H_
 
@@ -32,12 +32,20 @@ class PortLock {
   // no claim (the kernel picks a free port) and gets an empty lock.
   static absl::StatusOr<PortLock> Claim(const sockaddr_storage& address);
 
+  // Adopt holds a lock handed over by the sidecar this process takes over from (its claim
+  // socket, received with SCM_RIGHTS): the name stays bound throughout, so the claim never
+  // lapses. Takes ownership of `fd`.
+  static PortLock Adopt(int fd) { return PortLock(fd); }
+
   PortLock() = default;
   PortLock(PortLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   PortLock& operator=(PortLock&& other) noexcept;
   PortLock(const PortLock&) = delete;
   PortLock& operator=(const PortLock&) = delete;
   ~PortLock();
+
+  // fd is the claim socket (-1 for an empty lock), still owned by the lock: for handing over.
+  int fd() const { return fd_; }
 
  private:
   explicit PortLock(int fd) : fd_(fd) {}

@@ -35,8 +35,9 @@ std::string TlsLibraryName() {
   return "BoringSSL";
 }
 
-Server::Server(Config config)
+Server::Server(Config config, std::string takeover_from)
     : config_(std::move(config)),
+      takeover_from_(std::move(takeover_from)),
       metrics_(kVersion, TlsLibraryName()),
       shared_(config_, metrics_) {
   uv_loop_init(&loop_);
@@ -44,9 +45,11 @@ Server::Server(Config config)
 
 Server::~Server() {
   control_.reset();  // closes the control socket (and removes its file) on this loop
+  takeover_.reset();
   upstream_probe_.reset();  // its handles must close while the loop still runs
   signals_.clear();
   drain_timer_.Close();
+  handover_timer_.Close();
   expiry_timer_.Close();
   certificate_watcher_.reset();
   CloseOcsp();
@@ -77,20 +80,9 @@ absl::Status Server::Start() {
   if (!listen_addresses.ok()) {
     return listen_addresses.status();
   }
-  // Every port before the control socket, so that a second sidecar on the same port is told
-  // so (with the first one's pid), whichever control socket it was given.
-  if (absl::Status status = ClaimPorts(*listen_addresses); !status.ok()) {
-    return status;
-  }
-  if (absl::Status status = OpenControlPlane(); !status.ok()) {
-    return status;
-  }
-  absl::StatusOr<int> threads = CreateWorkers(*listen_addresses);
+  absl::StatusOr<int> threads = OpenListeners(*listen_addresses);
   if (!threads.ok()) {
     return threads.status();
-  }
-  if (absl::Status status = OpenMetricsEndpoint(); !status.ok()) {
-    return status;
   }
   // What the start opens is open, so what is left of the descriptor limit is known; counted
   // before root is given up, as /proc/self/fd may then no longer be readable.
@@ -107,6 +99,9 @@ absl::Status Server::Start() {
   }
   for (auto& worker : workers_) {
     worker->Start();
+  }
+  if (takeover_client_) {
+    FinishTakeover();
   }
   readiness_.SetListenersBound(true);
   StartUpstreamProbe(*listen_addresses);
@@ -216,11 +211,30 @@ absl::Status Server::OpenControlPlane() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> Server::CreateWorkers(std::vector<sockaddr_storage>& listen_addresses) {
+absl::StatusOr<int> Server::OpenListeners(std::vector<sockaddr_storage>& listen_addresses) {
   int threads = config_.threads > 0 ? config_.threads
                                     : static_cast<int>(std::thread::hardware_concurrency());
   if (threads <= 0) {
     threads = 1;
+  }
+  if (!takeover_from_.empty()) {
+    // The running sidecar keeps its control socket and /metrics until it stops accepting;
+    // this one binds them after (FinishTakeover).
+    if (absl::Status status = AdoptHandover(listen_addresses, threads); !status.ok()) {
+      return status;
+    }
+    return threads;
+  }
+  // Every port before the control socket, so that a second sidecar on the same port is told
+  // so (with the first one's pid), whichever control socket it was given.
+  if (absl::Status status = ClaimPorts(listen_addresses); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = OpenControlPlane(); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = StartTakeoverSource(); !status.ok()) {
+    return status;
   }
   for (int i = 0; i < threads; ++i) {
     auto worker = Worker::Create(shared_, i, listen_addresses);
@@ -228,6 +242,9 @@ absl::StatusOr<int> Server::CreateWorkers(std::vector<sockaddr_storage>& listen_
       return worker.status();
     }
     workers_.push_back(*std::move(worker));
+  }
+  if (absl::Status status = OpenMetricsEndpoint(); !status.ok()) {
+    return status;
   }
   return threads;
 }
@@ -254,9 +271,13 @@ absl::Status Server::OpenMetricsEndpoint() {
 absl::Status Server::GiveRootUp(const RunAsUser& run_as) {
   // The socket goes to the user, and so does the default runtime directory the sidecar
   // made for it: the user then removes its socket at exit, and root's `ctl` trusts a
-  // socket in a directory only its server's user can write to.
-  std::vector<std::string> handed_over = {config_.control_socket};
-  if (config_.control_socket == DefaultControlSocketPath(config_.port)) {
+  // socket in a directory only its server's user can write to. A takeover binds its
+  // sockets after this, as the user already.
+  std::vector<std::string> handed_over;
+  if (takeover_from_.empty()) {
+    handed_over = {config_.control_socket, TakeoverSocketPath(config_.control_socket)};
+  }
+  if (takeover_from_.empty() && config_.control_socket == DefaultControlSocketPath(config_.port)) {
     handed_over.push_back(config_.control_socket.substr(0, config_.control_socket.rfind('/')));
   }
   if (absl::Status status = DropPrivileges(run_as, handed_over); !status.ok()) {
@@ -351,6 +372,7 @@ void Server::FinishIfDrained() {
     if (control_) {
       control_->Close();
     }
+    takeover_.reset();
     signals_.clear();
     drain_timer_.Close();
     expiry_timer_.Close();

@@ -27,13 +27,17 @@
 #include "proxy/server/certificate_watcher.h"
 #include "proxy/server/port_lock.h"
 #include "proxy/server/privileges.h"
+#include "proxy/server/takeover.h"
 #include "proxy/upstream/upstream_probe.h"
 
 namespace sidecar::proxy {
 
 class Server {
  public:
-  explicit Server(Config config);
+  // `takeover_from` empty: a normal start that binds and claims every port. Otherwise the
+  // takeover socket of the running sidecar whose listening sockets this one continues
+  // (takeover.h): the whole configuration is loaded and checked before it is asked.
+  explicit Server(Config config, std::string takeover_from = "");
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -56,10 +60,11 @@ class Server {
   absl::Status ResolveRoutes();
   absl::StatusOr<std::vector<sockaddr_storage>> ResolveListenAddresses();
   absl::Status OpenControlPlane();
-  // CreateWorkers makes one worker per thread (net.threads, 0: one per core), each bound to
-  // every listening address (a port of 0 there becomes the bound one); returns the thread
-  // count.
-  absl::StatusOr<int> CreateWorkers(std::vector<sockaddr_storage>& listen_addresses);
+  // OpenListeners makes one worker per thread (net.threads, 0: one per core), each bound to
+  // every listening address (a port of 0 there becomes the bound one), with the port claims,
+  // the control and takeover sockets and /metrics; or, at a takeover, workers on the running
+  // sidecar's sockets (AdoptHandover). Returns the thread count.
+  absl::StatusOr<int> OpenListeners(std::vector<sockaddr_storage>& listen_addresses);
   absl::Status OpenMetricsEndpoint();
   absl::Status GiveRootUp(const RunAsUser& run_as);
   absl::Status InstallSignals();
@@ -72,6 +77,16 @@ class Server {
   // control socket, /ready and /metrics, the upstream probe and reloads.
   void ClampConnectionLimits();
   void BeginDrain();
+  // The takeover, both sides (server_takeover.cc). AdoptHandover receives the running
+  // sidecar's sockets and state and builds `threads` workers on them; FinishTakeover, once
+  // they serve, tells the old process to stop and binds what it held apart from the sockets
+  // (control socket, metrics listener). OfferHandover and HandOver are the running side's
+  // hooks; StartTakeoverSource listens for a takeover. Main loop only.
+  absl::Status AdoptHandover(const std::vector<sockaddr_storage>& listen_addresses, int threads);
+  void FinishTakeover();
+  absl::StatusOr<TakeoverSource::Offer> OfferHandover();
+  void HandOver();
+  absl::Status StartTakeoverSource();
   void FinishIfDrained();
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnDrainTick(uv_timer_t* timer);
@@ -87,6 +102,13 @@ class Server {
   SharedState shared_;
   uv_loop_t loop_{};
   std::vector<PortLock> port_locks_;  // held until the process ends
+  std::vector<std::string> port_lock_names_;  // the address each lock claims, for hand-over
+  std::string takeover_from_;
+  std::optional<TakeoverClient> takeover_client_;  // between AdoptHandover and FinishTakeover
+  std::unique_ptr<TakeoverSource> takeover_;
+  UvHandle<uv_timer_t> handover_timer_;  // from "stop accepting" to the drain
+  // Between stopping accepting and draining at a takeover (HandOver).
+  static constexpr uint64_t kHandOverGraceMs = 500;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<UvHandle<uv_signal_t>> signals_;
   UvHandle<uv_timer_t> drain_timer_;

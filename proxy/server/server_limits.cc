@@ -93,6 +93,7 @@ absl::Status Server::ClaimPorts(const std::vector<sockaddr_storage>& listen_addr
                           absl::StrCat(origin, ": ", lock.status().message()));
     }
     port_locks_.push_back(*std::move(lock));
+    port_lock_names_.push_back(FormatAddress(address));
   }
   return absl::OkStatus();
 }
