@@ -61,6 +61,8 @@ SPEC_METRICS.update({
     "tls_sidecar_ocsp_staple_next_refresh_timestamp_seconds": "gauge",
     "tls_sidecar_ocsp_staple_last_success_timestamp_seconds": "gauge",
 })
+# Hot restart (SPEC §10, issue 13): how often this sidecar took over from a running one.
+SPEC_METRICS["tls_sidecar_restarts_total"] = "counter"
 
 
 def queryable_names():

@@ -228,6 +228,10 @@ def test_user_with_transparent_egress_is_refused_at_start(procs, tmp_path):
 def test_running_as_root_without_user_warns_once(procs, pki):
     standin = procs.standin()
     sidecar = procs.sidecar(upstream=standin.address)
+    # The log is written by its own thread: once "listening" (logged last at start) is out,
+    # so is every line before it.
+    harness.wait_until(lambda: any(line["msg"] == "listening" for line in sidecar.log_lines()),
+                       what="the start-up log up to \"listening\"")
     lines = [line for line in sidecar.log_lines() if "running as root" in line["msg"]]
     assert len(lines) == 1 and lines[0]["s"] == "W", lines
     assert "--user NAME" in lines[0]["msg"]
