@@ -242,7 +242,7 @@ void Readiness(ControlTarget& target, const Json& request, Reply reply) {
   if (request.contains("mode")) {
     auto mode = RequiredMode(request, "readiness", "mode");
     if (!mode.ok()) {
-      Refuse(reply, mode.status().message());
+      Refuse(reply, std::string(mode.status().message()));
       return;
     }
     to = *mode;
@@ -370,7 +370,7 @@ void SetParameter(ControlTarget& target, ControlMemory& memory, const Json& requ
   }
   auto mode = RequiredMode(request, "setParameter", tls_mode ? "tlsMode" : "sslMode");
   if (!mode.ok()) {
-    Refuse(reply, mode.status().message());
+    Refuse(reply, std::string(mode.status().message()));
     return;
   }
   SetMode(target, memory, SetModeRequest{"setParameter", *mode, false, false}, uid,
@@ -384,7 +384,7 @@ void SetModeCommand(ControlTarget& target, ControlMemory& memory, const Json& re
   auto persist = OptionalBool(request, "setMode", "persist");
   for (const absl::Status& status : {mode.status(), force.status(), persist.status()}) {
     if (!status.ok()) {
-      Refuse(reply, status.message());
+      Refuse(reply, std::string(status.message()));
       return;
     }
   }
@@ -421,7 +421,7 @@ void Dispatch(ControlTarget& target, ControlMemory& memory, const std::string& c
     }
     auto mode = RequiredMode(request, cmd, "mode");
     if (!mode.ok()) {
-      Refuse(reply, mode.status().message());
+      Refuse(reply, std::string(mode.status().message()));
       return;
     }
     PreflightRequest(target, memory, *mode, uid, std::move(reply));
@@ -443,7 +443,7 @@ std::string ControlCommands::ErrorAnswer(std::string_view sentence) {
 void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply) {
   absl::StatusOr<Json> request = ParseRequest(line);
   if (!request.ok()) {
-    reply(ErrorAnswer(request.status().message()));
+    reply(ErrorAnswer(std::string(request.status().message())));
     return;
   }
   if (request->contains("setParameter")) {
@@ -452,7 +452,7 @@ void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply)
   }
   absl::StatusOr<std::string> cmd = CommandName(*request);
   if (!cmd.ok()) {
-    reply(ErrorAnswer(cmd.status().message()));
+    reply(ErrorAnswer(std::string(cmd.status().message())));
     return;
   }
   Dispatch(target_, memory_, *cmd, *request, peer_uid, std::move(reply));
