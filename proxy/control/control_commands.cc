@@ -28,6 +28,8 @@ std::string Dump(const Json& answer) { return DumpAnswer(answer); }
 
 Json Refusal(std::string_view sentence) { return RefusalJson(sentence); }
 
+void Refuse(Reply& reply, std::string_view sentence) { reply(Dump(Refusal(sentence))); }
+
 Json Counts(const TransportCounts& counts) {
   return Json{{"tls", counts.tls}, {"plaintext", counts.plaintext}};
 }
@@ -122,55 +124,88 @@ void Remember(ControlMemory& memory, ModeChangeRecord change) {
   }
 }
 
+void LogRefusal(Mode from, Mode to, uid_t uid, std::string_view error) {
+  Log(Severity::kInfo, Component::kControl, "mode change refused",
+      {{"from", ModeName(from)},
+       {"to", ModeName(to)},
+       {"uid", static_cast<int64_t>(uid)},
+       {"error", std::string(error)}});
+}
+
+// RefusalAnswer is the answer to a change refused by `decision` (a gate or the transition
+// table): the sentence, both modes, a code per obstacle and, for a gate, who holds it open.
+Json RefusalAnswer(const TransitionDecision& decision, Mode from, Mode to) {
+  Json answer = Refusal(decision.error);
+  answer["from"] = ModeName(from);
+  answer["to"] = ModeName(to);
+  Json codes = Json::array();
+  for (const TransitionReason& reason : decision.reasons) {
+    codes.push_back(ObstacleCode(reason.obstacle));
+  }
+  answer["reasonCodes"] = std::move(codes);
+  if (decision.refused_by_gate()) {
+    answer["plaintextClients"] = PlaintextClientsJson(decision.plaintext_clients);
+  }
+  return answer;
+}
+
+// Persist writes the requested mode to the configuration file. It returns the answer to send
+// instead of changing the mode when the write must not happen or failed, else nullopt.
+std::optional<Json> Persist(ControlTarget& target, const SetModeRequest& request, Mode from,
+                            uid_t uid) {
+  // Never claim a persist that the next start would undo (a mode flag wins over the file).
+  if (std::optional<std::string> refusal = PersistRefusal(Startup(target), request.to)) {
+    LogRefusal(from, request.to, uid, *refusal);
+    Json answer = Refusal(*refusal);
+    answer["from"] = ModeName(from);
+    answer["to"] = ModeName(request.to);
+    return answer;
+  }
+  if (absl::Status status = target.PersistMode(request.to); !status.ok()) {
+    Log(Severity::kWarning, Component::kControl, "persisting the mode failed",
+        {{"to", ModeName(request.to)}, {"error", std::string(status.message())}});
+    return Refusal(Concat("Could not write the mode to the configuration file (", status.message(),
+                          "); the mode was not changed."));
+  }
+  return std::nullopt;
+}
+
+// ApplyChange switches the running mode, logs and remembers the change, and adds "forced"
+// (and what was overridden) to `answer`.
+void ApplyChange(ControlTarget& target, ControlMemory& memory, const SetModeRequest& request,
+                 uid_t uid, Mode from, const TransitionDecision& decision, bool persisted,
+                 Json& answer) {
+  target.ApplyMode(from, request.to);
+  bool forced = !decision.overridden.empty();
+  Log(Severity::kInfo, Component::kControl, "mode changed",
+      {{"from", ModeName(from)},
+       {"to", ModeName(request.to)},
+       {"forced", forced},
+       {"uid", static_cast<int64_t>(uid)},
+       {"persisted", persisted},
+       {"overridden", decision.overridden}});
+  Remember(memory, {NowUnix(), std::string(ModeName(from)), std::string(ModeName(request.to)),
+                    static_cast<int64_t>(uid), forced, std::string(request.command)});
+  answer["forced"] = forced;
+  if (forced) {
+    answer["overridden"] = decision.overridden;
+  }
+}
+
 void FinishSetMode(ControlTarget& target, ControlMemory& memory, const SetModeRequest& request,
                    uid_t uid, const TransitionRequest& facts, Reply reply) {
   const Mode from = facts.from;
   TransitionDecision decision = DecideTransition(facts);
-
   if (decision.verdict == TransitionVerdict::kRefused) {
-    Log(Severity::kInfo, Component::kControl, "mode change refused",
-        {{"from", ModeName(from)},
-         {"to", ModeName(request.to)},
-         {"uid", static_cast<int64_t>(uid)},
-         {"error", decision.error}});
-    Json answer = Refusal(decision.error);
-    answer["from"] = ModeName(from);
-    answer["to"] = ModeName(request.to);
-    Json codes = Json::array();
-    for (const TransitionReason& reason : decision.reasons) {
-      codes.push_back(ObstacleCode(reason.obstacle));
-    }
-    answer["reasonCodes"] = std::move(codes);
-    if (decision.refused_by_gate()) {
-      answer["plaintextClients"] = PlaintextClientsJson(decision.plaintext_clients);
-    }
-    reply(Dump(answer));
+    LogRefusal(from, request.to, uid, decision.error);
+    reply(Dump(RefusalAnswer(decision, from, request.to)));
     return;
   }
-
-  bool persisted = false;
   if (request.persist) {
-    // Never claim a persist that the next start would undo (a mode flag wins over the file).
-    if (std::optional<std::string> refusal = PersistRefusal(Startup(target), request.to)) {
-      Log(Severity::kInfo, Component::kControl, "mode change refused",
-          {{"from", ModeName(from)},
-           {"to", ModeName(request.to)},
-           {"uid", static_cast<int64_t>(uid)},
-           {"error", *refusal}});
-      Json answer = Refusal(*refusal);
-      answer["from"] = ModeName(from);
-      answer["to"] = ModeName(request.to);
-      reply(Dump(answer));
+    if (std::optional<Json> refusal = Persist(target, request, from, uid)) {
+      reply(Dump(*refusal));
       return;
     }
-    if (absl::Status status = target.PersistMode(request.to); !status.ok()) {
-      Log(Severity::kWarning, Component::kControl, "persisting the mode failed",
-          {{"to", ModeName(request.to)}, {"error", std::string(status.message())}});
-      reply(Dump(Refusal(Concat("Could not write the mode to the configuration file (",
-                                status.message(), "); the mode was not changed."))));
-      return;
-    }
-    persisted = true;
   }
 
   Json answer = Json::object();
@@ -183,23 +218,9 @@ void FinishSetMode(ControlTarget& target, ControlMemory& memory, const SetModeRe
   if (decision.verdict == TransitionVerdict::kUnchanged) {
     answer["unchanged"] = true;
   } else {
-    target.ApplyMode(from, request.to);
-    bool forced = !decision.overridden.empty();
-    Log(Severity::kInfo, Component::kControl, "mode changed",
-        {{"from", ModeName(from)},
-         {"to", ModeName(request.to)},
-         {"forced", forced},
-         {"uid", static_cast<int64_t>(uid)},
-         {"persisted", persisted},
-         {"overridden", decision.overridden}});
-    Remember(memory, {NowUnix(), std::string(ModeName(from)), std::string(ModeName(request.to)),
-                      static_cast<int64_t>(uid), forced, std::string(request.command)});
-    answer["forced"] = forced;
-    if (forced) {
-      answer["overridden"] = decision.overridden;
-    }
+    ApplyChange(target, memory, request, uid, from, decision, request.persist, answer);
   }
-  answer["persisted"] = persisted;
+  answer["persisted"] = request.persist;
   RestartOutlook outlook = RefreshPersisted(target, FileMode(target));
   if (!outlook.warnings.empty()) {
     answer["warnings"] = outlook.warnings;
@@ -209,11 +230,11 @@ void FinishSetMode(ControlTarget& target, ControlMemory& memory, const SetModeRe
 
 void SetMode(ControlTarget& target, ControlMemory& memory, SetModeRequest request, uid_t uid,
              Reply reply) {
-  GatherTransitionFacts(target, request.to, request.force,
-                        [&target, &memory, request, uid,
-                         reply = std::move(reply)](TransitionRequest facts) mutable {
-                          FinishSetMode(target, memory, request, uid, facts, std::move(reply));
-                        });
+  GatherTransitionFacts(
+      target, request.to, request.force,
+      [&target, &memory, request, uid, reply = std::move(reply)](TransitionRequest facts) mutable {
+        FinishSetMode(target, memory, request, uid, facts, std::move(reply));
+      });
 }
 
 void Readiness(ControlTarget& target, const Json& request, Reply reply) {
@@ -221,7 +242,7 @@ void Readiness(ControlTarget& target, const Json& request, Reply reply) {
   if (request.contains("mode")) {
     auto mode = RequiredMode(request, "readiness", "mode");
     if (!mode.ok()) {
-      reply(Dump(Refusal(std::string(mode.status().message()))));
+      Refuse(reply, std::string(mode.status().message()));
       return;
     }
     to = *mode;
@@ -274,8 +295,9 @@ void Reload(ControlTarget& target, uid_t uid, Reply reply) {
   Log(Severity::kInfo, Component::kControl, "reload requested",
       {{"uid", static_cast<int64_t>(uid)}});
   if (absl::Status status = target.Reload(); !status.ok()) {
-    reply(Dump(Refusal(Concat(
-        "Reload failed, so the previous certificates stay in use: ", status.message(), "."))));
+    Refuse(
+        reply,
+        Concat("Reload failed, so the previous certificates stay in use: ", status.message(), "."));
     return;
   }
   Json answer = Json::object();
@@ -288,6 +310,130 @@ constexpr char kCommands[] =
     "status, setMode, reload, drainPlaintext, preflight, clients, readiness (or mongod's "
     "{\"setParameter\":1,\"tlsMode\":...})";
 
+// ParseRequest reads one request line; the error's message is the sentence to answer with.
+absl::StatusOr<Json> ParseRequest(std::string_view line) {
+  Json request = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) {
+    return absl::InvalidArgumentError(
+        "The request is not valid JSON; send one JSON object per line, e.g. "
+        "{\"cmd\":\"status\"}.");
+  }
+  if (!request.is_object()) {
+    return absl::InvalidArgumentError(
+        "The request must be a JSON object, e.g. {\"cmd\":\"status\"}.");
+  }
+  return request;
+}
+
+// CommandName reads "cmd"; the error's message is the sentence to answer with.
+absl::StatusOr<std::string> CommandName(const Json& request) {
+  auto cmd_it = request.find("cmd");
+  if (cmd_it == request.end()) {
+    return absl::InvalidArgumentError(
+        Concat("The request has no \"cmd\"; commands are ", kCommands, "."));
+  }
+  if (!cmd_it->is_string()) {
+    return absl::InvalidArgumentError(
+        Concat("\"cmd\" must be a string; commands are ", kCommands, "."));
+  }
+  return cmd_it->get<std::string>();
+}
+
+// OnlyFields answers with a refusal and returns false when `request` has a field outside
+// `allowed`; `reply` is left untouched when it returns true.
+bool OnlyFields(const Json& request, std::string_view cmd,
+                std::initializer_list<std::string_view> allowed, Reply& reply) {
+  if (std::string unknown = UnknownFields(request, cmd, allowed); !unknown.empty()) {
+    Refuse(reply, unknown);
+    return false;
+  }
+  return true;
+}
+
+// SetParameter serves mongod's {"setParameter":1,"tlsMode":...} (or sslMode) as a setMode
+// without force or persist.
+void SetParameter(ControlTarget& target, ControlMemory& memory, const Json& request, uid_t uid,
+                  Reply reply) {
+  if (std::string unknown =
+          UnknownFields(request, "setParameter", {"setParameter", "tlsMode", "sslMode"});
+      !unknown.empty()) {
+    Refuse(reply, Concat(unknown, " Only tlsMode (or sslMode) can be set here."));
+    return;
+  }
+  bool tls_mode = request.contains("tlsMode");
+  bool ssl_mode = request.contains("sslMode");
+  if (tls_mode == ssl_mode) {
+    Refuse(reply, tls_mode ? "setParameter: give tlsMode or sslMode, not both."
+                           : "setParameter: give the mode as tlsMode (or sslMode), e.g. "
+                             "{\"setParameter\":1,\"tlsMode\":\"preferTLS\"}.");
+    return;
+  }
+  auto mode = RequiredMode(request, "setParameter", tls_mode ? "tlsMode" : "sslMode");
+  if (!mode.ok()) {
+    Refuse(reply, std::string(mode.status().message()));
+    return;
+  }
+  SetMode(target, memory, SetModeRequest{"setParameter", *mode, false, false}, uid,
+          std::move(reply));
+}
+
+void SetModeCommand(ControlTarget& target, ControlMemory& memory, const Json& request, uid_t uid,
+                    Reply reply) {
+  auto mode = RequiredMode(request, "setMode", "mode");
+  auto force = OptionalBool(request, "setMode", "force");
+  auto persist = OptionalBool(request, "setMode", "persist");
+  for (const absl::Status& status : {mode.status(), force.status(), persist.status()}) {
+    if (!status.ok()) {
+      Refuse(reply, std::string(status.message()));
+      return;
+    }
+  }
+  SetMode(target, memory, SetModeRequest{"setMode", *mode, *force, *persist}, uid,
+          std::move(reply));
+}
+
+// Dispatch runs command `cmd` once its fields are known to be the command's own.
+void Dispatch(ControlTarget& target, ControlMemory& memory, const std::string& cmd,
+              const Json& request, uid_t uid, Reply reply) {
+  if (cmd == "status") {
+    if (OnlyFields(request, cmd, {"cmd"}, reply)) {
+      Status(target, std::move(reply));
+    }
+  } else if (cmd == "setMode") {
+    if (OnlyFields(request, cmd, {"cmd", "mode", "force", "persist"}, reply)) {
+      SetModeCommand(target, memory, request, uid, std::move(reply));
+    }
+  } else if (cmd == "reload") {
+    if (OnlyFields(request, cmd, {"cmd"}, reply)) {
+      Reload(target, uid, std::move(reply));
+    }
+  } else if (cmd == "drainPlaintext") {
+    if (OnlyFields(request, cmd, {"cmd", "overSeconds"}, reply)) {
+      DrainRequest(target, request, uid, std::move(reply));
+    }
+  } else if (cmd == "clients") {
+    if (OnlyFields(request, cmd, {"cmd", "transport"}, reply)) {
+      ClientsRequest(target, request, std::move(reply));
+    }
+  } else if (cmd == "preflight") {
+    if (!OnlyFields(request, cmd, {"cmd", "mode"}, reply)) {
+      return;
+    }
+    auto mode = RequiredMode(request, cmd, "mode");
+    if (!mode.ok()) {
+      Refuse(reply, std::string(mode.status().message()));
+      return;
+    }
+    PreflightRequest(target, memory, *mode, uid, std::move(reply));
+  } else if (cmd == "readiness") {
+    if (OnlyFields(request, cmd, {"cmd", "mode"}, reply)) {
+      Readiness(target, request, std::move(reply));
+    }
+  } else {
+    Refuse(reply, Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, "."));
+  }
+}
+
 }  // namespace
 
 std::string ControlCommands::ErrorAnswer(std::string_view sentence) {
@@ -295,111 +441,21 @@ std::string ControlCommands::ErrorAnswer(std::string_view sentence) {
 }
 
 void ControlCommands::Handle(std::string_view line, uid_t peer_uid, Reply reply) {
-  Json request = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-  if (request.is_discarded()) {
-    reply(
-        ErrorAnswer("The request is not valid JSON; send one JSON object per line, e.g. "
-                    "{\"cmd\":\"status\"}."));
+  absl::StatusOr<Json> request = ParseRequest(line);
+  if (!request.ok()) {
+    reply(ErrorAnswer(std::string(request.status().message())));
     return;
   }
-  if (!request.is_object()) {
-    reply(ErrorAnswer("The request must be a JSON object, e.g. {\"cmd\":\"status\"}."));
+  if (request->contains("setParameter")) {
+    SetParameter(target_, memory_, *request, peer_uid, std::move(reply));
     return;
   }
-
-  if (request.contains("setParameter")) {
-    if (std::string unknown =
-            UnknownFields(request, "setParameter", {"setParameter", "tlsMode", "sslMode"});
-        !unknown.empty()) {
-      reply(ErrorAnswer(Concat(unknown, " Only tlsMode (or sslMode) can be set here.")));
-      return;
-    }
-    bool tls_mode = request.contains("tlsMode");
-    bool ssl_mode = request.contains("sslMode");
-    if (tls_mode == ssl_mode) {
-      reply(ErrorAnswer(tls_mode ? "setParameter: give tlsMode or sslMode, not both."
-                                 : "setParameter: give the mode as tlsMode (or sslMode), e.g. "
-                                   "{\"setParameter\":1,\"tlsMode\":\"preferTLS\"}."));
-      return;
-    }
-    auto mode = RequiredMode(request, "setParameter", tls_mode ? "tlsMode" : "sslMode");
-    if (!mode.ok()) {
-      reply(ErrorAnswer(std::string(mode.status().message())));
-      return;
-    }
-    SetMode(target_, memory_, SetModeRequest{"setParameter", *mode, false, false}, peer_uid,
-            std::move(reply));
+  absl::StatusOr<std::string> cmd = CommandName(*request);
+  if (!cmd.ok()) {
+    reply(ErrorAnswer(std::string(cmd.status().message())));
     return;
   }
-
-  auto cmd_it = request.find("cmd");
-  if (cmd_it == request.end()) {
-    reply(ErrorAnswer(Concat("The request has no \"cmd\"; commands are ", kCommands, ".")));
-    return;
-  }
-  if (!cmd_it->is_string()) {
-    reply(ErrorAnswer(Concat("\"cmd\" must be a string; commands are ", kCommands, ".")));
-    return;
-  }
-  const std::string cmd = cmd_it->get<std::string>();
-
-  auto check = [&](std::initializer_list<std::string_view> allowed) {
-    std::string unknown = UnknownFields(request, cmd, allowed);
-    if (!unknown.empty()) {
-      reply(ErrorAnswer(unknown));
-      return false;
-    }
-    return true;
-  };
-
-  if (cmd == "status") {
-    if (check({"cmd"})) {
-      Status(target_, std::move(reply));
-    }
-  } else if (cmd == "setMode") {
-    if (!check({"cmd", "mode", "force", "persist"})) {
-      return;
-    }
-    auto mode = RequiredMode(request, cmd, "mode");
-    auto force = OptionalBool(request, cmd, "force");
-    auto persist = OptionalBool(request, cmd, "persist");
-    for (const absl::Status& status : {mode.status(), force.status(), persist.status()}) {
-      if (!status.ok()) {
-        reply(ErrorAnswer(std::string(status.message())));
-        return;
-      }
-    }
-    SetMode(target_, memory_, SetModeRequest{"setMode", *mode, *force, *persist}, peer_uid,
-            std::move(reply));
-  } else if (cmd == "reload") {
-    if (check({"cmd"})) {
-      Reload(target_, peer_uid, std::move(reply));
-    }
-  } else if (cmd == "drainPlaintext") {
-    if (check({"cmd", "overSeconds"})) {
-      DrainRequest(target_, request, peer_uid, std::move(reply));
-    }
-  } else if (cmd == "clients") {
-    if (check({"cmd", "transport"})) {
-      ClientsRequest(target_, request, std::move(reply));
-    }
-  } else if (cmd == "preflight") {
-    if (!check({"cmd", "mode"})) {
-      return;
-    }
-    auto mode = RequiredMode(request, cmd, "mode");
-    if (!mode.ok()) {
-      reply(ErrorAnswer(std::string(mode.status().message())));
-      return;
-    }
-    PreflightRequest(target_, memory_, *mode, peer_uid, std::move(reply));
-  } else if (cmd == "readiness") {
-    if (check({"cmd", "mode"})) {
-      Readiness(target_, request, std::move(reply));
-    }
-  } else {
-    reply(ErrorAnswer(Concat("Unknown command \"", cmd, "\"; commands are ", kCommands, ".")));
-  }
+  Dispatch(target_, memory_, *cmd, *request, peer_uid, std::move(reply));
 }
 
 std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
@@ -430,10 +486,10 @@ std::vector<std::string> StatusWarnings(Mode running, bool certificate_loaded,
         "The OCSP responder says the server certificate is revoked, and that is what is "
         "stapled: clients that check will refuse it. Replace the certificate and reload.");
   } else if (facts.ocsp.enabled && facts.ocsp.must_staple && facts.ocsp.status == "none") {
-    warnings.push_back(Concat(
-        "The server certificate demands OCSP stapling (must-staple) but no response is "
-        "stapled, so clients that honour must-staple refuse it: ",
-        facts.ocsp.last_error.empty() ? "no response yet" : facts.ocsp.last_error, "."));
+    warnings.push_back(
+        Concat("The server certificate demands OCSP stapling (must-staple) but no response is "
+               "stapled, so clients that honour must-staple refuse it: ",
+               facts.ocsp.last_error.empty() ? "no response yet" : facts.ocsp.last_error, "."));
   }
   return warnings;
 }

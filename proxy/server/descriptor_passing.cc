@@ -10,22 +10,6 @@
 
 namespace sidecar::proxy {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) {
-    close(fd_);
-  }
-}
-
 absl::Status SendPacket(int socket, std::string_view data, std::span<const int> fds, int flags) {
   if (fds.size() > kMaxDescriptorsPerPacket || data.size() > kMaxPacketBytes) {
     return absl::InvalidArgumentError("takeover packet too large");

@@ -14,31 +14,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "proxy/base/unique_fd.h"
 
 namespace sidecar::proxy {
-
-// UniqueFd owns one descriptor and closes it when it goes; move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  // release gives the descriptor up to the caller.
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The most descriptors one packet carries (the kernel's SCM_MAX_FD is 253), and the largest
 // packet either side sends or accepts.

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "certs/ocsp_peer_verify.h"
 #include "proxy/base/socket_address.h"
+#include "proxy/base/unique_fd.h"
 #include "proxy/net/chunk.h"
 #include "proxy/net/tls_session.h"
 
@@ -27,28 +28,6 @@ namespace sidecar::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Fd closes a descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 int RemainingMs(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -78,7 +57,7 @@ int Connect(const PreflightTarget& target, uint32_t mark, Clock::time_point dead
     row.error = absl::StrCat("socket: ", strerror(errno));
     return -1;
   }
-  Fd owned(fd);
+  UniqueFd owned(fd);
   if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
     row.error = absl::StrCat("setting SO_MARK ", mark, ": ", strerror(errno));
     return -1;
@@ -324,7 +303,7 @@ PeerPreflight DialOne(const PreflightTarget& target, const certs::TlsSnapshot* s
   if (fd < 0) {
     return row;
   }
-  Fd owned(fd);
+  UniqueFd owned(fd);
   if (tls) {
     Handshake(fd, resolved, snapshot, deadline, row);
   }
