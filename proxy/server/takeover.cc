@@ -90,6 +90,11 @@ absl::StatusOr<std::unique_ptr<TakeoverSource>> TakeoverSource::Create(uv_loop_t
     return absl::UnavailableError(
         absl::StrCat("takeover socket ", source->path_, ": ", std::strerror(err)));
   }
+  struct stat bound {};
+  if (stat(source->path_.c_str(), &bound) == 0) {
+    source->socket_dev_ = bound.st_dev;
+    source->socket_ino_ = bound.st_ino;
+  }
   auto poll = UvHandle<uv_poll_t>::Create("uv_poll_init", [&](uv_poll_t* p) {
     return uv_poll_init(loop, p, source->listener_fd_.get());
   });
@@ -118,7 +123,13 @@ void TakeoverSource::Close() {
   listener_poll_.Close();
   if (listener_fd_.get() >= 0) {
     listener_fd_ = UniqueFd();
-    unlink(path_.c_str());
+    // Remove the file only if it is still ours: after a takeover the new process has bound
+    // the same path, and the old one closes this socket when it exits, later.
+    struct stat current {};
+    if (stat(path_.c_str(), &current) == 0 && current.st_dev == socket_dev_ &&
+        current.st_ino == socket_ino_) {
+      unlink(path_.c_str());
+    }
   }
 }
 

@@ -18,6 +18,7 @@
 #ifndef SIDECAR_PROXY_SERVER_TAKEOVER_H_
 #define SIDECAR_PROXY_SERVER_TAKEOVER_H_
 
+#include <sys/types.h>
 #include <uv.h>
 
 #include <memory>
@@ -92,6 +93,9 @@ class TakeoverSource {
   std::string path_;
   Hooks hooks_;
   UniqueFd listener_fd_;
+  // The socket file this process bound, to leave a newer process's file alone at Close.
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
   UvHandle<uv_poll_t> listener_poll_;
   UniqueFd conversation_fd_;
   UvHandle<uv_poll_t> conversation_poll_;
