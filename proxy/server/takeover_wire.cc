@@ -69,7 +69,8 @@ absl::StatusOr<Message> DecodeMessage(std::string_view packet) {
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     size_t space = lines[i].find(' ');
-    if (space == std::string_view::npos || space == 0) {
+    // A value EncodeMessage could not write back (a carriage return) is no sidecar's.
+    if (space == std::string_view::npos || space == 0 || !IsSafeValue(lines[i])) {
       return absl::InvalidArgumentError(
           absl::StrCat("takeover: malformed line ", i, " of ", message.verb));
     }
