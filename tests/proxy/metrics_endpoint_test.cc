@@ -17,6 +17,7 @@
 #include "proxy/base/mode.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/observe/readiness.h"
+#include "tests/support/http_get.h"
 #include "proxy/upstream/upstream_probe.h"
 
 namespace sidecar::proxy {
@@ -95,22 +96,7 @@ TEST(MetricsTest, EveryModeTransitionIsExportedFromTheStart) {
 }
 
 std::string Get(int port, const char* path, int* status, const char* method = "GET") {
-  char error[256] = {};
-  mg_connection* connection = mg_download("127.0.0.1", port, 0, error, sizeof(error),
-                                          "%s %s HTTP/1.0\r\n\r\n", method, path);
-  if (connection == nullptr) {
-    *status = -1;
-    return error;
-  }
-  *status = mg_get_response_info(connection)->status_code;
-  std::string body;
-  char buffer[4096];
-  int n;
-  while ((n = mg_read(connection, buffer, sizeof(buffer))) > 0) {
-    body.append(buffer, n);
-  }
-  mg_close_connection(connection);
-  return body;
+  return test_support::HttpRequest(port, path, status, nullptr, method);
 }
 
 TEST(MetricsEndpointTest, ServesMetricsAndReadinessThatFollowsTheUpstream) {

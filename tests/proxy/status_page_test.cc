@@ -14,6 +14,7 @@
 #include "proxy/observe/metrics_endpoint.h"
 #include "proxy/observe/readiness.h"
 #include "proxy/observe/status_board.h"
+#include "tests/support/http_get.h"
 
 namespace sidecar::proxy {
 namespace {
@@ -121,27 +122,7 @@ TEST(StatusPageTest, LoopbackListeners) {
 }
 
 std::string Get(int port, const char* path, int* status, std::string* headers) {
-  char error[256] = {};
-  mg_connection* connection = mg_download("127.0.0.1", port, 0, error, sizeof(error),
-                                          "GET %s HTTP/1.0\r\n\r\n", path);
-  if (connection == nullptr) {
-    *status = -1;
-    return error;
-  }
-  const mg_response_info* info = mg_get_response_info(connection);
-  *status = info->status_code;
-  headers->clear();
-  for (int i = 0; i < info->num_headers; ++i) {
-    *headers += std::string(info->http_headers[i].name) + ": " + info->http_headers[i].value + "\n";
-  }
-  std::string body;
-  char buffer[4096];
-  int n;
-  while ((n = mg_read(connection, buffer, sizeof(buffer))) > 0) {
-    body.append(buffer, n);
-  }
-  mg_close_connection(connection);
-  return body;
+  return test_support::HttpRequest(port, path, status, headers);
 }
 
 TEST(StatusPageEndpointTest, ServedOnLoopbackWithAPolicyThatForbidsScriptsAndFetches) {
