@@ -31,7 +31,8 @@ install(FILES deploy/systemd/tls-sidecar.service deploy/systemd/tls-sidecar@.ser
         DESTINATION ${SIDECAR_UNIT_DIR} COMPONENT sidecar)
 install(DIRECTORY deploy/grafana deploy/prometheus deploy/kubernetes
         DESTINATION ${SIDECAR_SHARE_DIR} COMPONENT sidecar)
-install(PROGRAMS deploy/egress-iptables.sh DESTINATION ${SIDECAR_SHARE_DIR} COMPONENT sidecar)
+install(PROGRAMS deploy/egress-iptables.sh deploy/systemd/tls-sidecar-upgrade
+        DESTINATION ${SIDECAR_SHARE_DIR} COMPONENT sidecar)
 install(FILES README.md deploy/ROLLING-UPGRADE.md deploy/debian/copyright
         DESTINATION ${SIDECAR_DOC_DIR} COMPONENT sidecar)
 

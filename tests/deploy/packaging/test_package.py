@@ -71,6 +71,7 @@ def test_contents_conffiles_and_maintainer_scripts(package, tmp_path):
                  "/usr/share/tls-sidecar/prometheus/tls-sidecar.rules.yml",
                  "/usr/share/tls-sidecar/kubernetes/statefulset.yaml",
                  "/usr/share/tls-sidecar/egress-iptables.sh",
+                 "/usr/share/tls-sidecar/tls-sidecar-upgrade",
                  "/usr/share/doc/tls-sidecar/copyright", "/usr/share/doc/tls-sidecar/changelog.gz",
                  "/usr/share/doc/tls-sidecar/README.md"):
         assert path in paths, path
