@@ -346,13 +346,13 @@ class Walk:
             mode = self.cluster.ask(k, "status")["mode"]
             if mode != "requireTLS":
                 self.failures.append(f"node {k} ends in {mode}")
-        end = time.time()
         final = self.cluster.heartbeat_totals()[0]
         self.set_phase("stop")
         self.load.wait(timeout=60)
         result = json.loads((self.work / "result.json").read_text())
-        windows = [(name, start, self.stages[i + 1][2] if i + 1 < len(self.stages) else end)
-                   for i, (name, _, start) in enumerate(self.stages)]
+        # The last stage lasts until the capture stops.
+        windows = [(name, start, self.stages[i + 1][2] if i + 1 < len(self.stages)
+                    else float("inf")) for i, (name, _, start) in enumerate(self.stages)]
         plaintext = check_member_capture(self.members.stop(), windows, self.failures,
                                          self.figures)
         rows = faults.check_stages(self, result, self.repl_at + [final], plaintext)
