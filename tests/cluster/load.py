@@ -13,15 +13,21 @@ with tls=true), "rollback" (the rollback client starts; back to "tls" it closes)
 Which stage of the walk an operation belongs to comes from CONTROL_DIR/stage, written by the
 walk; operations are counted per client, per stage and per kind (insert, find).
 
-Drivers retry a failed read or write once on their own (retryReads/retryWrites); both are
-off here, so a failure the sidecar caused is a failure, never hidden by a retry. Every
-raised exception is a failed operation, recorded with its text. A client thread that ends
-in any other way than by the "stop" phase (an exception outside the operation's own try,
-for instance while connecting) is recorded as died.
+Drivers retry a failed read or write once on their own (retryReads/retryWrites, on here:
+the walk's faults close connections under them, as real faults do). Retries and failures are
+counted apart: a command listener and a pool listener record, per operation (on its own
+thread), every attempt that failed (a command that failed, or a connection that could not be
+checked out); an operation that then succeeded counts one retry. An exception that reaches
+the client is a failed operation, recorded with its text. A document that was inserted and
+then not found is counted as `missing`, with its client and stage (the walk decides whether
+a fault explains it). A client thread that ends in any other way than by the "stop" phase
+(an exception outside the operation's own try, for instance while connecting) is recorded as
+died.
 
 CONTROL_DIR/progress.json is rewritten every 0.2 s, and CONTROL_DIR/result.json at the end:
-{"clients": {NAME: {"stages": {STAGE: {"insert": N, "find": N}}, "failures": N,
-"finished": bool, "died": str|null}}, "failures", "errors", "switched"}.
+{"clients": {NAME: {"stages": {STAGE: {"insert": N, "find": N, "failures": N,
+"retries": N, "missing": N}}, "failures": N, "finished": bool, "died": str|null}},
+"failures", "retries", "missing", "errors", "switched"}.
 """
 
 import json
@@ -33,6 +39,7 @@ import time
 import traceback
 
 import pymongo
+from pymongo import monitoring
 
 CONTROL = pathlib.Path(sys.argv[1])
 CA = sys.argv[2]
@@ -42,7 +49,64 @@ CLIENT_CERTIFICATE = str(pathlib.Path(CA).parent / "client.pem")
 HOSTS = sys.argv[3:]
 
 lock = threading.Lock()
-totals = {"clients": {}, "failures": 0, "errors": [], "switched": 0}
+totals = {"clients": {}, "failures": 0, "retries": 0, "missing": 0, "errors": [],
+          "switched": 0}
+KINDS = ("insert", "find", "failures", "retries", "missing")
+# The operation running on this thread: its failed attempts (Attempts below).
+current = threading.local()
+
+
+class Attempts(monitoring.CommandListener, monitoring.ConnectionPoolListener):
+    """Counts the failed attempts of the operation running on the calling thread: pymongo
+    calls these listeners on the thread that runs the command or checks out the connection
+    (its monitor's heartbeats use neither)."""
+
+    def failed_attempt(self, what):
+        if getattr(current, "failed", None) is not None:
+            current.failed.append(what)
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        self.failed_attempt(f"{event.command_name}: {event.failure}")
+
+    def connection_check_out_failed(self, event):
+        if event.reason == monitoring.ConnectionCheckOutFailedReason.CONN_ERROR:
+            self.failed_attempt("connection check-out failed")
+
+    def pool_created(self, event):
+        pass
+
+    def pool_cleared(self, event):
+        pass
+
+    def pool_closed(self, event):
+        pass
+
+    def connection_created(self, event):
+        pass
+
+    def connection_ready(self, event):
+        pass
+
+    def connection_closed(self, event):
+        pass
+
+    def connection_check_out_started(self, event):
+        pass
+
+    def connection_checked_out(self, event):
+        pass
+
+    def connection_checked_in(self, event):
+        pass
+
+
+ATTEMPTS = Attempts()
 
 
 def read(name, default):
@@ -62,8 +126,8 @@ def stage():
 
 def connect(host, tls, name):
     options = dict(directConnection=True, appname=name, serverSelectionTimeoutMS=15000,
-                   connectTimeoutMS=10000, socketTimeoutMS=15000, retryReads=False,
-                   retryWrites=False)
+                   connectTimeoutMS=10000, socketTimeoutMS=15000, retryReads=True,
+                   retryWrites=True, event_listeners=[ATTEMPTS])
     if tls:
         options.update(tls=True, tlsCAFile=CA, tlsCertificateKeyFile=CLIENT_CERTIFICATE)
     return pymongo.MongoClient(host, 27017, **options)
@@ -72,15 +136,31 @@ def connect(host, tls, name):
 def record(name, current_stage, kind):
     with lock:
         stages = totals["clients"][name]["stages"]
-        stages.setdefault(current_stage, {"insert": 0, "find": 0})[kind] += 1
+        stages.setdefault(current_stage, dict.fromkeys(KINDS, 0))[kind] += 1
+        if kind in ("failures", "retries", "missing"):
+            totals[kind] += 1
+            if kind == "failures":
+                totals["clients"][name]["failures"] += 1
 
 
-def fail(name, tls, error):
+def note(name, current_stage, tls, what):
     with lock:
-        totals["failures"] += 1
-        totals["clients"][name]["failures"] += 1
-        totals["errors"].append(f"{time.strftime('%H:%M:%S')} {name} [{stage()}] "
-                                f"({'tls' if tls else 'plaintext'}): {error!r}"[:400])
+        totals["errors"].append(f"{time.strftime('%H:%M:%S')} {name} [{current_stage}] "
+                                f"({'tls' if tls else 'plaintext'}): {what}"[:400])
+
+
+def attempt(name, current_stage, tls, operation):
+    """Runs one operation; a success after failed attempts counts one retry. Raises what
+    reaches the client."""
+    current.failed = []
+    try:
+        result = operation()
+    finally:
+        failed, current.failed = current.failed, None
+    if failed:
+        record(name, current_stage, "retries")
+        note(name, current_stage, tls, f"retried after: {failed[0]}")
+    return result
 
 
 def work(host, name, kind):
@@ -110,14 +190,21 @@ def work(host, name, kind):
             current_stage = stage()
             collection = client.load[name]
             try:
-                collection.insert_one({"seq": seq, "tls": tls})
+                attempt(name, current_stage, tls,
+                        lambda: collection.insert_one({"seq": seq, "tls": tls}))
                 record(name, current_stage, "insert")
-                found = collection.find_one({"seq": seq})
-                if found is None or found["tls"] != tls:
+                found = attempt(name, current_stage, tls,
+                                lambda: collection.find_one({"seq": seq}))
+                if found is None:
+                    record(name, current_stage, "missing")
+                    note(name, current_stage, tls, f"missing: seq {seq} not found")
+                elif found["tls"] != tls:
                     raise RuntimeError(f"read back {found!r} for seq {seq}")
-                record(name, current_stage, "find")
+                else:
+                    record(name, current_stage, "find")
             except Exception as error:  # every failure is counted and reported, never hidden
-                fail(name, tls, error)
+                record(name, current_stage, "failures")
+                note(name, current_stage, tls, f"failed: {error!r}")
             time.sleep(0.02)
     finally:
         client.close()

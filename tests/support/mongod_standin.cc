@@ -20,13 +20,17 @@
 // set member's outgoing traffic, so that tests have inter-node traffic to carry: it keeps
 // one "replication" connection to each peer (reconnecting every 100 ms while it cannot),
 // sends a hello every 100 ms and inserts a stream of documents into the peer's `repl`
-// collection, and counts what fails. A request lost because the connection closed under it
-// is retried once on the next connection, as mongod's heartbeats are; it is a failure only
+// collection, and counts what fails. Each new connection begins with a hello (with
+// internalClient, as mongod's handshake). A request lost because the connection closed under
+// it is retried once on the next connection, as mongod's heartbeats are; it is a failure only
 // when the retry fails too. The counts are printed on stdout as one JSON line on SIGUSR1
-// and at exit, and answered by the `replStats` command.
+// and at exit (every link together, and each under "peers" by its --peer name), and
+// answered by the `replStats` command (every link together). With --replSet, --advertise
+// HOST:PORT is the member's name in hello, e.g. the address of the sidecar in front of it.
 //
 //   mongod_standin [--bind 127.0.0.1] [--port 27017 | --port 0] [--replSet NAME] [--echo]
-//                  [--peer HOST:PORT]... [--auth USER:PASSWORD] [--verbose]
+//                  [--advertise HOST:PORT] [--peer HOST:PORT]... [--auth USER:PASSWORD]
+//                  [--verbose]
 //
 // It prints "listening on HOST:PORT" on stdout once it accepts connections (with --port 0 the
 // port is the one the kernel picked); requests are logged on stderr with --verbose.
@@ -67,6 +71,7 @@ struct Options {
   std::string bind = "127.0.0.1";
   int port = 27017;
   std::string repl_set;
+  std::string advertise;  // --advertise HOST:PORT: the member's name in hello (default: bind)
   bool echo = false;
   bool verbose = false;
   std::vector<std::string> peers;  // --peer HOST:PORT
@@ -483,6 +488,10 @@ class PeerLink {
         kPeerIntervalMs);
   }
 
+  const std::string& name() const { return name_; }
+  // stats are this link's counts; Server::repl has those of every link together.
+  const ReplStats& stats() const { return stats_; }
+
   // Stop closes the timer and the connection; requests in flight are not counted.
   void Stop() {
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
@@ -497,6 +506,7 @@ class PeerLink {
     uv_connect_t connect;
     PeerLink* link;
     bool connected = false;
+    bool greeted = false;  // its first request, a hello, is sent
     uint64_t started_ms = 0;
     std::vector<uint8_t> read_buffer = std::vector<uint8_t>(64 << 10);
     std::vector<uint8_t> input;
@@ -515,6 +525,12 @@ class PeerLink {
 
   uint64_t Now() const { return uv_now(server_->loop); }
 
+  // Count adds n to one count of this link and of the whole server.
+  void Count(int64_t ReplStats::*field, int64_t n = 1) {
+    stats_.*field += n;
+    server_->repl.*field += n;
+  }
+
   void Log(std::string_view line) {
     if (server_->options.verbose) {
       std::fprintf(stderr, "[mongod_standin] peer %s: %.*s\n", name_.c_str(),
@@ -529,7 +545,7 @@ class PeerLink {
     }
     if (!socket_->connected) {
       if (Now() - socket_->started_ms > kPeerRequestTimeoutMs) {
-        ++server_->repl.connect_failures;
+        Count(&ReplStats::connect_failures);
         Log("connect timed out");
         CloseSocket();
       }
@@ -537,12 +553,18 @@ class PeerLink {
     }
     for (const auto& [id, request] : pending_) {
       if (Now() - request.sent_ms > kPeerRequestTimeoutMs) {
-        server_->repl.timeouts += static_cast<int64_t>(pending_.size());
+        Count(&ReplStats::timeouts, static_cast<int64_t>(pending_.size()));
         Log("requests timed out: reconnecting");
         pending_.clear();
         Lost();
         return;
       }
+    }
+    // As mongod's, every new connection begins with a hello (with internalClient), before
+    // the requests to send again: the peer sees a member's handshake first.
+    if (!socket_->greeted) {
+      socket_->greeted = true;
+      Send(Request{true, HelloBody()});
     }
     while (!retry_.empty()) {
       Request request = std::move(retry_.front());
@@ -598,20 +620,20 @@ class PeerLink {
                          }
                        });
     if (rc != 0) {
-      ++server_->repl.connect_failures;
+      Count(&ReplStats::connect_failures);
       CloseSocket();
     }
   }
 
   void OnConnected(int status) {
     if (status != 0) {
-      ++server_->repl.connect_failures;
+      Count(&ReplStats::connect_failures);
       Log(Cat("connect failed: ", uv_strerror(status)));
       CloseSocket();
       return;
     }
     socket_->connected = true;
-    ++server_->repl.connects;
+    Count(&ReplStats::connects);
     uv_tcp_nodelay(&socket_->tcp, 1);
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&socket_->tcp),
@@ -666,7 +688,7 @@ class PeerLink {
         break;
       }
       if (frame.status == protocol::ParseStatus::kError) {
-        ++server_->repl.errors;
+        Count(&ReplStats::errors);
         Log(Cat("bad framing from the peer: ", frame.error));
         Lost();
         return;
@@ -692,24 +714,24 @@ class PeerLink {
                  : absl::StatusOr<protocol::BsonView>(msg.status());
     std::optional<protocol::BsonElement> ok = body.ok() ? body->Find("ok") : std::nullopt;
     if (!ok || ok->AsDouble().value_or(0) != 1) {
-      ++server_->repl.errors;
+      Count(&ReplStats::errors);
       Log(Cat(request.hello ? "hello" : "insert", " failed"));
       return;
     }
-    ++(request.hello ? server_->repl.hellos_ok : server_->repl.inserts_ok);
+    Count(request.hello ? &ReplStats::hellos_ok : &ReplStats::inserts_ok);
   }
 
   // Lost handles a connection that closed or failed: what was in flight is retried once on
   // the next connection (counted lost if it had been retried already).
   void Lost() {
     if (socket_ != nullptr && socket_->connected) {
-      ++server_->repl.reconnects;
+      Count(&ReplStats::reconnects);
     }
     for (auto& [id, request] : pending_) {
       if (request.retried) {
-        ++server_->repl.lost;
+        Count(&ReplStats::lost);
       } else {
-        ++server_->repl.retried;
+        Count(&ReplStats::retried);
         request.retried = true;
         retry_.push_back(std::move(request));
       }
@@ -736,10 +758,21 @@ class PeerLink {
   std::map<int32_t, Request> pending_;
   std::deque<Request> retry_;
   int64_t next_seq_ = 1;
+  ReplStats stats_;
 };
 
+// PrintReplStats prints the counts of every link together, and under "peers" those of each
+// link by its --peer name: a test can tell which link a failure was on.
 void PrintReplStats(Server* server) {
-  std::printf("%s\n", server->repl.Json().c_str());
+  std::string line = server->repl.Json();
+  line.pop_back();  // the closing brace
+  line += ",\"peers\":{";
+  for (size_t i = 0; i < server->peers.size(); ++i) {
+    line += Cat(i == 0 ? "" : ",", "\"", server->peers[i]->name(),
+                "\":", server->peers[i]->stats().Json());
+  }
+  line += "}}";
+  std::printf("%s\n", line.c_str());
   std::fflush(stdout);
 }
 
@@ -779,13 +812,16 @@ void Stop(Server* server) {
 [[noreturn]] void Usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
                "usage: mongod_standin [--bind ADDR] [--port N] [--replSet NAME] [--echo] "
-               "[--peer HOST:PORT]... [--auth USER:PASSWORD] [--verbose]\n"
+               "[--advertise HOST:PORT] [--peer HOST:PORT]... [--auth USER:PASSWORD] "
+               "[--verbose]\n"
                "  A wire-protocol stand-in for mongod, for tests: in-memory CRUD for pymongo,\n"
                "  the Node.js driver and mongosh. --port 0 picks a free port. --echo echoes\n"
                "  bytes instead of answering commands. --peer keeps a replication connection\n"
                "  to HOST:PORT (hello every 100 ms, inserts into `repl`) and counts failures:\n"
                "  one JSON line on stdout on SIGUSR1 and at exit, or the replStats command.\n"
-               "  --auth requires SCRAM-SHA-256 authentication as USER of admin.\n");
+               "  --auth requires SCRAM-SHA-256 authentication as USER of admin.\n"
+               "  --advertise names the member in hello (hosts, me, primary) with --replSet:\n"
+               "  the address clients reach it at, e.g. a sidecar's.\n");
   std::exit(status);
 }
 
@@ -811,6 +847,8 @@ Options ParseOptions(int argc, char** argv) {
       options.bind = std::string(value());
     } else if (arg == "--replSet") {
       options.repl_set = std::string(value());
+    } else if (arg == "--advertise") {
+      options.advertise = std::string(value());
     } else if (arg == "--peer") {
       options.peers.push_back(std::string(value()));
     } else if (arg == "--auth") {
@@ -876,7 +914,8 @@ int Main(int argc, char** argv) {
   standin_options.repl_set = server.options.repl_set;
   standin_options.auth_user = server.options.auth_user;
   standin_options.auth_password = server.options.auth_password;
-  standin_options.advertised_address = Cat(host, ":", port);
+  standin_options.advertised_address =
+      server.options.advertise.empty() ? Cat(host, ":", port) : server.options.advertise;
   server.standin = std::make_unique<Standin>(std::move(standin_options));
 
   for (uv_signal_t* signal : {&server.sigterm, &server.sigint}) {
