@@ -23,7 +23,6 @@ struct PeerCheck {
   bool revoked = false;
   bool ocsp_refused = false;
   std::string ocsp_failure;          // why OCSP refused, for PeerVerifyFailure
-  std::unique_ptr<HandshakeWaker> waker;
 };
 
 void FreePeerCheck(void* parent, void* ptr, CRYPTO_EX_DATA* ad, int index, long argl,
@@ -38,6 +37,12 @@ void FreePolicy(void* parent, void* ptr, CRYPTO_EX_DATA* ad, int index, long arg
 
 int PeerCheckIndex() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, FreePeerCheck);
+  return index;
+}
+
+// The waker is borrowed (SetHandshakeWaker): nothing to free with the SSL.
+int WakerIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
 }
 
@@ -199,8 +204,9 @@ ssl_verify_result_t VerifyPeer(SSL* ssl, uint8_t* out_alert) {
     return Decide(*check, *policy, none, false, out_alert);
   }
   absl::AnyInvocable<void()> wake;
-  if (!check->waiting && check->waker != nullptr) {
-    wake = check->waker->MakeWake();
+  auto* waker = static_cast<HandshakeWaker*>(SSL_get_ex_data(ssl, WakerIndex()));
+  if (!check->waiting && waker != nullptr) {
+    wake = waker->MakeWake();
   }
   bool can_wait = wake != nullptr;
   std::optional<OcspAnswer> answer = policy->source->Lookup(*check->query, std::move(wake));
@@ -236,10 +242,10 @@ const char* OcspCheckResultName(OcspCheckResult result) {
   return "error";
 }
 
-void SetHandshakeWaker(SSL* ssl, std::unique_ptr<HandshakeWaker> waker) {
-  if (PeerCheck* check = GetPeerCheck(ssl); check != nullptr) {
-    check->waker = std::move(waker);
-  }
+void SetHandshakeWaker(SSL* ssl, HandshakeWaker* waker) {
+  // Only a pointer: the per-handshake state (PeerCheck) is made when a certificate is
+  // checked, so a connection whose peer presents none carries nothing for OCSP.
+  SSL_set_ex_data(ssl, WakerIndex(), waker);
 }
 
 absl::Status InstallOcspPeerVerify(SSL_CTX* ctx, int mode, OcspPeerPolicy policy) {

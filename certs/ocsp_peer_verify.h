@@ -80,9 +80,10 @@ class HandshakeWaker {
   virtual absl::AnyInvocable<void()> MakeWake() = 0;
 };
 
-// SetHandshakeWaker gives `waker` to `ssl` (borrowed); it is destroyed with the SSL.
-// Without one, a check that would wait soft-fails at once (the fetch still fills the cache).
-void SetHandshakeWaker(SSL* ssl, std::unique_ptr<HandshakeWaker> waker);
+// SetHandshakeWaker lends `waker` to `ssl`: it must outlive the SSL's handshake (or be
+// unset with nullptr first). Without one, a check that would wait soft-fails at once (the
+// fetch still fills the cache).
+void SetHandshakeWaker(SSL* ssl, HandshakeWaker* waker);
 
 struct OcspPeerPolicy {
   std::shared_ptr<OcspStatusSource> source;  // null: use staples only

@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "proxy/ocsp/handshake_resume.h"
 
 namespace sidecar::proxy {
 
@@ -57,7 +56,7 @@ void Endpoint::StartTls(std::unique_ptr<TlsSession> session, ChunkQueue& ciphert
   if (socket_) {
     // Checking the peer's certificate may wait for an OCSP answer (ssl_verify_retry); the
     // answer's arrival drives the handshake on. The callback dies with the session.
-    AttachHandshakeResume(tls_->ssl(), socket_.get()->loop, [this] {
+    tls_->ResumeWhenOcspAnswers(socket_.get()->loop, [this] {
       if (!closed_ && tls_ && !tls_->handshake_done()) {
         Pump();
       }

@@ -13,14 +13,18 @@
 #define SIDECAR_PROXY_NET_TLS_SESSION_H_
 
 #include <openssl/ssl.h>
+#include <uv.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "proxy/net/chunk.h"
+#include "proxy/ocsp/handshake_resume.h"
 
 namespace sidecar::proxy {
 
@@ -64,6 +68,12 @@ class TlsSession {
   std::string_view server_name() const;  // SNI the client sent, "" without one
   SSL* ssl() const { return ssl_.get(); }
 
+  // ResumeWhenOcspAnswers: when checking the peer's certificate waits for an OCSP answer
+  // (ssl_verify_retry), `resume` runs on `loop` once it is in, to drive the handshake on.
+  void ResumeWhenOcspAnswers(uv_loop_t* loop, absl::AnyInvocable<void()> resume) {
+    ocsp_resume_.Attach(ssl_.get(), loop, std::move(resume));
+  }
+
   // error() describes the last kError: BoringSSL's reason and, when known, the alert.
   const std::string& error() const { return error_; }
   // error_code() is the last kError's packed BoringSSL error (ERR_GET_REASON and friends
@@ -79,6 +89,8 @@ class TlsSession {
   static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
   static const BIO_METHOD* BioMethod();
 
+  // Before ssl_, which borrows it: the SSL is freed first (members go in reverse).
+  HandshakeResume ocsp_resume_;
   bssl::UniquePtr<SSL> ssl_;
   ChunkQueue ciphertext_in_;
   ChunkQueue* ciphertext_out_;

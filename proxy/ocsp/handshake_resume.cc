@@ -7,59 +7,47 @@
 #include "proxy/base/loop_mailbox.h"
 
 namespace sidecar::proxy {
-namespace {
 
-// LoopWaker owns, for one SSL, the resume callback and — only while a check waits, which
-// is rare — a mailbox on the SSL's loop through which the OCSP fetcher's thread reaches it.
-class LoopWaker : public certs::HandshakeWaker {
- public:
-  LoopWaker(uv_loop_t* loop, absl::AnyInvocable<void()> resume)
-      : loop_(loop), resume_(std::make_shared<absl::AnyInvocable<void()>>(std::move(resume))) {}
-
-  ~LoopWaker() override {
-    if (mailbox_ != nullptr) {
-      mailbox_->Close();  // on the loop thread, where the SSL is freed
-    }
-  }
-
-  absl::AnyInvocable<void()> MakeWake() override {
-    if (mailbox_ == nullptr) {
-      auto mailbox = LoopMailbox::Create(loop_);
-      if (!mailbox.ok()) {
-        return nullptr;  // the check then soft-fails instead of waiting
-      }
-      mailbox_ = *std::move(mailbox);
-    }
-    // The resume callback is reached through a weak reference, checked on the loop thread,
-    // where the waker (and so the callback) is destroyed: no race with the connection's end.
-    std::weak_ptr<absl::AnyInvocable<void()>> resume = resume_;
-    return [mailbox = mailbox_, resume]() mutable {
-      mailbox->Post([resume] {
-        if (auto alive = resume.lock(); alive != nullptr && *alive) {
-          (*alive)();
-        }
-      });
-    };
-  }
-
- private:
-  uv_loop_t* loop_;
-  std::shared_ptr<absl::AnyInvocable<void()>> resume_;
-  std::shared_ptr<LoopMailbox> mailbox_;
+struct HandshakeResume::Waiting {
+  std::shared_ptr<LoopMailbox> mailbox;
+  HandshakeResume* owner;  // read and cleared on the loop thread only
 };
 
-}  // namespace
+HandshakeResume::~HandshakeResume() {
+  if (waiting_ != nullptr) {
+    waiting_->owner = nullptr;
+    waiting_->mailbox->Close();  // on the loop thread, where the SSL is freed
+  }
+}
 
-void AttachHandshakeResume(SSL* ssl, uv_loop_t* loop, absl::AnyInvocable<void()> resume) {
+void HandshakeResume::Attach(SSL* ssl, uv_loop_t* loop, absl::AnyInvocable<void()> resume) {
   if (!certs::ChecksPeersByOcsp(ssl)) {
     return;  // OCSP off, or a context that verifies no peer: nothing will ever wait
   }
-  certs::SetHandshakeWaker(ssl, std::make_unique<LoopWaker>(loop, std::move(resume)));
+  loop_ = loop;
+  resume_ = std::move(resume);
+  certs::SetHandshakeWaker(ssl, this);
 }
 
-}  // namespace sidecar::proxy
+absl::AnyInvocable<void()> HandshakeResume::MakeWake() {
+  if (waiting_ == nullptr) {
+    auto mailbox = LoopMailbox::Create(loop_);
+    if (!mailbox.ok()) {
+      return nullptr;  // the check then soft-fails instead of waiting
+    }
+    waiting_ = std::make_shared<Waiting>(Waiting{*std::move(mailbox), this});
+  }
+  // The owner is looked at on the loop thread, where it is destroyed: no race with the
+  // connection's end. The mailbox is set once, before any wake can be called.
+  return [waiting = waiting_]() mutable {
+    waiting->mailbox->Post([waiting] {
+      if (waiting->owner != nullptr && waiting->owner->resume_) {
+        waiting->owner->resume_();
+      }
+    });
+  };
+}
 
-namespace sidecar::proxy {
 
 CloseReason OcspCloseReason(const SSL* ssl, CloseReason otherwise) {
   if (certs::PeerCertificateRevoked(ssl)) {
