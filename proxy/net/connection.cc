@@ -113,7 +113,6 @@ void Connection::ConnectUpstream(const sockaddr* address) {
   }
   upstream_.Adopt(*std::move(socket), /*connected=*/false);
   ++open_handles_;
-  connect_req_.data = this;
   if (uint32_t mark = context_.outbound_mark; mark != 0) {
     if (absl::Status status = SetSocketMark(upstream_.socket(), address->sa_family, mark);
         !status.ok()) {
@@ -121,15 +120,19 @@ void Connection::ConnectUpstream(const sockaddr* address) {
       return;
     }
   }
-  if (int rc = uv_tcp_connect(&connect_req_, upstream_.socket(), address,
+  connect_req_ = std::make_unique<uv_connect_t>();
+  connect_req_->data = this;
+  if (int rc = uv_tcp_connect(connect_req_.get(), upstream_.socket(), address,
                               &Connection::OnUpstreamConnected);
       rc != 0) {
+    connect_req_.reset();
     OnUpstreamUnavailable(uv_strerror(rc));
   }
 }
 
 void Connection::OnUpstreamConnected(uv_connect_t* req, int status) {
   auto* self = static_cast<Connection*>(req->data);
+  self->connect_req_.reset();  // `req`: libuv is done with it (closing runs this first)
   if (status == UV_ECANCELED || self->state_ == State::kClosing) {
     return;
   }

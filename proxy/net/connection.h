@@ -193,25 +193,27 @@ class Connection : private Endpoint::Events {
 
   const ConnectionContext& context_;
   const uint64_t id_;
-  const Direction direction_;
   std::unique_ptr<Policy> policy_;
+  // The one-byte members together (a connection is held per client, idle ones by the
+  // thousand: no padding between them).
+  const Direction direction_;
   State state_;
   CloseReason reason_ = CloseReason::kFinished;
-  Transport transport_ = Transport::kPlaintext;
-  Mode mode_ = Mode::kDisabled;  // the mode when this connection was sniffed or accepted
-  bool admitted_ = false;        // counted in connections_active
   CloseReason timer_reason_ = CloseReason::kSniffTimeout;
-  int open_handles_ = 0;
+  Transport transport_ = Transport::kPlaintext;
+  bool admitted_ = false;  // counted in connections_active
   // The SIGTERM drain: kUntilIdle closes when no request is in flight, kUntilBoundary (past
   // the deadline) at the next message boundary.
-  enum class Drain { kNone, kUntilIdle, kUntilBoundary };
+  enum class Drain : uint8_t { kNone, kUntilIdle, kUntilBoundary };
   Drain drain_ = Drain::kNone;
+  Mode mode_ = Mode::kDisabled;  // the mode when this connection was sniffed or accepted
+  int open_handles_ = 0;
   protocol::InFlightTracker in_flight_;  // requests from downstream_, replies from upstream_
 
   Endpoint downstream_;
   Endpoint upstream_;
   UvHandle<uv_timer_t> timer_;
-  uv_connect_t connect_req_{};
+  std::unique_ptr<uv_connect_t> connect_req_;  // only while dialing the upstream
   std::shared_ptr<const certs::TlsSnapshot> tls_snapshot_;
   std::chrono::steady_clock::time_point handshake_started_;
 

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -47,13 +48,28 @@ class IngressPolicy final : public Connection::Policy {
   explicit IngressPolicy(Connection& connection);
   void Start() override;
   bool OnClientBytes(ChunkQueue& plaintext) override;
-  bool SniffedNothing() const override { return first_bytes_.empty(); }
-  bool OnUpstreamConnected() override { return true; }
+  bool SniffedNothing() const override { return first_ != nullptr && first_->bytes.empty(); }
+  bool OnUpstreamConnected() override;
   void OnUpstreamUnavailable() override;
   void OnHandshakeDone(Endpoint& side) override;
   void OnHandshakeFailed(Endpoint& side) override;
 
  private:
+  // FirstContact is what only the start of a connection needs. It is released once the
+  // first request has been inspected and no refusal can answer it any more (the upstream is
+  // connected: requireTLS is refused while sniffing, before any dial), so an idle connection
+  // holds none of it.
+  struct FirstContact {
+    explicit FirstContact(ChunkPool* pool) : sniffed(pool) {}
+    // The first bytes, kept until the sniff decides: a copy of the first 16 to classify, and
+    // the chunks themselves to hand on whole.
+    FirstBytes bytes;
+    ChunkQueue sniffed;
+    // The first request from the client, copied (bounded) while it is forwarded, for the
+    // client's identity and for answering it when the connection is refused.
+    FirstRequest request;
+  };
+
   void OnSniffBytes(ChunkQueue& bytes);
   void StartHandshake();
   void Admit(Transport transport);
@@ -61,15 +77,11 @@ class IngressPolicy final : public Connection::Policy {
   void AnswerAndClose(CloseReason reason, std::string_view answer);
   void MaybeAnswerRefusal();
   void Inspect(const ChunkQueue& plaintext);
+  bool Inspected() const { return first_ == nullptr || first_->request.inspected(); }
+  void MaybeReleaseFirstContact();
 
   Connection& c_;
-  // The first bytes, kept until the sniff decides: a copy of the first 16 to classify, and
-  // the chunks themselves to hand on whole.
-  FirstBytes first_bytes_;
-  ChunkQueue sniffed_;
-  // The first request from the client, copied (bounded) while it is forwarded, for the
-  // client's identity and for answering it when the connection is refused.
-  FirstRequest first_request_;
+  std::unique_ptr<FirstContact> first_;
 };
 
 class EgressPolicy final : public Connection::Policy {

@@ -289,8 +289,11 @@ void Endpoint::Flush() {
     for (int i = 0; i < count; ++i) {
       in_flight_.Push(outgoing_.Pop());
     }
-    write_req_.data = this;
-    if (int rc = uv_write(&write_req_, socket_.stream(), bufs, count, &Endpoint::OnWrite);
+    if (write_req_ == nullptr) {
+      write_req_ = std::make_unique<uv_write_t>();
+      write_req_->data = this;
+    }
+    if (int rc = uv_write(write_req_.get(), socket_.stream(), bufs, count, &Endpoint::OnWrite);
         rc != 0) {
       in_flight_.Clear();
       events_->OnSocketError(*this, rc);
@@ -349,8 +352,10 @@ void Endpoint::ShutdownWhenFlushed() {
   if (writing_ || !outgoing_.empty()) {
     return;  // the write's completion calls us again
   }
-  shutdown_req_.data = this;
-  if (int rc = uv_shutdown(&shutdown_req_, socket_.stream(), &Endpoint::OnShutdown); rc != 0) {
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  if (int rc = uv_shutdown(shutdown_req_.get(), socket_.stream(), &Endpoint::OnShutdown);
+      rc != 0) {
     events_->OnSocketError(*this, rc);
     return;
   }

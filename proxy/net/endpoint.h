@@ -62,6 +62,7 @@ class Endpoint {
   explicit operator bool() const { return static_cast<bool>(socket_); }
   // Connected: the TCP connection is up (keep-alive and no-delay are set here).
   void Connected();
+  bool connected() const { return connected_; }
 
   // StartTls makes the side speak TLS through `session`, which writes into outgoing();
   // `ciphertext` (e.g. the sniffed start of a ClientHello) is fed to it first. A client
@@ -135,8 +136,11 @@ class Endpoint {
   ChunkQueue outgoing_;   // bytes ready for the socket (ciphertext when TLS)
   ChunkQueue in_flight_;  // bytes held by the write in progress
   Chunk* read_chunk_ = nullptr;
-  uv_write_t write_req_{};
-  uv_shutdown_t shutdown_req_{};
+  // The requests are made when first needed (a write the socket did not take at once, the
+  // FIN), so that an idle endpoint does not carry them; the write request is kept for the
+  // next such write.
+  std::unique_ptr<uv_write_t> write_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;
   bool connected_ = false;
   bool reading_ = false;
   bool paused_ = false;            // reading stopped because the other side is full

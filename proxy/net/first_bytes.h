@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -71,6 +72,9 @@ class FirstRequest {
   bool inspected() const { return inspected_; }
   bool identified() const { return identified_; }
   const protocol::RequestInfo& request() const { return request_; }
+  // TakeMetadata moves the identified client's hello metadata out (for the connection to
+  // keep; request().metadata is empty after). Refusal does not need it.
+  protocol::HelloMetadata TakeMetadata() { return std::move(request_.metadata); }
   // undecodable: why an inspected request yielded no identity ("" when identified).
   const std::string& undecodable() const { return undecodable_; }
 

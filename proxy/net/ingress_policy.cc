@@ -17,7 +17,7 @@ namespace sidecar::proxy {
 using State = Connection::State;
 
 IngressPolicy::IngressPolicy(Connection& connection)
-    : c_(connection), sniffed_(connection.context_.pool) {}
+    : c_(connection), first_(std::make_unique<FirstContact>(connection.context_.pool)) {}
 
 void IngressPolicy::Start() {
   c_.ArmTimer(c_.context_.limits.sniff_timeout_ms, CloseReason::kSniffTimeout);
@@ -30,7 +30,7 @@ bool IngressPolicy::OnClientBytes(ChunkQueue& plaintext) {
     c_.MaybeFinishDrain();
     return false;
   }
-  if (!first_request_.inspected()) {
+  if (!Inspected()) {
     Inspect(plaintext);
   }
   if (c_.state_ == State::kRejecting) {
@@ -46,14 +46,14 @@ bool IngressPolicy::OnClientBytes(ChunkQueue& plaintext) {
 void IngressPolicy::OnSniffBytes(ChunkQueue& bytes) {
   protocol::SniffVerdict verdict = protocol::SniffVerdict::kNeedMore;
   for (const Chunk* c = bytes.front(); c != nullptr; c = c->next) {
-    verdict = first_bytes_.Add(absl::MakeConstSpan(c->head(), c->size()));
+    verdict = first_->bytes.Add(absl::MakeConstSpan(c->head(), c->size()));
   }
-  bytes.MoveAllTo(sniffed_);  // kept until we know where the bytes go
+  bytes.MoveAllTo(first_->sniffed);  // kept until we know where the bytes go
   if (verdict == protocol::SniffVerdict::kNeedMore) {
     return;
   }
   c_.mode_ = c_.context_.mode->load(std::memory_order_acquire);
-  Admission admission = DecideAdmission(verdict, first_bytes_.bytes(), c_.mode_, [this] {
+  Admission admission = DecideAdmission(verdict, first_->bytes.bytes(), c_.mode_, [this] {
     c_.tls_snapshot_ = c_.context_.tls->load();
     return c_.tls_snapshot_ && c_.tls_snapshot_->server_context() != nullptr;
   });
@@ -61,12 +61,16 @@ void IngressPolicy::OnSniffBytes(ChunkQueue& bytes) {
     case Admission::Action::kHandshake:
       StartHandshake();
       return;
-    case Admission::Action::kAdmit:
+    case Admission::Action::kAdmit: {
       uv_timer_stop(c_.timer_.get());
       Admit(Transport::kPlaintext);
       c_.ConnectUpstream(reinterpret_cast<const sockaddr*>(c_.context_.upstream_address));
-      c_.OnReceived(c_.downstream_, sniffed_);
+      // Handed on from a queue of our own: inspecting them may release first_.
+      ChunkQueue sniffed(c_.context_.pool);
+      first_->sniffed.MoveAllTo(sniffed);
+      c_.OnReceived(c_.downstream_, sniffed);
       return;
+    }
     case Admission::Action::kRefuseRequest:
       Refuse(admission.reason);
       return;
@@ -94,7 +98,7 @@ void IngressPolicy::StartHandshake() {
   // In parallel with the handshake.
   c_.ConnectUpstream(reinterpret_cast<const sockaddr*>(c_.context_.upstream_address));
   // The sniffed bytes are the start of the ClientHello: nothing is lost.
-  c_.downstream_.StartTls(*std::move(session), sniffed_);
+  c_.downstream_.StartTls(*std::move(session), first_->sniffed);
   c_.downstream_.Pump();
 }
 
@@ -128,13 +132,13 @@ void IngressPolicy::Refuse(CloseReason reason) {
   c_.transport_ = Transport::kPlaintext;
   c_.Enter(State::kRejecting, CloseReasonName(reason), reason);
   c_.ArmTimer(c_.context_.limits.sniff_timeout_ms, reason);
-  Inspect(sniffed_);
-  sniffed_.Clear();
+  Inspect(first_->sniffed);
+  first_->sniffed.Clear();
   MaybeAnswerRefusal();
 }
 
 void IngressPolicy::AnswerAndClose(CloseReason reason, std::string_view answer) {
-  sniffed_.Clear();
+  first_->sniffed.Clear();
   c_.Enter(State::kClosingAfterFlush, CloseReasonName(reason), reason);
   c_.downstream_.WriteNow(reinterpret_cast<const uint8_t*>(answer.data()), answer.size());
 }
@@ -152,11 +156,12 @@ void IngressPolicy::OnUpstreamUnavailable() {
 }
 
 void IngressPolicy::MaybeAnswerRefusal() {
-  if (c_.state_ != State::kRejecting || !first_request_.inspected()) {
+  // In kRejecting the first contact is still held: a refusal is possible only before it goes.
+  if (c_.state_ != State::kRejecting || first_ == nullptr || !first_->request.inspected()) {
     return;
   }
   CloseReason reason = c_.reason_;
-  std::vector<uint8_t> reply = first_request_.Refusal(reason, c_.upstream_error_);
+  std::vector<uint8_t> reply = first_->request.Refusal(reason, c_.upstream_error_);
   c_.Enter(State::kClosingAfterFlush, "first request answered", reason);
   Endpoint& down = c_.downstream_;
   if (!reply.empty()) {
@@ -197,12 +202,13 @@ void IngressPolicy::OnHandshakeFailed(Endpoint& side) {
 }
 
 void IngressPolicy::Inspect(const ChunkQueue& plaintext) {
+  FirstRequest& first_request = first_->request;
   for (const Chunk* c = plaintext.front(); c != nullptr; c = c->next) {
-    if (!first_request_.Add(absl::MakeConstSpan(c->head(), c->size()))) {
+    if (!first_request.Add(absl::MakeConstSpan(c->head(), c->size()))) {
       continue;
     }
-    if (first_request_.identified()) {
-      c_.metadata_ = first_request_.request().metadata;
+    if (first_request.identified()) {
+      c_.metadata_ = first_request.TakeMetadata();
       const protocol::HelloMetadata& hello = c_.metadata_;
       if (c_.admitted_) {
         c_.client_row_ =
@@ -217,9 +223,24 @@ void IngressPolicy::Inspect(const ChunkQueue& plaintext) {
       static LogRateLimiter limiter(5);
       limiter.Log(Severity::kInfo, Component::kNetwork,
                   "first request not decoded; forwarding it untouched",
-                  {{"remote", c_.peer_address_}, {"why", first_request_.undecodable()}});
+                  {{"remote", c_.peer_address_}, {"why", first_request.undecodable()}});
     }
+    MaybeReleaseFirstContact();
     return;
+  }
+}
+
+bool IngressPolicy::OnUpstreamConnected() {
+  MaybeReleaseFirstContact();
+  return true;
+}
+
+void IngressPolicy::MaybeReleaseFirstContact() {
+  // A refusal answers the first request: plaintext in requireTLS (decided while sniffing,
+  // before any dial) or the upstream unreachable (only until it is connected). Past both,
+  // and with the client's identity read, nothing here is needed any more.
+  if (first_ != nullptr && first_->request.inspected() && c_.upstream_.connected()) {
+    first_.reset();
   }
 }
 
