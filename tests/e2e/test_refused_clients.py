@@ -113,12 +113,20 @@ def test_a_driver_refused_in_require_tls_is_listed_and_counted(require_tls, driv
     else:
         refuse_node(sidecar.port, appname)
         driver_pattern = r"nodejs"
-    # The client has given up (closed, or its process exited): the counts are final now.
+    # The client has given up (closed, or its process exited), but a connection its monitor
+    # opened just before closing may still be being refused: the row and the metric are read
+    # until they agree, and must agree within the deadline.
     row = check_refused_row(wait_for_row(sidecar, appname), driver_pattern)
 
     # The metric carries the application and driver of the hello, as many times as the row.
-    counted = refusals(metrics_address)
-    assert counted.get((appname, row["driver"])) == row["total"], (counted, row)
+    deadline = time.monotonic() + 10
+    while True:
+        counted = refusals(metrics_address)
+        if counted.get((appname, row["driver"])) == row["total"]:
+            break
+        assert time.monotonic() < deadline, (counted, row)
+        time.sleep(0.2)
+        row = check_refused_row(wait_for_row(sidecar, appname), driver_pattern)
     # Every refusal is one plaintext_in_requireTLS rejection, and one count in a row.
     all_rows = plaintext_rows(sidecar)
     assert all(r["state"] == "refused" for r in all_rows), all_rows
