@@ -237,6 +237,14 @@ def describe_flow(key):
     return f"{'.'.join(map(str, src))}:{sport} -> {'.'.join(map(str, dst))}:{dport}"
 
 
+def not_tls(key, flow):
+    """Why a flow opened after preferTLS fails the check, for the failure message."""
+    records, problem = tls_records(flow.stream)
+    return (f"{describe_flow(key)} opened after preferTLS is not TLS: "
+            f"{problem or 'a hole in the capture'} after {records} records; "
+            f"{op_msg_headers(flow.stream)} OP_MSG headers")
+
+
 def plaintext_bytes_by_stage(flows, windows):
     """{stage: bytes} sent between the nodes in each stage ((name, start, end) windows) on
     connections that are not TLS from their first byte."""
@@ -257,11 +265,8 @@ def check_tls_capture(flows, failures, figures, label, opened_before_allowed):
         if not inter_node(key) or not flow.stream:
             continue
         if flow.syn:
-            records, problem = tls_records(flow.stream)
-            if problem is not None or flow.gap_bytes:
-                failures.append(f"{label}: {describe_flow(key)} opened after preferTLS is not "
-                                f"TLS: {problem or 'a hole in the capture'} after {records} "
-                                f"records; {op_msg_headers(flow.stream)} OP_MSG headers")
+            if not is_tls(flow):
+                failures.append(f"{label}: {not_tls(key, flow)}")
                 continue
             tls_bytes += len(flow.stream)
             tls_flows += 1
@@ -306,10 +311,7 @@ def check_member_capture(flows, windows, failures, figures):
     for key, flow in members.items():
         if flow.syn and flow.syn_ts >= drain_start:
             if not is_tls(flow):
-                records, problem = tls_records(flow.stream)
-                failures.append(f"{describe_flow(key)} opened after preferTLS is not TLS: "
-                                f"{problem or 'a hole in the capture'} after {records} "
-                                f"records; {op_msg_headers(flow.stream)} OP_MSG headers")
+                failures.append(not_tls(key, flow))
                 continue
             tls_bytes += len(flow.stream)
             tls_flows += 1
