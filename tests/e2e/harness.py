@@ -347,6 +347,23 @@ OP_QUERY = 2004
 OP_MSG = 2013
 
 
+def egress_config(pki, egress_port, target, mode="preferTLS", ca=None, tls_extra="", after=""):
+    """The configuration of a node's sidecar with one egress peer: `target` ("host:port")
+    reached through a listener on 127.0.0.1:`egress_port`, with the node's own certificates.
+    `tls_extra` lines go into [net.tls], `after` (more tables) at the end."""
+    return f"""
+[net.tls]
+mode = "{mode}"
+certificateKeyFile = "{pki['server']}"
+CAFile = "{ca or pki['ca']}"
+clusterFile = "{pki['cluster']}"
+{tls_extra}
+[[egress.peers]]
+listen = "127.0.0.1:{egress_port}"
+target = "{target}"
+{after}"""
+
+
 def op_msg(document, request_id=1):
     """An OP_MSG with one body section (kind 0) holding `document`."""
     body = b"\x00" + bson.encode(document)

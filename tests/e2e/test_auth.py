@@ -160,16 +160,7 @@ def test_scram_between_members_through_tls_egress(procs, pki):
                          upstream=standin.address, name="peer")
     egress_port = harness.free_port()
     local_standin = procs.standin(name="local-standin")
-    config = f"""
-[net.tls]
-mode = "preferTLS"
-certificateKeyFile = "{pki['server']}"
-CAFile = "{pki['ca']}"
-clusterFile = "{pki['cluster']}"
-[[egress.peers]]
-listen = "127.0.0.1:{egress_port}"
-target = "127.0.0.1:{peer.port}"
-"""
+    config = harness.egress_config(pki, egress_port, f"127.0.0.1:{peer.port}")
     node = procs.sidecar(upstream=local_standin.address, config=config, name="local")
     deadline = time.monotonic() + 10
     while not harness.is_listening(egress_port):

@@ -81,17 +81,7 @@ def local(procs, pki, mode, target, ca=None, name="local", extra=""):
     the port of its egress listener."""
     egress_port = harness.free_port()
     standin = procs.standin(name=f"{name}-standin")
-    config = f"""
-[net.tls]
-mode = "{mode}"
-certificateKeyFile = "{pki['server']}"
-CAFile = "{ca or pki['ca']}"
-clusterFile = "{pki['cluster']}"
-{extra}
-[[egress.peers]]
-listen = "127.0.0.1:{egress_port}"
-target = "{target}"
-"""
+    config = harness.egress_config(pki, egress_port, target, mode=mode, ca=ca, tls_extra=extra)
     sidecar = procs.sidecar(upstream=standin.address, config=config, name=name)
     harness_wait_port(egress_port, sidecar)
     return sidecar, egress_port

@@ -256,17 +256,7 @@ def test_revoked_peer_certificate_fails_egress_without_plaintext_fallback(
     peer = procs.sidecar("--tlsMode", "allowTLS", "--tlsCertificateKeyFile", pki["server"],
                          "--tlsCAFile", pki["ca"], upstream=peer_standin.address, name="peer")
     egress_port = harness.free_port()
-    config = f"""
-[net.tls]
-mode = "preferTLS"
-certificateKeyFile = "{pki['server']}"
-CAFile = "{pki['ca']}"
-clusterFile = "{pki['cluster']}"
-
-[[egress.peers]]
-listen = "127.0.0.1:{egress_port}"
-target = "localhost:{peer.port}"
-"""
+    config = harness.egress_config(pki, egress_port, f"localhost:{peer.port}")
     local_standin = procs.standin(name="local-standin")
     local = procs.sidecar(upstream=local_standin.address, config=config, name="local")
     harness.wait_until(lambda: harness.is_listening(egress_port), what="egress listener")

@@ -243,20 +243,8 @@ def test_egress_follows_the_same_rule(procs, pki):
                          upstream=peer_standin.address, name="peer")
     egress_port = harness.free_port()
     local_standin = procs.standin(name="local-standin")
-    local = procs.sidecar(upstream=local_standin.address, name="local", config=f"""
-[net.tls]
-mode = "preferTLS"
-certificateKeyFile = "{pki['server']}"
-CAFile = "{pki['ca']}"
-clusterFile = "{pki['cluster']}"
-
-[[egress.peers]]
-listen = "127.0.0.1:{egress_port}"
-target = "127.0.0.1:{peer.port}"
-
-[limits]
-drainSeconds = 10
-""")
+    local = procs.sidecar(upstream=local_standin.address, name="local", config=harness.egress_config(
+        pki, egress_port, f"127.0.0.1:{peer.port}", after="[limits]\ndrainSeconds = 10\n"))
     # The local mongod's side of two member connections: raw plaintext to the egress listener.
     with streams.Stream(egress_port) as busy, streams.Stream(egress_port) as idle:
         for stream in (busy, idle):
